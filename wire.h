@@ -1,0 +1,678 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * wire.h: the kubezonnet agent-to-server protocol. Header-only; encoders and decoders are
+ * static inline, allocate nothing and do no I/O.
+ *
+ * Transport: one TCP connection per agent. Each frame is
+ *
+ *     u32 length   bytes that follow this field (type + flags + payload), big-endian
+ *     u16 type     WIRE_HELLO, WIRE_STATS, WIRE_ACK or WIRE_ERROR
+ *     u16 flags    WIRE_FLAG_ZLIB (STATS only); every other bit must be zero
+ *     payload      length - 4 bytes
+ *
+ * All integers are big-endian. Addresses are 16 bytes: IPv6 as is, IPv4 as IPv4-mapped IPv6
+ * (::ffff:a.b.c.d). A receiver checks `length` against its maximum frame size (default
+ * WIRE_FRAME_MAX_DEFAULT) before it reads or buffers the body.
+ *
+ * HELLO (agent to server, first frame of a connection):
+ *     u32 magic (WIRE_MAGIC), u16 version (WIRE_VERSION), u64 instance id (random, chosen at
+ *     agent start), u16 node name length + node name (RFC 1123 subdomain, 1..253 bytes),
+ *     u16 agent version length + agent version (printable ASCII, 1..64 bytes).
+ * STATS (agent to server, one per interval, resent until acknowledged):
+ *     u64 sequence (per instance, starts at 1), u64 interval start, u64 interval end (Unix ns),
+ *     u64 lost packets and u64 lost bytes because the kernel map was full, u64 lost packets and
+ *     u64 lost bytes the agent dropped because its backlog was full, u32 record count, then
+ *     that many records of WIRE_RECORD_SIZE bytes each:
+ *     u8 family (4 or 6), u8 L4 protocol, u16 port, src[16], dst[16], u64 bytes, u64 packets.
+ *     With WIRE_FLAG_ZLIB the payload is u32 uncompressed length followed by a zlib stream
+ *     (RFC 1950) that inflates to exactly that many bytes of the payload above.
+ * ACK (server to agent): u64 sequence of the STATS frame now stored.
+ * ERROR (either way, before closing): u16 code (enum wire_error_code), u16 message length +
+ *     message (UTF-8, at most WIRE_ERROR_MESSAGE_MAX bytes).
+ *
+ * Decoding checks every length exactly (trailing bytes are an error), bounds counts by
+ * division rather than multiplication, and never reads outside the buffer it is given.
+ */
+#ifndef KUBEZONNET_WIRE_H
+#define KUBEZONNET_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <zlib.h>
+
+#define WIRE_MAGIC	       0x4b5a4e54u /* "KZNT" */
+#define WIRE_VERSION	       1
+#define WIRE_LENGTH_SIZE       4
+#define WIRE_HEADER_SIZE       8	   /* length + type + flags */
+#define WIRE_FRAME_MAX_DEFAULT (16u << 20) /* largest `length` a receiver accepts */
+#define WIRE_NODE_NAME_MAX     253
+#define WIRE_AGENT_VERSION_MAX 64
+#define WIRE_ERROR_MESSAGE_MAX 256
+#define WIRE_HELLO_FIXED_SIZE  (4 + 2 + 8 + 2 + 2)
+#define WIRE_HELLO_MAX_PAYLOAD (WIRE_HELLO_FIXED_SIZE + WIRE_NODE_NAME_MAX + WIRE_AGENT_VERSION_MAX)
+#define WIRE_STATS_FIXED_SIZE  (8 * 3 + 8 * 4 + 4)
+#define WIRE_RECORD_SIZE       (1 + 1 + 2 + 16 + 16 + 8 + 8)
+#define WIRE_ACK_PAYLOAD_SIZE  8
+#define WIRE_ERROR_FIXED_SIZE  (2 + 2)
+#define WIRE_ZLIB_PREFIX_SIZE  4
+
+enum wire_type {
+	WIRE_HELLO = 1,
+	WIRE_STATS = 2,
+	WIRE_ACK = 3,
+	WIRE_ERROR = 4,
+};
+
+#define WIRE_FLAG_ZLIB 0x0001u
+
+/* Decoder results: a byte count (>= 0) or one of these. */
+enum wire_result {
+	WIRE_E_PARTIAL = -1,	    /* not an error: fewer bytes than the frame needs yet */
+	WIRE_E_TOO_BIG = -2,	    /* length field above the receiver's maximum */
+	WIRE_E_SHORT = -3,	    /* length field below the 4 bytes of type and flags */
+	WIRE_E_TYPE = -4,	    /* unknown frame type */
+	WIRE_E_FLAGS = -5,	    /* a flag unknown, or not allowed on this type */
+	WIRE_E_LENGTH = -6,	    /* payload length does not match its contents */
+	WIRE_E_MAGIC = -7,	    /* HELLO without WIRE_MAGIC */
+	WIRE_E_VERSION = -8,	    /* HELLO with a protocol version we do not speak */
+	WIRE_E_NODE_NAME = -9,	    /* node name empty, too long or not an RFC 1123 subdomain */
+	WIRE_E_AGENT_VERSION = -10, /* agent version empty, too long or not printable ASCII */
+	WIRE_E_FAMILY = -11, /* record family not 4 or 6, or IPv4 record with non-mapped address */
+	WIRE_E_COMPRESSION =
+		-12,	       /* zlib stream corrupt, short, long, or inflates to the wrong size */
+	WIRE_E_UTF8 = -13,     /* ERROR message is not valid UTF-8 */
+	WIRE_E_SPACE = -14,    /* encoder: output buffer too small */
+	WIRE_E_SEQUENCE = -15, /* STATS or ACK with sequence 0 */
+};
+
+/* Codes carried in ERROR frames. */
+enum wire_error_code {
+	WIRE_ERR_PROTOCOL = 1, /* malformed frame; the message says which check failed */
+	WIRE_ERR_VERSION = 2,  /* unsupported protocol version */
+	WIRE_ERR_EXPECTED_HELLO = 3,
+	WIRE_ERR_OVERLOADED = 4, /* too many connections */
+	WIRE_ERR_SHUTDOWN = 5,
+};
+
+struct wire_frame {
+	uint16_t type;
+	uint16_t flags;
+	const uint8_t *payload; /* points into the caller's buffer */
+	uint32_t payload_len;
+};
+
+struct wire_hello {
+	uint16_t version;
+	uint64_t instance_id;
+	const char *node; /* not NUL-terminated; points into the caller's buffer */
+	uint16_t node_len;
+	const char *agent_version; /* likewise */
+	uint16_t agent_version_len;
+};
+
+struct wire_loss {
+	uint64_t map_full_packets; /* kernel map had no room for a new flow */
+	uint64_t map_full_bytes;
+	uint64_t backlog_packets; /* agent backlog full while the server was away */
+	uint64_t backlog_bytes;
+};
+
+struct wire_stats {
+	uint64_t sequence;
+	uint64_t start_ns;
+	uint64_t end_ns;
+	struct wire_loss loss;
+	uint32_t count;
+	const uint8_t *records; /* count * WIRE_RECORD_SIZE bytes in the caller's buffer */
+};
+
+struct wire_record {
+	uint8_t family; /* 4 or 6 */
+	uint8_t protocol;
+	uint16_t port;
+	uint8_t src[16];
+	uint8_t dst[16];
+	uint64_t bytes;
+	uint64_t packets;
+};
+
+struct wire_error {
+	uint16_t code;
+	const char *message; /* not NUL-terminated; points into the caller's buffer */
+	uint16_t message_len;
+};
+
+/* wire_strerror returns a static description of a wire_result code. */
+static inline const char *wire_strerror(int result)
+{
+	switch (result) {
+	case WIRE_E_PARTIAL:
+		return "incomplete frame";
+	case WIRE_E_TOO_BIG:
+		return "frame larger than the maximum";
+	case WIRE_E_SHORT:
+		return "frame length below header size";
+	case WIRE_E_TYPE:
+		return "unknown frame type";
+	case WIRE_E_FLAGS:
+		return "unknown or misplaced flags";
+	case WIRE_E_LENGTH:
+		return "payload length does not match contents";
+	case WIRE_E_MAGIC:
+		return "bad magic";
+	case WIRE_E_VERSION:
+		return "unsupported protocol version";
+	case WIRE_E_NODE_NAME:
+		return "invalid node name";
+	case WIRE_E_AGENT_VERSION:
+		return "invalid agent version";
+	case WIRE_E_FAMILY:
+		return "invalid record address family";
+	case WIRE_E_COMPRESSION:
+		return "invalid compressed payload";
+	case WIRE_E_UTF8:
+		return "invalid UTF-8 in message";
+	case WIRE_E_SPACE:
+		return "output buffer too small";
+	case WIRE_E_SEQUENCE:
+		return "sequence number zero";
+	default:
+		return result >= 0 ? "ok" : "unknown error";
+	}
+}
+
+/* wire_reason returns a short metric-label-safe name for a wire_result code. */
+static inline const char *wire_reason(int result)
+{
+	switch (result) {
+	case WIRE_E_TOO_BIG:
+		return "too_big";
+	case WIRE_E_SHORT:
+		return "short";
+	case WIRE_E_TYPE:
+		return "type";
+	case WIRE_E_FLAGS:
+		return "flags";
+	case WIRE_E_LENGTH:
+		return "length";
+	case WIRE_E_MAGIC:
+		return "magic";
+	case WIRE_E_VERSION:
+		return "version";
+	case WIRE_E_NODE_NAME:
+		return "node_name";
+	case WIRE_E_AGENT_VERSION:
+		return "agent_version";
+	case WIRE_E_FAMILY:
+		return "family";
+	case WIRE_E_COMPRESSION:
+		return "compression";
+	case WIRE_E_UTF8:
+		return "utf8";
+	case WIRE_E_SEQUENCE:
+		return "sequence";
+	default:
+		return "other";
+	}
+}
+
+/* Big-endian load and store. */
+static inline uint16_t wire_get16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+static inline uint32_t wire_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static inline uint64_t wire_get64(const uint8_t *p)
+{
+	return (uint64_t)wire_get32(p) << 32 | wire_get32(p + 4);
+}
+
+static inline void wire_put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)(v >> 8);
+	p[1] = (uint8_t)v;
+}
+
+static inline void wire_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+static inline void wire_put64(uint8_t *p, uint64_t v)
+{
+	wire_put32(p, (uint32_t)(v >> 32));
+	wire_put32(p + 4, (uint32_t)v);
+}
+
+/*
+ * wire_valid_node_name reports whether name[0..len) is an RFC 1123 subdomain as Kubernetes
+ * requires of node names: 1..253 bytes of [a-z0-9.-], dot-separated labels of 1..63 bytes
+ * that start and end with [a-z0-9]. Non-ASCII bytes (and so any UTF-8) are rejected.
+ */
+static inline int wire_valid_node_name(const char *name, size_t len)
+{
+	size_t label = 0;
+
+	if (len == 0 || len > WIRE_NODE_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		char c = name[i];
+		int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+
+		if (c == '.') {
+			if (label == 0 || name[i - 1] == '-')
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (!alnum && c != '-')
+			return 0;
+		if (label == 0 && c == '-')
+			return 0;
+		if (++label > 63)
+			return 0;
+	}
+	return label > 0 && name[len - 1] != '-';
+}
+
+/* wire_valid_printable reports whether s[0..len) is 1..max bytes of printable ASCII. */
+static inline int wire_valid_printable(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len > max)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/*
+ * wire_valid_utf8 reports whether s[0..len) is well-formed UTF-8 (RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF).
+ */
+static inline int wire_valid_utf8(const uint8_t *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		uint8_t c = s[i];
+		size_t n;
+		uint32_t cp, min;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			n = 1, cp = c & 0x1f, min = 0x80;
+		} else if ((c & 0xf0) == 0xe0) {
+			n = 2, cp = c & 0x0f, min = 0x800;
+		} else if ((c & 0xf8) == 0xf0) {
+			n = 3, cp = c & 0x07, min = 0x10000;
+		} else {
+			return 0;
+		}
+		if (n > len - i - 1)
+			return 0;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += n + 1;
+	}
+	return 1;
+}
+
+/*
+ * wire_frame_parse looks for one frame at the start of buf[0..len).
+ * Returns the whole frame's size in bytes (header included) and fills *frame, with the
+ * payload pointing into buf; WIRE_E_PARTIAL when more bytes are needed (after checking the
+ * header as far as it has arrived, so an oversized length is refused before its body is read);
+ * or a negative wire_result for a frame that can never be valid. max_length bounds the length
+ * field (use WIRE_FRAME_MAX_DEFAULT).
+ */
+static inline long wire_frame_parse(const uint8_t *buf, size_t len, uint32_t max_length,
+				    struct wire_frame *frame)
+{
+	uint32_t length;
+	uint16_t type, flags;
+
+	if (len < WIRE_LENGTH_SIZE)
+		return WIRE_E_PARTIAL;
+	length = wire_get32(buf);
+	if (length > max_length)
+		return WIRE_E_TOO_BIG;
+	if (length < WIRE_HEADER_SIZE - WIRE_LENGTH_SIZE)
+		return WIRE_E_SHORT;
+	if (len < WIRE_HEADER_SIZE)
+		return WIRE_E_PARTIAL;
+	type = wire_get16(buf + 4);
+	flags = wire_get16(buf + 6);
+	if (type < WIRE_HELLO || type > WIRE_ERROR)
+		return WIRE_E_TYPE;
+	if (flags & ~(type == WIRE_STATS ? WIRE_FLAG_ZLIB : 0u))
+		return WIRE_E_FLAGS;
+	if (len - WIRE_LENGTH_SIZE < length)
+		return WIRE_E_PARTIAL;
+	frame->type = type;
+	frame->flags = flags;
+	frame->payload = buf + WIRE_HEADER_SIZE;
+	frame->payload_len = length - (WIRE_HEADER_SIZE - WIRE_LENGTH_SIZE);
+	return (long)length + WIRE_LENGTH_SIZE;
+}
+
+/* wire_header_put writes a frame header for a payload of payload_len bytes at buf. */
+static inline void wire_header_put(uint8_t *buf, uint16_t type, uint16_t flags,
+				   uint32_t payload_len)
+{
+	wire_put32(buf, payload_len + (WIRE_HEADER_SIZE - WIRE_LENGTH_SIZE));
+	wire_put16(buf + 4, type);
+	wire_put16(buf + 6, flags);
+}
+
+/*
+ * wire_hello_decode decodes a HELLO payload. Returns 0 and fills *hello (strings point into
+ * the payload), or a negative wire_result.
+ */
+static inline int wire_hello_decode(const uint8_t *p, size_t len, struct wire_hello *hello)
+{
+	size_t node_len, agent_len;
+
+	if (len < WIRE_HELLO_FIXED_SIZE)
+		return WIRE_E_LENGTH;
+	if (wire_get32(p) != WIRE_MAGIC)
+		return WIRE_E_MAGIC;
+	hello->version = wire_get16(p + 4);
+	if (hello->version != WIRE_VERSION)
+		return WIRE_E_VERSION;
+	hello->instance_id = wire_get64(p + 6);
+	node_len = wire_get16(p + 14);
+	if (node_len > len - WIRE_HELLO_FIXED_SIZE)
+		return WIRE_E_LENGTH;
+	agent_len = wire_get16(p + 16 + node_len);
+	if (agent_len != len - WIRE_HELLO_FIXED_SIZE - node_len)
+		return WIRE_E_LENGTH;
+	hello->node = (const char *)p + 16;
+	hello->node_len = (uint16_t)node_len;
+	hello->agent_version = (const char *)p + 18 + node_len;
+	hello->agent_version_len = (uint16_t)agent_len;
+	if (!wire_valid_node_name(hello->node, node_len))
+		return WIRE_E_NODE_NAME;
+	if (!wire_valid_printable(hello->agent_version, agent_len, WIRE_AGENT_VERSION_MAX))
+		return WIRE_E_AGENT_VERSION;
+	return 0;
+}
+
+/*
+ * wire_hello_encode writes a whole HELLO frame into buf[0..cap). Returns its size, or
+ * WIRE_E_NODE_NAME / WIRE_E_AGENT_VERSION for fields the decoder would refuse, or
+ * WIRE_E_SPACE.
+ */
+static inline long wire_hello_encode(uint8_t *buf, size_t cap, const struct wire_hello *hello)
+{
+	size_t payload = WIRE_HELLO_FIXED_SIZE + (size_t)hello->node_len + hello->agent_version_len;
+	uint8_t *p = buf + WIRE_HEADER_SIZE;
+
+	if (!wire_valid_node_name(hello->node, hello->node_len))
+		return WIRE_E_NODE_NAME;
+	if (!wire_valid_printable(hello->agent_version, hello->agent_version_len,
+				  WIRE_AGENT_VERSION_MAX))
+		return WIRE_E_AGENT_VERSION;
+	if (cap < WIRE_HEADER_SIZE + payload)
+		return WIRE_E_SPACE;
+	wire_header_put(buf, WIRE_HELLO, 0, (uint32_t)payload);
+	wire_put32(p, WIRE_MAGIC);
+	wire_put16(p + 4, WIRE_VERSION);
+	wire_put64(p + 6, hello->instance_id);
+	wire_put16(p + 14, hello->node_len);
+	memcpy(p + 16, hello->node, hello->node_len);
+	wire_put16(p + 16 + hello->node_len, hello->agent_version_len);
+	memcpy(p + 18 + hello->node_len, hello->agent_version, hello->agent_version_len);
+	return (long)(WIRE_HEADER_SIZE + payload);
+}
+
+/* wire_record_get decodes record i (< stats->count) of a decoded STATS payload. */
+static inline void wire_record_get(const struct wire_stats *stats, uint32_t i,
+				   struct wire_record *r)
+{
+	const uint8_t *p = stats->records + (size_t)i * WIRE_RECORD_SIZE;
+
+	r->family = p[0];
+	r->protocol = p[1];
+	r->port = wire_get16(p + 2);
+	memcpy(r->src, p + 4, 16);
+	memcpy(r->dst, p + 20, 16);
+	r->bytes = wire_get64(p + 36);
+	r->packets = wire_get64(p + 44);
+}
+
+/* wire_record_put encodes r as WIRE_RECORD_SIZE bytes at p. */
+static inline void wire_record_put(uint8_t *p, const struct wire_record *r)
+{
+	p[0] = r->family;
+	p[1] = r->protocol;
+	wire_put16(p + 2, r->port);
+	memcpy(p + 4, r->src, 16);
+	memcpy(p + 20, r->dst, 16);
+	wire_put64(p + 36, r->bytes);
+	wire_put64(p + 44, r->packets);
+}
+
+static inline int wire_is_v4_mapped(const uint8_t a[16])
+{
+	static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	return memcmp(a, prefix, sizeof(prefix)) == 0;
+}
+
+/*
+ * wire_stats_decode decodes an uncompressed STATS payload (inflate one with WIRE_FLAG_ZLIB
+ * through wire_inflate first). Returns 0 and fills *stats, whose records point into the
+ * payload and have all been checked, or a negative wire_result.
+ */
+static inline int wire_stats_decode(const uint8_t *p, size_t len, struct wire_stats *stats)
+{
+	size_t body;
+
+	if (len < WIRE_STATS_FIXED_SIZE)
+		return WIRE_E_LENGTH;
+	body = len - WIRE_STATS_FIXED_SIZE;
+	stats->sequence = wire_get64(p);
+	stats->start_ns = wire_get64(p + 8);
+	stats->end_ns = wire_get64(p + 16);
+	stats->loss.map_full_packets = wire_get64(p + 24);
+	stats->loss.map_full_bytes = wire_get64(p + 32);
+	stats->loss.backlog_packets = wire_get64(p + 40);
+	stats->loss.backlog_bytes = wire_get64(p + 48);
+	stats->count = wire_get32(p + 56);
+	/* Bound by division: count * WIRE_RECORD_SIZE could wrap. */
+	if (body % WIRE_RECORD_SIZE != 0 || stats->count != body / WIRE_RECORD_SIZE)
+		return WIRE_E_LENGTH;
+	if (stats->sequence == 0)
+		return WIRE_E_SEQUENCE;
+	stats->records = p + WIRE_STATS_FIXED_SIZE;
+	for (uint32_t i = 0; i < stats->count; i++) {
+		const uint8_t *r = stats->records + (size_t)i * WIRE_RECORD_SIZE;
+
+		if (r[0] == 4) {
+			if (!wire_is_v4_mapped(r + 4) || !wire_is_v4_mapped(r + 20))
+				return WIRE_E_FAMILY;
+		} else if (r[0] != 6) {
+			return WIRE_E_FAMILY;
+		}
+	}
+	return 0;
+}
+
+/* wire_stats_size returns the size of an uncompressed STATS frame of count records. */
+static inline size_t wire_stats_size(uint32_t count)
+{
+	return WIRE_HEADER_SIZE + WIRE_STATS_FIXED_SIZE + (size_t)count * WIRE_RECORD_SIZE;
+}
+
+/*
+ * wire_stats_encode writes the header and fixed fields of an uncompressed STATS frame of
+ * stats->count records into buf[0..cap), and returns where record 0 goes (the caller fills
+ * the records with wire_record_put at WIRE_RECORD_SIZE strides), or NULL when cap is below
+ * wire_stats_size(stats->count) or the count cannot fit a frame. stats->records is ignored.
+ */
+static inline uint8_t *wire_stats_encode(uint8_t *buf, size_t cap, const struct wire_stats *stats)
+{
+	uint8_t *p = buf + WIRE_HEADER_SIZE;
+
+	if (stats->count > (WIRE_FRAME_MAX_DEFAULT - WIRE_STATS_FIXED_SIZE) / WIRE_RECORD_SIZE ||
+	    cap < wire_stats_size(stats->count))
+		return NULL;
+	wire_header_put(
+		buf, WIRE_STATS, 0,
+		(uint32_t)(WIRE_STATS_FIXED_SIZE + (size_t)stats->count * WIRE_RECORD_SIZE));
+	wire_put64(p, stats->sequence);
+	wire_put64(p + 8, stats->start_ns);
+	wire_put64(p + 16, stats->end_ns);
+	wire_put64(p + 24, stats->loss.map_full_packets);
+	wire_put64(p + 32, stats->loss.map_full_bytes);
+	wire_put64(p + 40, stats->loss.backlog_packets);
+	wire_put64(p + 48, stats->loss.backlog_bytes);
+	wire_put32(p + 56, stats->count);
+	return p + WIRE_STATS_FIXED_SIZE;
+}
+
+/* wire_ack_decode decodes an ACK payload into *sequence. Returns 0 or a wire_result. */
+static inline int wire_ack_decode(const uint8_t *p, size_t len, uint64_t *sequence)
+{
+	if (len != WIRE_ACK_PAYLOAD_SIZE)
+		return WIRE_E_LENGTH;
+	*sequence = wire_get64(p);
+	return *sequence == 0 ? WIRE_E_SEQUENCE : 0;
+}
+
+/* wire_ack_encode writes an ACK frame; returns its size or WIRE_E_SPACE. */
+static inline long wire_ack_encode(uint8_t *buf, size_t cap, uint64_t sequence)
+{
+	if (cap < WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE)
+		return WIRE_E_SPACE;
+	wire_header_put(buf, WIRE_ACK, 0, WIRE_ACK_PAYLOAD_SIZE);
+	wire_put64(buf + WIRE_HEADER_SIZE, sequence);
+	return WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE;
+}
+
+/* wire_error_decode decodes an ERROR payload. Returns 0 or a negative wire_result. */
+static inline int wire_error_decode(const uint8_t *p, size_t len, struct wire_error *error)
+{
+	if (len < WIRE_ERROR_FIXED_SIZE)
+		return WIRE_E_LENGTH;
+	error->code = wire_get16(p);
+	error->message_len = wire_get16(p + 2);
+	if (error->message_len != len - WIRE_ERROR_FIXED_SIZE ||
+	    error->message_len > WIRE_ERROR_MESSAGE_MAX)
+		return WIRE_E_LENGTH;
+	error->message = (const char *)p + WIRE_ERROR_FIXED_SIZE;
+	if (!wire_valid_utf8((const uint8_t *)error->message, error->message_len))
+		return WIRE_E_UTF8;
+	return 0;
+}
+
+/*
+ * wire_error_encode writes an ERROR frame carrying code and the NUL-terminated message,
+ * truncated to WIRE_ERROR_MESSAGE_MAX bytes at a UTF-8 character boundary. Returns its size,
+ * WIRE_E_UTF8 for a message that is not UTF-8, or WIRE_E_SPACE.
+ */
+static inline long wire_error_encode(uint8_t *buf, size_t cap, uint16_t code, const char *message)
+{
+	size_t n = strlen(message);
+
+	if (n > WIRE_ERROR_MESSAGE_MAX) {
+		n = WIRE_ERROR_MESSAGE_MAX;
+		while (n > 0 && ((uint8_t)message[n] & 0xc0) == 0x80)
+			n--;
+	}
+	if (!wire_valid_utf8((const uint8_t *)message, n))
+		return WIRE_E_UTF8;
+	if (cap < WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + n)
+		return WIRE_E_SPACE;
+	wire_header_put(buf, WIRE_ERROR, 0, (uint32_t)(WIRE_ERROR_FIXED_SIZE + n));
+	wire_put16(buf + WIRE_HEADER_SIZE, code);
+	wire_put16(buf + WIRE_HEADER_SIZE + 2, (uint16_t)n);
+	memcpy(buf + WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE, message, n);
+	return (long)(WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + n);
+}
+
+/*
+ * wire_inflated_size returns the uncompressed payload size a WIRE_FLAG_ZLIB payload declares,
+ * or WIRE_E_COMPRESSION when it is too short to declare one, or declares less than a STATS
+ * payload's fixed part or more than max_length. The caller provides that many bytes to
+ * wire_inflate.
+ */
+static inline long wire_inflated_size(const uint8_t *p, size_t len, uint32_t max_length)
+{
+	uint32_t n;
+
+	if (len < WIRE_ZLIB_PREFIX_SIZE + 1)
+		return WIRE_E_COMPRESSION;
+	n = wire_get32(p);
+	if (n < WIRE_STATS_FIXED_SIZE || n > max_length)
+		return WIRE_E_COMPRESSION;
+	return (long)n;
+}
+
+/*
+ * wire_inflate inflates a WIRE_FLAG_ZLIB payload p[0..len) into dst, which must hold exactly
+ * wire_inflated_size() bytes (dst_len). Returns that size, or WIRE_E_COMPRESSION when the
+ * stream is corrupt, inflates to any other size, or has trailing bytes.
+ */
+static inline long wire_inflate(const uint8_t *p, size_t len, uint8_t *dst, size_t dst_len)
+{
+	uLongf out = (uLongf)dst_len;
+	uLong in;
+
+	if (len < WIRE_ZLIB_PREFIX_SIZE + 1 || dst_len == 0 || wire_get32(p) != dst_len)
+		return WIRE_E_COMPRESSION;
+	in = (uLong)(len - WIRE_ZLIB_PREFIX_SIZE);
+	/* A stream longer than dst_len fails with Z_BUF_ERROR; a shorter one leaves out short. */
+	if (uncompress2(dst, &out, p + WIRE_ZLIB_PREFIX_SIZE, &in) != Z_OK || out != dst_len ||
+	    in != len - WIRE_ZLIB_PREFIX_SIZE)
+		return WIRE_E_COMPRESSION;
+	return (long)dst_len;
+}
+
+/* wire_deflate_bound returns the largest frame wire_deflate can make of a payload_len payload. */
+static inline size_t wire_deflate_bound(size_t payload_len)
+{
+	return WIRE_HEADER_SIZE + WIRE_ZLIB_PREFIX_SIZE + compressBound((uLong)payload_len);
+}
+
+/*
+ * wire_deflate compresses the uncompressed STATS frame frame[0..frame_len) into a
+ * WIRE_FLAG_ZLIB frame in dst[0..cap). Returns the new frame's size, WIRE_E_SPACE (cap below
+ * wire_deflate_bound of the payload), or WIRE_E_COMPRESSION when zlib fails.
+ */
+static inline long wire_deflate(const uint8_t *frame, size_t frame_len, uint8_t *dst, size_t cap,
+				int level)
+{
+	size_t payload_len = frame_len - WIRE_HEADER_SIZE;
+	uLongf out;
+
+	if (frame_len < WIRE_HEADER_SIZE || cap < wire_deflate_bound(payload_len))
+		return WIRE_E_SPACE;
+	out = (uLongf)(cap - WIRE_HEADER_SIZE - WIRE_ZLIB_PREFIX_SIZE);
+	if (compress2(dst + WIRE_HEADER_SIZE + WIRE_ZLIB_PREFIX_SIZE, &out,
+		      frame + WIRE_HEADER_SIZE, (uLong)payload_len, level) != Z_OK)
+		return WIRE_E_COMPRESSION;
+	wire_header_put(dst, wire_get16(frame + 4), WIRE_FLAG_ZLIB,
+			(uint32_t)(WIRE_ZLIB_PREFIX_SIZE + out));
+	wire_put32(dst + WIRE_HEADER_SIZE, (uint32_t)payload_len);
+	return (long)(WIRE_HEADER_SIZE + WIRE_ZLIB_PREFIX_SIZE + out);
+}
+
+#endif /* KUBEZONNET_WIRE_H */
