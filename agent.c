@@ -1,23 +1,106 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * kubezonnet-agent: loads the embedded BPF program, attaches it to netfilter POSTROUTING for
- * IPv4 and IPv6 in the current network namespace, and runs until SIGTERM or SIGINT.
+ * kubezonnet-agent: counts every flow leaving this node's network namespace with the BPF
+ * program in bpf/kubezonnet.bpf.c (netfilter POSTROUTING, IPv4 and IPv6) and ships the counts
+ * to kubezonnet-server over wire.h every interval.
+ *
+ * Nothing is lost:
+ * - The kernel maps, links and the agent's own state are pinned under --pin-path, so counting
+ *   goes on while the agent restarts (even after kill -9), and a new agent continues the same
+ *   report stream (instance id, sequence) where the old one stopped.
+ * - A drain swaps the active flow map for the idle one (the swap waits for running programs),
+ *   builds one STATS frame from the frozen map, and clears that map only once the server has
+ *   acknowledged the frame. Until then the active map keeps counting; when it fills up, the
+ *   bytes go to loss counters that the next report carries.
+ * - The server deduplicates by (instance id, sequence), so a frame resent after a lost ACK or
+ *   a restart is never counted twice.
+ *
+ * Life cycle, as in libbpf-bootstrap: open -> configure -> load -> attach -> loop -> cleanup.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/magic.h>
 #include <linux/netfilter.h>
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "bpf/kubezonnet.h"
 #include "kubezonnet.skel.h"
 #include "version.h"
+#include "wire.h"
+
+#define AGENT_PIN_PATH_DEFAULT	 "/sys/fs/bpf/kubezonnet"
+#define AGENT_INTERVAL_DEFAULT	 10000 /* ms */
+#define AGENT_BACKOFF_MIN	 500   /* ms */
+#define AGENT_BACKOFF_MAX	 30000 /* ms */
+#define AGENT_ACK_TIMEOUT	 30000 /* ms without an ACK for a sent frame: reconnect */
+#define AGENT_SHUTDOWN_WAIT	 5000  /* ms for the last report on SIGTERM */
+#define AGENT_COMPRESS_THRESHOLD 4096  /* frames above this many bytes are zlib-compressed */
+
+struct agent_config {
+	const char *server;
+	char node[WIRE_NODE_NAME_MAX + 1];
+	unsigned int interval_ms;
+	unsigned int map_entries;
+	const char *pin_path;
+};
+
+enum agent_conn_state { AGENT_DISCONNECTED, AGENT_CONNECTING, AGENT_CONNECTED };
+
+struct agent {
+	struct agent_config config;
+	struct kubezonnet_bpf *skel;
+	struct bpf_link *links[2];
+	int flows_fd[2];
+	int active_fd, loss_fd, state_fd;
+	int active; /* index into flows_fd of the map packets go to */
+	unsigned int map_entries;
+	int ncpus;
+	struct kzn_agent_state state;
+
+	/* The report built from the frozen map, kept until acknowledged. */
+	struct kzn_flow_key *keys;
+	struct kzn_flow_value *values;
+	__u32 frozen_count;
+	uint8_t *frame;
+	size_t frame_len;
+	int frame_sent; /* on the current connection */
+	long long frame_sent_ms;
+	int drain_due; /* an interval passed while a report was still pending */
+
+	/* The connection to the server. */
+	enum agent_conn_state conn;
+	int sock;
+	char peer[300];
+	uint8_t hello[WIRE_HEADER_SIZE + WIRE_HELLO_MAX_PAYLOAD];
+	size_t hello_len;
+	const uint8_t *out; /* bytes being written: hello or frame */
+	size_t out_len, out_off;
+	int out_is_frame;
+	uint8_t in[WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + WIRE_ERROR_MESSAGE_MAX];
+	size_t in_len;
+	unsigned int backoff_ms;
+	long long next_connect_ms;
+	long long next_drain_ms;
+};
 
 static volatile sig_atomic_t agent_stop;
 
@@ -52,52 +135,855 @@ static int agent_libbpf_print(enum libbpf_print_level level, const char *fmt, va
 	return vfprintf(stderr, fmt, ap);
 }
 
-static void agent_usage(FILE *out)
+static long long agent_now_ms(void)
 {
-	fprintf(out,
-		"usage: kubezonnet-agent [--help] [--version]\n"
-		"\n"
-		"Counts the bytes and packets of every flow leaving this network namespace with\n"
-		"an eBPF program on netfilter POSTROUTING (IPv4 and IPv6). Needs root (or\n"
-		"CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON) and Linux 6.4 or newer.\n"
-		"\n"
-		"  -h, --help     this text\n"
-		"  -V, --version  print the version and exit\n");
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* agent_attach attaches prog to POSTROUTING for one protocol family; NULL on failure. */
-static struct bpf_link *agent_attach(struct bpf_program *prog, int pf, const char *name)
+static uint64_t agent_wall_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t agent_random64(void)
+{
+	uint64_t v = 0;
+
+	while (v == 0)
+		if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+			v = (uint64_t)agent_wall_ns() ^ ((uint64_t)getpid() << 32);
+	return v;
+}
+
+/* ---- pinned state ---- */
+
+/* agent_save_state writes the state to its pinned map; returns 0 or -errno. */
+static int agent_save_state(struct agent *a)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_update_elem(a->state_fd, &zero, &a->state, BPF_ANY) != 0) {
+		int err = -errno;
+		agent_log("save state to pinned map: %s", strerror(errno));
+		return err;
+	}
+	return 0;
+}
+
+/* agent_loss_total reads the cumulative loss counters, summed over CPUs, into out[]. */
+static int agent_loss_total(struct agent *a, __u64 out[KZN_LOSS_SLOTS])
+{
+	__u64 *percpu = calloc((size_t)a->ncpus, sizeof(__u64));
+
+	if (!percpu)
+		return -ENOMEM;
+	for (__u32 slot = 0; slot < KZN_LOSS_SLOTS; slot++) {
+		out[slot] = 0;
+		if (bpf_map_lookup_elem(a->loss_fd, &slot, percpu) != 0) {
+			int err = -errno;
+			agent_log("read loss counters: %s", strerror(errno));
+			free(percpu);
+			return err;
+		}
+		for (int c = 0; c < a->ncpus; c++)
+			out[slot] += percpu[c];
+	}
+	free(percpu);
+	return 0;
+}
+
+/* agent_read_frozen reads every flow of the frozen map into keys/values. */
+static int agent_read_frozen(struct agent *a)
+{
+	int fd = a->flows_fd[1 - a->active];
+	__u32 batch = 0, total = 0;
+	int first = 1;
+
+	for (;;) {
+		__u32 count = a->map_entries - total;
+		int rc;
+
+		if (count == 0)
+			break;
+		rc = bpf_map_lookup_batch(fd, first ? NULL : &batch, &batch, a->keys + total,
+					  a->values + total, &count, NULL);
+		first = 0;
+		total += count;
+		if (rc != 0) {
+			if (errno == ENOENT)
+				break;
+			agent_log("read flow map: %s", strerror(errno));
+			return -errno;
+		}
+	}
+	a->frozen_count = total;
+	return 0;
+}
+
+/* agent_build_frame encodes the frozen flows and the pending loss as the pending report. */
+static int agent_build_frame(struct agent *a)
+{
+	struct wire_stats st = {
+		.sequence = a->state.pending_sequence,
+		.start_ns = a->state.pending_start_ns,
+		.end_ns = a->state.pending_end_ns,
+		.count = a->frozen_count,
+	};
+	size_t len = wire_stats_size(a->frozen_count);
+	uint8_t *raw, *rec;
+
+	st.loss.map_full_packets = a->state.pending_loss[KZN_LOSS_MAP_FULL_PACKETS] +
+				   a->state.pending_loss[KZN_LOSS_NO_MAP_PACKETS];
+	st.loss.map_full_bytes = a->state.pending_loss[KZN_LOSS_MAP_FULL_BYTES] +
+				 a->state.pending_loss[KZN_LOSS_NO_MAP_BYTES];
+	st.loss.other_packets = a->state.pending_loss[KZN_LOSS_UNPARSED_PACKETS];
+	st.loss.other_bytes = a->state.pending_loss[KZN_LOSS_UNPARSED_BYTES];
+	raw = malloc(len);
+	if (!raw)
+		return -ENOMEM;
+	rec = wire_stats_encode(raw, len, &st);
+	for (__u32 i = 0; i < a->frozen_count; i++) {
+		const struct kzn_flow_key *k = &a->keys[i];
+		struct wire_record r = {
+			.family = k->family,
+			.protocol = k->protocol,
+			.port = k->port,
+			.bytes = a->values[i].bytes,
+			.packets = a->values[i].packets,
+		};
+		memcpy(r.src, k->src, 16);
+		memcpy(r.dst, k->dst, 16);
+		wire_record_put(rec + (size_t)i * WIRE_RECORD_SIZE, &r);
+	}
+	free(a->frame);
+	a->frame = raw;
+	a->frame_len = len;
+	if (len > AGENT_COMPRESS_THRESHOLD) {
+		size_t cap = wire_deflate_bound(len - WIRE_HEADER_SIZE);
+		uint8_t *z = malloc(cap);
+		long zlen = z ? wire_deflate(raw, len, z, cap, Z_BEST_SPEED) : WIRE_E_SPACE;
+
+		if (zlen > 0 && (size_t)zlen < len) {
+			free(raw);
+			a->frame = z;
+			a->frame_len = (size_t)zlen;
+		} else {
+			free(z);
+		}
+	}
+	a->frame_sent = 0;
+	return 0;
+}
+
+/*
+ * agent_prepare_pending turns the frozen map (plus loss since the last report) into the
+ * pending report, giving it a sequence number unless a previous agent already had.
+ */
+static int agent_prepare_pending(struct agent *a)
+{
+	int rc = agent_read_frozen(a);
+
+	if (rc)
+		return rc;
+	if (a->state.pending_sequence == 0) {
+		__u64 loss[KZN_LOSS_SLOTS];
+
+		rc = agent_loss_total(a, loss);
+		if (rc)
+			return rc;
+		for (int i = 0; i < KZN_LOSS_SLOTS; i++)
+			a->state.pending_loss[i] = loss[i] - a->state.loss_reported[i];
+		a->state.pending_sequence = a->state.next_sequence++;
+		a->state.pending_start_ns = a->state.interval_start_ns;
+		a->state.pending_end_ns = agent_wall_ns();
+		a->state.interval_start_ns = a->state.pending_end_ns;
+		rc = agent_save_state(a);
+		if (rc)
+			return rc;
+		if (a->state.pending_loss[KZN_LOSS_MAP_FULL_PACKETS] ||
+		    a->state.pending_loss[KZN_LOSS_NO_MAP_PACKETS])
+			agent_log(
+				"loss: %llu packets (%llu bytes) not stored because the flow map "
+				"was full; raise --map-entries (now %u)",
+				(unsigned long long)(a->state.pending_loss
+							     [KZN_LOSS_MAP_FULL_PACKETS] +
+						     a->state.pending_loss
+							     [KZN_LOSS_NO_MAP_PACKETS]),
+				(unsigned long long)(a->state.pending_loss
+							     [KZN_LOSS_MAP_FULL_BYTES] +
+						     a->state.pending_loss[KZN_LOSS_NO_MAP_BYTES]),
+				a->map_entries);
+		if (a->state.pending_loss[KZN_LOSS_UNPARSED_PACKETS])
+			agent_log("loss: %llu packets without a readable IP header",
+				  (unsigned long long)
+					  a->state.pending_loss[KZN_LOSS_UNPARSED_PACKETS]);
+	}
+	return agent_build_frame(a);
+}
+
+/*
+ * agent_swap points kzn_active at the idle map. The map-in-map update returns after an RCU
+ * grace period, so no program still adds to the map that was active: it is frozen.
+ */
+static int agent_swap(struct agent *a)
+{
+	__u32 zero = 0;
+	int next = 1 - a->active;
+
+	if (bpf_map_update_elem(a->active_fd, &zero, &a->flows_fd[next], BPF_ANY) != 0) {
+		agent_log("swap flow maps: %s", strerror(errno));
+		return -errno;
+	}
+	a->active = next;
+	return 0;
+}
+
+/* agent_drain starts a new report unless one is still waiting for its ACK. */
+static int agent_drain(struct agent *a)
+{
+	int rc;
+
+	if (a->state.pending_sequence != 0) {
+		a->drain_due = 1;
+		return 0;
+	}
+	a->drain_due = 0;
+	rc = agent_swap(a);
+	return rc ? rc : agent_prepare_pending(a);
+}
+
+/* agent_acknowledged clears the frozen map once the server has stored its report. */
+static int agent_acknowledged(struct agent *a)
+{
+	int fd = a->flows_fd[1 - a->active];
+	__u32 count = a->frozen_count;
+
+	if (count && bpf_map_delete_batch(fd, a->keys, &count, NULL) != 0 && errno != ENOENT) {
+		agent_log("clear flow map: %s", strerror(errno));
+		return -errno;
+	}
+	for (int i = 0; i < KZN_LOSS_SLOTS; i++) {
+		a->state.loss_reported[i] += a->state.pending_loss[i];
+		a->state.pending_loss[i] = 0;
+	}
+	a->state.pending_sequence = 0;
+	a->frozen_count = 0;
+	free(a->frame);
+	a->frame = NULL;
+	a->frame_len = 0;
+	return agent_save_state(a);
+}
+
+/* ---- BPF set-up ---- */
+
+/*
+ * agent_ensure_bpffs makes sure the pin path's directory is on a bpf filesystem: it mounts
+ * one on /sys/fs/bpf when the default path is used and nothing is mounted there (as a node
+ * without systemd's mount would have), and creates the pin directory.
+ */
+static int agent_ensure_bpffs(const char *pin_path)
+{
+	char parent[PATH_MAX];
+	struct statfs fs;
+	char *slash;
+
+	if (snprintf(parent, sizeof(parent), "%s", pin_path) >= (int)sizeof(parent))
+		return -ENAMETOOLONG;
+	slash = strrchr(parent, '/');
+	if (!slash || slash == parent) {
+		agent_log("--pin-path %s: want a directory below a bpf filesystem", pin_path);
+		return -EINVAL;
+	}
+	*slash = '\0';
+	if (statfs(parent, &fs) != 0 || fs.f_type != BPF_FS_MAGIC) {
+		if (strcmp(parent, "/sys/fs/bpf") != 0) {
+			agent_log(
+				"%s is not a bpf filesystem: mount one with 'mount -t bpf bpf %s'",
+				parent, parent);
+			return -EINVAL;
+		}
+		if (mount("bpf", parent, "bpf", 0, "mode=0700") != 0) {
+			agent_log("mount bpf filesystem on %s: %s", parent, strerror(errno));
+			return -errno;
+		}
+		agent_log("mounted a bpf filesystem on %s", parent);
+	}
+	if (mkdir(pin_path, 0700) != 0 && errno != EEXIST) {
+		agent_log("mkdir %s: %s", pin_path, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+/* agent_pinned_entries returns max_entries of an already pinned flow map, or 0. */
+static unsigned int agent_pinned_entries(const char *pin_path)
+{
+	char path[PATH_MAX];
+	struct bpf_map_info info = {0};
+	__u32 len = sizeof(info);
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/kzn_flows_a", pin_path);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_map_get_info_by_fd(fd, &info, &len) != 0)
+		info.max_entries = 0;
+	close(fd);
+	return info.max_entries;
+}
+
+/* agent_prog_tag reads the tag (a hash of the instructions) of the program behind fd. */
+static int agent_prog_tag(int prog_fd, __u8 tag[BPF_TAG_SIZE])
+{
+	struct bpf_prog_info info = {0};
+	__u32 len = sizeof(info);
+
+	if (bpf_prog_get_info_by_fd(prog_fd, &info, &len) != 0)
+		return -errno;
+	memcpy(tag, info.tag, BPF_TAG_SIZE);
+	return 0;
+}
+
+/*
+ * agent_reuse_link returns the link pinned at path when it runs the same program as ours (a
+ * previous agent of this version, still counting), so that a restart loses no packet. A link
+ * running another program (an older agent) is removed: the new one replaces it.
+ */
+static struct bpf_link *agent_reuse_link(const char *path, int our_prog_fd)
+{
+	struct bpf_link *link = access(path, F_OK) == 0 ? bpf_link__open(path) : NULL;
+	struct bpf_link_info info = {0};
+	__u32 len = sizeof(info);
+	__u8 ours[BPF_TAG_SIZE], theirs[BPF_TAG_SIZE];
+	int prog_fd;
+
+	if (!link)
+		return NULL;
+	if (bpf_link_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
+	    (prog_fd = bpf_prog_get_fd_by_id(info.prog_id)) >= 0) {
+		int same = agent_prog_tag(prog_fd, theirs) == 0 &&
+			   agent_prog_tag(our_prog_fd, ours) == 0 &&
+			   memcmp(ours, theirs, BPF_TAG_SIZE) == 0;
+		close(prog_fd);
+		if (same)
+			return link;
+	}
+	agent_log("replacing the program of an older agent pinned at %s", path);
+	bpf_link__unpin(link);
+	bpf_link__destroy(link);
+	return NULL;
+}
+
+/* agent_attach attaches our program at POSTROUTING for one family, reusing a pinned link. */
+static struct bpf_link *agent_attach(struct agent *a, int pf, const char *name, int *reused)
 {
 	LIBBPF_OPTS(bpf_netfilter_opts, opts, .pf = (__u32)pf, .hooknum = NF_INET_POST_ROUTING,
 		    .priority = KZN_NF_PRIORITY);
-	struct bpf_link *link = bpf_program__attach_netfilter(prog, &opts);
+	struct bpf_program *prog = a->skel->progs.kzn_postrouting;
+	char path[PATH_MAX];
+	struct bpf_link *link;
 
-	if (!link)
+	snprintf(path, sizeof(path), "%s/link_%s", a->config.pin_path, name);
+	link = agent_reuse_link(path, bpf_program__fd(prog));
+	if (link) {
+		*reused = 1;
+		return link;
+	}
+	link = bpf_program__attach_netfilter(prog, &opts);
+	if (!link) {
 		agent_log("attach netfilter %s POSTROUTING: %s", name, strerror(errno));
+		return NULL;
+	}
+	if (bpf_link__pin(link, path) != 0) {
+		agent_log("pin link at %s: %s", path, strerror(errno));
+		bpf_link__destroy(link);
+		return NULL;
+	}
 	return link;
 }
 
-int main(int argc, char **argv)
+/*
+ * agent_recover adopts what pinned state there is: which map is active, and a report that a
+ * previous agent froze but did not get acknowledged. A fresh state gets a new instance id.
+ */
+static int agent_recover(struct agent *a)
+{
+	__u32 zero = 0;
+	__u32 active_id = 0;
+	struct bpf_map_info info = {0};
+	__u32 len = sizeof(info);
+	int rc;
+
+	if (bpf_map_lookup_elem(a->state_fd, &zero, &a->state) != 0) {
+		agent_log("read pinned state: %s", strerror(errno));
+		return -errno;
+	}
+	if (bpf_map_lookup_elem(a->active_fd, &zero, &active_id) == 0 &&
+	    bpf_map_get_info_by_fd(a->flows_fd[1], &info, &len) == 0 && info.id == active_id)
+		a->active = 1;
+	else
+		a->active = 0;
+	if (a->state.instance_id == 0) {
+		memset(&a->state, 0, sizeof(a->state));
+		a->state.instance_id = agent_random64();
+		a->state.next_sequence = 1;
+		a->state.interval_start_ns = agent_wall_ns();
+		/* Point the program at map a before the first packet can arrive. */
+		if (bpf_map_update_elem(a->active_fd, &zero, &a->flows_fd[0], BPF_ANY) != 0) {
+			agent_log("activate flow map: %s", strerror(errno));
+			return -errno;
+		}
+		a->active = 0;
+		return agent_save_state(a);
+	}
+	agent_log("continuing pinned state: instance %016llx, next sequence %llu",
+		  (unsigned long long)a->state.instance_id,
+		  (unsigned long long)a->state.next_sequence);
+	rc = agent_read_frozen(a);
+	if (rc)
+		return rc;
+	if (a->frozen_count || a->state.pending_sequence) {
+		agent_log("resending the %u flows an earlier agent had not shipped",
+			  a->frozen_count);
+		return agent_prepare_pending(a);
+	}
+	return 0;
+}
+
+/* agent_open_bpf opens, configures and loads the BPF object against the pinned maps. */
+static int agent_open_bpf(struct agent *a)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = a->config.pin_path);
+	unsigned int pinned;
+	int rc;
+
+	rc = agent_ensure_bpffs(a->config.pin_path);
+	if (rc)
+		return rc;
+	a->map_entries = a->config.map_entries;
+	pinned = agent_pinned_entries(a->config.pin_path);
+	if (pinned && pinned != a->map_entries) {
+		agent_log("flow maps pinned at %s hold %u entries: keeping %u instead of "
+			  "--map-entries %u (remove the pins to change it)",
+			  a->config.pin_path, pinned, pinned, a->map_entries);
+		a->map_entries = pinned;
+	}
+	a->skel = kubezonnet_bpf__open_opts(&opts);
+	if (!a->skel) {
+		agent_log("open BPF object: %s", strerror(errno));
+		return -errno;
+	}
+	bpf_map__set_max_entries(a->skel->maps.kzn_flows_a, a->map_entries);
+	bpf_map__set_max_entries(a->skel->maps.kzn_flows_b, a->map_entries);
+	/* The inner map template keeps its size: hash maps in a map-in-map may differ in size. */
+	if (kubezonnet_bpf__load(a->skel) != 0) {
+		rc = -errno;
+		agent_log("load BPF program: %s (needs root, Linux 6.4+ with BTF; if the maps "
+			  "pinned at %s are from an incompatible version, remove them)",
+			  strerror(errno), a->config.pin_path);
+		return rc;
+	}
+	a->flows_fd[0] = bpf_map__fd(a->skel->maps.kzn_flows_a);
+	a->flows_fd[1] = bpf_map__fd(a->skel->maps.kzn_flows_b);
+	a->active_fd = bpf_map__fd(a->skel->maps.kzn_active);
+	a->loss_fd = bpf_map__fd(a->skel->maps.kzn_loss);
+	a->state_fd = bpf_map__fd(a->skel->maps.kzn_state);
+	a->ncpus = libbpf_num_possible_cpus();
+	a->keys = calloc(a->map_entries, sizeof(*a->keys));
+	a->values = calloc(a->map_entries, sizeof(*a->values));
+	if (a->ncpus <= 0 || !a->keys || !a->values) {
+		agent_log("out of memory for %u flows", a->map_entries);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* ---- connection ---- */
+
+static void agent_disconnect(struct agent *a, const char *why)
+{
+	long long now = agent_now_ms();
+	unsigned int jitter;
+
+	if (a->conn == AGENT_CONNECTED)
+		agent_log("disconnected from %s: %s", a->peer, why);
+	else
+		agent_log("cannot connect to %s: %s", a->config.server, why);
+	if (a->sock >= 0)
+		close(a->sock);
+	a->sock = -1;
+	a->conn = AGENT_DISCONNECTED;
+	a->frame_sent = 0;
+	a->out = NULL;
+	a->in_len = 0;
+	/* Exponential back-off with jitter in [backoff/2, backoff]. */
+	jitter = (unsigned int)(agent_random64() % (a->backoff_ms / 2 + 1));
+	a->next_connect_ms = now + a->backoff_ms / 2 + jitter;
+	a->backoff_ms =
+		a->backoff_ms * 2 > AGENT_BACKOFF_MAX ? AGENT_BACKOFF_MAX : a->backoff_ms * 2;
+}
+
+/* agent_connect resolves the server again (its address may have changed) and connects. */
+static void agent_connect(struct agent *a)
+{
+	char host[256];
+	const char *port;
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+	struct addrinfo *res = NULL, *ai;
+	int err, one = 1;
+	unsigned int timeout = AGENT_ACK_TIMEOUT;
+	const char *colon = strrchr(a->config.server, ':');
+	size_t hlen = colon ? (size_t)(colon - a->config.server) : 0;
+	const char *h = a->config.server;
+
+	if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+		h++;
+		hlen -= 2;
+	}
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	port = colon + 1;
+	err = getaddrinfo(host, port, &hints, &res);
+	if (err) {
+		agent_disconnect(a, gai_strerror(err));
+		return;
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		a->sock = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (a->sock < 0)
+			continue;
+		setsockopt(a->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		setsockopt(a->sock, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+		setsockopt(a->sock, IPPROTO_TCP, TCP_USER_TIMEOUT, &timeout, sizeof(timeout));
+		if (connect(a->sock, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) {
+			char addr[INET6_ADDRSTRLEN] = "?";
+			void *sa =
+				ai->ai_family == AF_INET
+					? (void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+					: (void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+			inet_ntop(ai->ai_family, sa, addr, sizeof(addr));
+			snprintf(a->peer, sizeof(a->peer), "%s (%s)", a->config.server, addr);
+			a->conn = AGENT_CONNECTING;
+			break;
+		}
+		close(a->sock);
+		a->sock = -1;
+	}
+	freeaddrinfo(res);
+	if (a->conn != AGENT_CONNECTING)
+		agent_disconnect(a, "no address accepted the connection");
+}
+
+/* agent_pump writes what is queued: HELLO first, then the pending report once. */
+static void agent_pump(struct agent *a)
+{
+	while (a->conn == AGENT_CONNECTED) {
+		if (!a->out) {
+			if (!a->frame || a->frame_sent)
+				return;
+			a->out = a->frame;
+			a->out_len = a->frame_len;
+			a->out_off = 0;
+			a->out_is_frame = 1;
+		}
+		ssize_t n =
+			send(a->sock, a->out + a->out_off, a->out_len - a->out_off, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			agent_disconnect(a, strerror(errno));
+			return;
+		}
+		a->out_off += (size_t)n;
+		if (a->out_off == a->out_len) {
+			if (a->out_is_frame) {
+				a->frame_sent = 1;
+				a->frame_sent_ms = agent_now_ms();
+			}
+			a->out = NULL;
+		}
+	}
+}
+
+static void agent_on_connected(struct agent *a)
+{
+	a->conn = AGENT_CONNECTED;
+	agent_log("connected to %s", a->peer);
+	a->out = a->hello;
+	a->out_len = a->hello_len;
+	a->out_off = 0;
+	a->out_is_frame = 0;
+	a->frame_sent = 0;
+	agent_pump(a);
+}
+
+/* agent_read handles what the server sent: ACKs, or an ERROR before it closes. */
+static void agent_read(struct agent *a)
+{
+	for (;;) {
+		ssize_t n = recv(a->sock, a->in + a->in_len, sizeof(a->in) - a->in_len, 0);
+		size_t pos = 0;
+
+		if (n == 0) {
+			agent_disconnect(a, "server closed the connection");
+			return;
+		}
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				agent_disconnect(a, strerror(errno));
+			return;
+		}
+		a->in_len += (size_t)n;
+		for (;;) {
+			struct wire_frame f;
+			long len =
+				wire_frame_parse(a->in + pos, a->in_len - pos, sizeof(a->in), &f);
+			uint64_t seq;
+
+			if (len == WIRE_E_PARTIAL)
+				break;
+			if (len < 0) {
+				agent_disconnect(a, wire_strerror((int)len));
+				return;
+			}
+			if (f.type == WIRE_ACK &&
+			    wire_ack_decode(f.payload, f.payload_len, &seq) == 0) {
+				if (a->frame && a->frame_sent && seq == a->state.pending_sequence) {
+					a->backoff_ms = AGENT_BACKOFF_MIN;
+					if (agent_acknowledged(a) != 0)
+						agent_stop = 1;
+				}
+			} else if (f.type == WIRE_ERROR) {
+				struct wire_error e;
+				char why[WIRE_ERROR_MESSAGE_MAX + 32];
+				if (wire_error_decode(f.payload, f.payload_len, &e) == 0)
+					snprintf(why, sizeof(why), "server error %u: %.*s", e.code,
+						 e.message_len, e.message);
+				else
+					snprintf(why, sizeof(why), "malformed ERROR from server");
+				agent_disconnect(a, why);
+				return;
+			} else {
+				agent_disconnect(a, "unexpected frame from server");
+				return;
+			}
+			pos += (size_t)len;
+		}
+		memmove(a->in, a->in + pos, a->in_len - pos);
+		a->in_len -= pos;
+	}
+}
+
+/* agent_step runs one turn of the loop: drain when due, connect, poll, read and write. */
+static void agent_step(struct agent *a, int timeout_cap_ms)
+{
+	long long now = agent_now_ms();
+	struct pollfd pfd = {.fd = -1};
+	long long wake = a->next_drain_ms;
+	int timeout;
+
+	if (now >= a->next_drain_ms) {
+		a->next_drain_ms = now + a->config.interval_ms;
+		if (agent_drain(a) != 0)
+			agent_stop = 1;
+	}
+	if (a->drain_due && a->state.pending_sequence == 0 && agent_drain(a) != 0)
+		agent_stop = 1;
+	if (a->conn == AGENT_DISCONNECTED && now >= a->next_connect_ms)
+		agent_connect(a);
+	if (a->conn == AGENT_CONNECTED) {
+		agent_pump(a);
+		if (a->frame_sent && now - a->frame_sent_ms > AGENT_ACK_TIMEOUT)
+			agent_disconnect(a, "no acknowledgement in time");
+	}
+	if (a->conn != AGENT_DISCONNECTED) {
+		pfd.fd = a->sock;
+		pfd.events = POLLIN;
+		if (a->conn == AGENT_CONNECTING || a->out)
+			pfd.events |= POLLOUT;
+	} else if (a->next_connect_ms < wake) {
+		wake = a->next_connect_ms;
+	}
+	timeout = wake > now ? (int)(wake - now) : 0;
+	if (timeout > timeout_cap_ms)
+		timeout = timeout_cap_ms;
+	if (poll(&pfd, 1, timeout) <= 0)
+		return;
+	if (a->conn == AGENT_CONNECTING && (pfd.revents & (POLLOUT | POLLERR | POLLHUP))) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+		getsockopt(a->sock, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err) {
+			agent_disconnect(a, strerror(err));
+			return;
+		}
+		agent_on_connected(a);
+		return;
+	}
+	if (a->conn == AGENT_CONNECTED && (pfd.revents & (POLLIN | POLLERR | POLLHUP)))
+		agent_read(a);
+	if (a->conn == AGENT_CONNECTED && (pfd.revents & POLLOUT))
+		agent_pump(a);
+}
+
+/*
+ * agent_shutdown stops counting, then ships what is left within AGENT_SHUTDOWN_WAIT. When
+ * everything was acknowledged the pins are removed; otherwise they stay for the next agent.
+ */
+static void agent_shutdown(struct agent *a)
+{
+	long long deadline = agent_now_ms() + AGENT_SHUTDOWN_WAIT;
+	int swapped = 0;
+
+	for (int i = 0; i < 2; i++) {
+		bpf_link__unpin(a->links[i]);
+		bpf_link__destroy(a->links[i]);
+		a->links[i] = NULL;
+	}
+	a->drain_due = 0;
+	agent_log("detached; sending the last report");
+	a->next_connect_ms = 0;
+	a->backoff_ms = AGENT_BACKOFF_MIN;
+	while (agent_now_ms() < deadline) {
+		if (a->state.pending_sequence == 0) {
+			if (swapped)
+				break;
+			/* The swap also waits out programs still running on other CPUs. */
+			if (agent_swap(a) != 0 || agent_prepare_pending(a) != 0)
+				break;
+			swapped = 1;
+		}
+		a->next_drain_ms = deadline + 1000; /* no interval drains while shutting down */
+		if (a->conn == AGENT_DISCONNECTED && agent_now_ms() >= a->next_connect_ms)
+			agent_connect(a);
+		agent_step(a, 100);
+	}
+	if (a->state.pending_sequence == 0 && swapped) {
+		bpf_object__unpin_maps(a->skel->obj, NULL);
+		rmdir(a->config.pin_path);
+		agent_log("all counts acknowledged; removed %s", a->config.pin_path);
+	} else {
+		agent_log("server did not acknowledge the last report in time: kept it pinned in "
+			  "%s for the next agent",
+			  a->config.pin_path);
+	}
+}
+
+/* ---- flags ---- */
+
+static void agent_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: kubezonnet-agent --server HOST:PORT [options]\n"
+		"\n"
+		"Counts the bytes and packets of every flow leaving this node's network namespace\n"
+		"with an eBPF program on netfilter POSTROUTING (IPv4 and IPv6) and ships the "
+		"counts\n"
+		"to kubezonnet-server. Needs root (or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and\n"
+		"CAP_SYS_ADMIN to mount bpffs) and Linux 6.4 or newer with BTF.\n"
+		"\n"
+		"  -s, --server HOST:PORT  kubezonnet-server's agent port (resolved on every "
+		"connect);\n"
+		"                          also $KUBEZONNET_SERVER\n"
+		"  -n, --node NAME         this node's name (default $NODE_NAME, else the "
+		"hostname)\n"
+		"  -i, --interval DURATION report interval, e.g. 10s, 500ms (default 10s)\n"
+		"  -m, --map-entries N     flows held per interval (default %u, %u..%u)\n"
+		"  -p, --pin-path DIR      where maps, links and state are pinned on bpffs\n"
+		"                          (default %s)\n"
+		"  -h, --help              this text\n"
+		"  -V, --version           print the version and exit\n",
+		KZN_MAP_ENTRIES_DEFAULT, KZN_MAP_ENTRIES_MIN, KZN_MAP_ENTRIES_MAX,
+		AGENT_PIN_PATH_DEFAULT);
+}
+
+/* agent_parse_duration parses "10s", "500ms", "1m" or plain seconds into milliseconds. */
+static int agent_parse_duration(const char *s, unsigned int *ms)
+{
+	char *end;
+	double v = strtod(s, &end);
+	double scale = 1000;
+
+	if (end == s || v <= 0)
+		return -EINVAL;
+	if (strcmp(end, "ms") == 0)
+		scale = 1;
+	else if (strcmp(end, "m") == 0)
+		scale = 60000;
+	else if (*end && strcmp(end, "s") != 0)
+		return -EINVAL;
+	v *= scale;
+	if (v < 10 || v > 3600000)
+		return -ERANGE;
+	*ms = (unsigned int)v;
+	return 0;
+}
+
+static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 {
 	static const struct option options[] = {
+		{"server", required_argument, NULL, 's'},
+		{"node", required_argument, NULL, 'n'},
+		{"interval", required_argument, NULL, 'i'},
+		{"map-entries", required_argument, NULL, 'm'},
+		{"pin-path", required_argument, NULL, 'p'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
-	struct kubezonnet_bpf *skel = NULL;
-	struct bpf_link *link4 = NULL, *link6 = NULL;
-	struct sigaction sa = {.sa_handler = agent_on_signal};
-	sigset_t block, old;
-	int opt, rc = 1;
+	const char *node = getenv("NODE_NAME");
+	int opt;
 
-	while ((opt = getopt_long(argc, argv, "hV", options, NULL)) != -1) {
+	c->server = getenv("KUBEZONNET_SERVER");
+	c->interval_ms = AGENT_INTERVAL_DEFAULT;
+	c->map_entries = KZN_MAP_ENTRIES_DEFAULT;
+	c->pin_path = AGENT_PIN_PATH_DEFAULT;
+	while ((opt = getopt_long(argc, argv, "s:n:i:m:p:hV", options, NULL)) != -1) {
 		switch (opt) {
+		case 's':
+			c->server = optarg;
+			break;
+		case 'n':
+			node = optarg;
+			break;
+		case 'i':
+			if (agent_parse_duration(optarg, &c->interval_ms) != 0) {
+				fprintf(stderr,
+					"kubezonnet-agent: --interval: want a duration from "
+					"10ms to 1h such as 10s or 500ms, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'm': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || v < KZN_MAP_ENTRIES_MIN ||
+			    v > KZN_MAP_ENTRIES_MAX) {
+				fprintf(stderr,
+					"kubezonnet-agent: --map-entries: want %u..%u, got '%s'\n",
+					KZN_MAP_ENTRIES_MIN, KZN_MAP_ENTRIES_MAX, optarg);
+				return 2;
+			}
+			c->map_entries = (unsigned int)v;
+			break;
+		}
+		case 'p':
+			c->pin_path = optarg;
+			break;
 		case 'h':
 			agent_usage(stdout);
-			return 0;
+			return 1;
 		case 'V':
 			printf("kubezonnet-agent %s\n", KUBEZONNET_VERSION);
-			return 0;
+			return 1;
 		default:
 			agent_usage(stderr);
 			return 2;
@@ -105,40 +991,102 @@ int main(int argc, char **argv)
 	}
 	if (optind < argc) {
 		fprintf(stderr, "kubezonnet-agent: unexpected argument '%s'\n", argv[optind]);
-		agent_usage(stderr);
 		return 2;
 	}
+	if (!c->server || !*c->server) {
+		fprintf(stderr, "kubezonnet-agent: --server HOST:PORT is required\n");
+		return 2;
+	}
+	const char *colon = strrchr(c->server, ':');
+	if (!colon || colon == c->server || !colon[1] || strlen(c->server) > 255) {
+		fprintf(stderr, "kubezonnet-agent: --server: want HOST:PORT, got '%s'\n",
+			c->server);
+		return 2;
+	}
+	if (!node || !*node) {
+		if (gethostname(c->node, sizeof(c->node)) != 0) {
+			fprintf(stderr, "kubezonnet-agent: gethostname: %s\n", strerror(errno));
+			return 2;
+		}
+		c->node[sizeof(c->node) - 1] = '\0';
+	} else {
+		snprintf(c->node, sizeof(c->node), "%s", node);
+	}
+	if (!wire_valid_node_name(c->node, strlen(c->node))) {
+		fprintf(stderr,
+			"kubezonnet-agent: node name '%s' is not a valid Kubernetes node name "
+			"(lower-case RFC 1123, at most 253 bytes): set --node or $NODE_NAME\n",
+			c->node);
+		return 2;
+	}
+	if (c->pin_path[0] != '/') {
+		fprintf(stderr, "kubezonnet-agent: --pin-path: want an absolute path\n");
+		return 2;
+	}
+	return 0;
+}
 
+int main(int argc, char **argv)
+{
+	static struct agent a;
+	struct sigaction sa = {.sa_handler = agent_on_signal};
+	struct wire_hello hello = {.agent_version = KUBEZONNET_VERSION};
+	int reused[2] = {0, 0};
+	int rc = agent_parse_flags(argc, argv, &a.config);
+	long hello_len;
+
+	if (rc)
+		return rc == 1 ? 0 : rc;
+	a.sock = -1;
+	a.backoff_ms = AGENT_BACKOFF_MIN;
 	libbpf_set_print(agent_libbpf_print);
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigprocmask(SIG_BLOCK, &block, &old);
+	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
-	skel = kubezonnet_bpf__open();
-	if (!skel) {
-		agent_log("open BPF object: %s", strerror(errno));
+	rc = 1;
+	if (agent_open_bpf(&a) != 0)
+		goto cleanup;
+	if (agent_recover(&a) != 0)
+		goto cleanup;
+	a.links[0] = agent_attach(&a, NFPROTO_IPV4, "ipv4", &reused[0]);
+	a.links[1] = agent_attach(&a, NFPROTO_IPV6, "ipv6", &reused[1]);
+	if (!a.links[0] || !a.links[1])
+		goto cleanup;
+	agent_log("%s netfilter POSTROUTING (IPv4, IPv6) at priority %d; node %s, instance "
+		  "%016llx, %u flows per interval, pinned at %s",
+		  reused[0] && reused[1] ? "counting continues on" : "attached to", KZN_NF_PRIORITY,
+		  a.config.node, (unsigned long long)a.state.instance_id, a.map_entries,
+		  a.config.pin_path);
+
+	hello.instance_id = a.state.instance_id;
+	hello.node = a.config.node;
+	hello.node_len = (uint16_t)strlen(a.config.node);
+	hello.agent_version_len = (uint16_t)strlen(hello.agent_version);
+	if (hello.agent_version_len > WIRE_AGENT_VERSION_MAX)
+		hello.agent_version_len = WIRE_AGENT_VERSION_MAX;
+	hello_len = wire_hello_encode(a.hello, sizeof(a.hello), &hello);
+	if (hello_len < 0) {
+		agent_log("encode HELLO: %s", wire_strerror((int)hello_len));
 		goto cleanup;
 	}
-	if (kubezonnet_bpf__load(skel) != 0) {
-		agent_log("load BPF program: %s (needs root and Linux 6.4+)", strerror(errno));
-		goto cleanup;
-	}
-	link4 = agent_attach(skel->progs.kzn_postrouting, NFPROTO_IPV4, "IPv4");
-	link6 = agent_attach(skel->progs.kzn_postrouting, NFPROTO_IPV6, "IPv6");
-	if (!link4 || !link6)
-		goto cleanup;
-	agent_log("attached to netfilter POSTROUTING (IPv4, IPv6) at priority %d", KZN_NF_PRIORITY);
+	a.hello_len = (size_t)hello_len;
+	a.next_drain_ms = agent_now_ms() + a.config.interval_ms;
 
 	while (!agent_stop)
-		sigsuspend(&old);
+		agent_step(&a, 1000);
 	agent_log("stopping");
+	agent_shutdown(&a);
 	rc = 0;
 cleanup:
-	bpf_link__destroy(link6);
-	bpf_link__destroy(link4);
-	kubezonnet_bpf__destroy(skel);
+	if (a.sock >= 0)
+		close(a.sock);
+	/* On an error exit the links stay pinned: counting goes on for the next agent. */
+	for (int i = 0; i < 2; i++)
+		bpf_link__destroy(a.links[i]);
+	kubezonnet_bpf__destroy(a.skel);
+	free(a.keys);
+	free(a.values);
+	free(a.frame);
 	return rc;
 }

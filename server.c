@@ -245,13 +245,13 @@ static void server_dump(const struct server_agent *a, const struct wire_stats *s
 	printf("{\"type\":\"report\",\"node\":\"%s\",\"instance\":\"%016llx\",\"sequence\":%llu,"
 	       "\"start_ns\":%llu,\"end_ns\":%llu,\"records\":%u,"
 	       "\"lost_map_full_packets\":%llu,\"lost_map_full_bytes\":%llu,"
-	       "\"lost_backlog_packets\":%llu,\"lost_backlog_bytes\":%llu}\n",
+	       "\"lost_other_packets\":%llu,\"lost_other_bytes\":%llu}\n",
 	       a->node, (unsigned long long)a->instance_id, (unsigned long long)st->sequence,
 	       (unsigned long long)st->start_ns, (unsigned long long)st->end_ns, st->count,
 	       (unsigned long long)st->loss.map_full_packets,
 	       (unsigned long long)st->loss.map_full_bytes,
-	       (unsigned long long)st->loss.backlog_packets,
-	       (unsigned long long)st->loss.backlog_bytes);
+	       (unsigned long long)st->loss.other_packets,
+	       (unsigned long long)st->loss.other_bytes);
 	for (uint32_t i = 0; i < st->count; i++) {
 		struct wire_record r;
 		char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];

@@ -20,8 +20,8 @@
  *     u16 agent version length + agent version (printable ASCII, 1..64 bytes).
  * STATS (agent to server, one per interval, resent until acknowledged):
  *     u64 sequence (per instance, starts at 1), u64 interval start, u64 interval end (Unix ns),
- *     u64 lost packets and u64 lost bytes because the kernel map was full, u64 lost packets and
- *     u64 lost bytes the agent dropped because its backlog was full, u32 record count, then
+ *     u64 lost packets and u64 lost bytes because the kernel flow map was full, u64 lost packets
+ *     and u64 lost bytes for any other reason (no readable IP header), u32 record count, then
  *     that many records of WIRE_RECORD_SIZE bytes each:
  *     u8 family (4 or 6), u8 L4 protocol, u16 port, src[16], dst[16], u64 bytes, u64 packets.
  *     With WIRE_FLAG_ZLIB the payload is u32 uncompressed length followed by a zlib stream
@@ -114,8 +114,8 @@ struct wire_hello {
 struct wire_loss {
 	uint64_t map_full_packets; /* kernel map had no room for a new flow */
 	uint64_t map_full_bytes;
-	uint64_t backlog_packets; /* agent backlog full while the server was away */
-	uint64_t backlog_bytes;
+	uint64_t other_packets; /* any other reason: no readable IP header */
+	uint64_t other_bytes;
 };
 
 struct wire_stats {
@@ -493,8 +493,8 @@ static inline int wire_stats_decode(const uint8_t *p, size_t len, struct wire_st
 	stats->end_ns = wire_get64(p + 16);
 	stats->loss.map_full_packets = wire_get64(p + 24);
 	stats->loss.map_full_bytes = wire_get64(p + 32);
-	stats->loss.backlog_packets = wire_get64(p + 40);
-	stats->loss.backlog_bytes = wire_get64(p + 48);
+	stats->loss.other_packets = wire_get64(p + 40);
+	stats->loss.other_bytes = wire_get64(p + 48);
 	stats->count = wire_get32(p + 56);
 	/* Bound by division: count * WIRE_RECORD_SIZE could wrap. */
 	if (body % WIRE_RECORD_SIZE != 0 || stats->count != body / WIRE_RECORD_SIZE)
@@ -542,8 +542,8 @@ static inline uint8_t *wire_stats_encode(uint8_t *buf, size_t cap, const struct 
 	wire_put64(p + 16, stats->end_ns);
 	wire_put64(p + 24, stats->loss.map_full_packets);
 	wire_put64(p + 32, stats->loss.map_full_bytes);
-	wire_put64(p + 40, stats->loss.backlog_packets);
-	wire_put64(p + 48, stats->loss.backlog_bytes);
+	wire_put64(p + 40, stats->loss.other_packets);
+	wire_put64(p + 48, stats->loss.other_bytes);
 	wire_put32(p + 56, stats->count);
 	return p + WIRE_STATS_FIXED_SIZE;
 }

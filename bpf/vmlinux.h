@@ -32,6 +32,7 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_HASH = 5,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_ARRAY_OF_MAPS = 12,
 };
 
 enum {
@@ -54,8 +55,15 @@ struct bpf_dynptr {
 	__u64 __opaque[2];
 } __attribute__((aligned(8)));
 
+/*
+ * The kfuncs' parameter type; only its name matters (libbpf matches kfunc prototypes against
+ * the kernel's by struct name, and a forward declaration does not match).
+ */
+struct __sk_buff {
+	__u32 len;
+};
+
 /* Kernel-internal types, relocated by CO-RE. */
-struct __sk_buff;
 
 struct sk_buff {
 	unsigned int len;

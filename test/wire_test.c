@@ -133,7 +133,7 @@ static void check_stats(const uint8_t *payload, size_t len, uint32_t count)
 	EXPECT_EQ(s.start_ns, 1);
 	EXPECT(s.end_ns == 10000000001ull);
 	EXPECT(s.loss.map_full_packets == 1 && s.loss.map_full_bytes == 2 &&
-	       s.loss.backlog_packets == 3 && s.loss.backlog_bytes == 4);
+	       s.loss.other_packets == 3 && s.loss.other_bytes == 4);
 	EXPECT_EQ(s.count, count);
 	for (uint32_t i = 0; i < s.count; i++) {
 		struct wire_record got, want;
