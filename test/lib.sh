@@ -59,3 +59,149 @@ netns_cleanup() {
 		ip netns delete "$ns" 2>/dev/null
 	done
 }
+
+# ---- network-namespace scenarios (root only) ----
+
+# bpffs_setup mounts a private bpf filesystem for pins (ip netns exec remounts /sys, so
+# /sys/fs/bpf cannot be used) and sets BPFFS.
+BPFFS=
+bpffs_setup() {
+	BPFFS=$(mktemp -d /tmp/kzt-bpffs.XXXXXX)
+	mount -t bpf bpf "$BPFFS"
+}
+
+PIDS=()
+# bg CMD...: runs a command in the background and remembers it for cleanup.
+bg() {
+	"$@" &
+	PIDS+=($!)
+}
+
+scenario_cleanup() {
+	local p
+	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	netns_cleanup
+	if [ -n "$BPFFS" ]; then
+		umount "$BPFFS" 2>/dev/null
+		rmdir "$BPFFS" 2>/dev/null
+	fi
+	[ -n "${WORK:-}" ] && rm -rf "$WORK"
+}
+
+# topology_setup: a "node" namespace routing between two "pod" namespaces, IPv4 and IPv6:
+#   ${NS_PREFIX}pod1 10.77.1.2 fd77:1::2 --- ${NS_PREFIX}node --- ${NS_PREFIX}pod2 10.77.2.2 fd77:2::2
+# Sets NODE, POD1, POD2 (namespace names).
+topology_setup() {
+	NODE=${NS_PREFIX}node POD1=${NS_PREFIX}pod1 POD2=${NS_PREFIX}pod2
+	ip netns add "$NODE"
+	ip -n "$NODE" link set lo up
+	ip netns exec "$NODE" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+	local i
+	for i in 1 2; do
+		local pod=${NS_PREFIX}pod$i veth=${NS_PREFIX}v$i
+		ip netns add "$pod"
+		ip link add "$veth" netns "$NODE" type veth peer name eth0 netns "$pod"
+		ip -n "$NODE" addr add 10.77.$i.1/24 dev "$veth"
+		ip -n "$NODE" addr add fd77:$i::1/64 dev "$veth" nodad
+		ip -n "$NODE" link set "$veth" up
+		ip -n "$pod" addr add 10.77.$i.2/24 dev eth0
+		ip -n "$pod" addr add fd77:$i::2/64 dev eth0 nodad
+		ip -n "$pod" link set lo up
+		ip -n "$pod" link set eth0 up
+		ip -n "$pod" route add default via 10.77.$i.1
+		ip -n "$pod" -6 route add default via fd77:$i::1
+	done
+}
+
+# offload OFF|ON: TSO, GSO and GRO on every veth of the topology.
+offload() {
+	local state=${1,,} i
+	for i in 1 2; do
+		ip netns exec "$NODE" ethtool -K ${NS_PREFIX}v$i tso "$state" gso "$state" gro "$state" 2>/dev/null
+		ip netns exec ${NS_PREFIX}pod$i ethtool -K eth0 tso "$state" gso "$state" gro "$state" 2>/dev/null
+	done
+	return 0
+}
+
+SINK_PORT=18081
+# sink_start OUT: the server as a wire.h sink in the node namespace, records to OUT.
+sink_start() {
+	ip netns exec "$NODE" "$SERVER" --agent-listen 127.0.0.1:$SINK_PORT --dump-records \
+		>>"$1" 2>>"$1.log" &
+	SINK_PID=$!
+	PIDS+=($SINK_PID)
+	wait_for 5 grep -q listening "$1.log"
+}
+
+# agent_start LOG ARGS...: the agent in the node namespace, reporting to the sink.
+agent_start() {
+	local log=$1
+	shift
+	ip netns exec "$NODE" "$AGENT" --server 127.0.0.1:$SINK_PORT --node node-1 \
+		--pin-path "$BPFFS/kubezonnet" "$@" >>"$log" 2>&1 &
+	AGENT_PID=$!
+	PIDS+=($AGENT_PID)
+	wait_for 10 grep -qE "attached to|counting continues" "$log"
+}
+
+# nft_setup: counters in the node's postrouting chain (priority 99, like the agent) for each
+# pod-to-pod direction and protocol; nft_count SRC DST PROTO prints "bytes packets".
+nft_setup() {
+	ip netns exec "$NODE" nft -f - <<'NFT'
+table inet kzt {
+	chain post {
+		type filter hook postrouting priority 99; policy accept;
+		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto udp counter
+		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto tcp counter
+		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto icmp counter
+		ip saddr 10.77.2.2 ip daddr 10.77.1.2 meta l4proto udp counter
+		ip saddr 10.77.2.2 ip daddr 10.77.1.2 meta l4proto tcp counter
+		ip saddr 10.77.2.2 ip daddr 10.77.1.2 meta l4proto icmp counter
+		ip6 saddr fd77:1::2 ip6 daddr fd77:2::2 meta l4proto udp counter
+		ip6 saddr fd77:1::2 ip6 daddr fd77:2::2 meta l4proto tcp counter
+		ip6 saddr fd77:1::2 ip6 daddr fd77:2::2 meta l4proto ipv6-icmp counter
+		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto udp counter
+		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto tcp counter
+		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto ipv6-icmp counter
+	}
+}
+NFT
+}
+
+nft_count() {
+	ip netns exec "$NODE" nft -j list chain inet kzt post | python3 -c '
+import json, sys, ipaddress
+src, dst, proto = sys.argv[1:4]
+for item in json.load(sys.stdin)["nftables"]:
+    rule = item.get("rule")
+    if not rule: continue
+    m = {}
+    counter = None
+    for e in rule["expr"]:
+        if "match" in e:
+            left = e["match"]["left"]
+            key = left.get("payload", {}).get("field") or left.get("meta", {}).get("key")
+            m[key] = e["match"]["right"]
+        if "counter" in e: counter = e["counter"]
+    if m.get("saddr") == src and m.get("daddr") == dst and m.get("l4proto") == proto:
+        print(counter["bytes"], counter["packets"]); break
+' "$@"
+}
+
+# sink_count OUT SRC DST PROTO [PORT]: "bytes packets" the sink received for that traffic.
+sink_count() {
+	python3 - "$@" <<'PY'
+import json, sys
+out, src, dst, proto = sys.argv[1:5]
+port = int(sys.argv[5]) if len(sys.argv) > 5 else None
+protos = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58}
+b = p = 0
+for line in open(out):
+    r = json.loads(line)
+    if r["type"] != "record": continue
+    if r["src"] == src and r["dst"] == dst and r["protocol"] == protos[proto] and (port is None or r["port"] == port):
+        b += r["bytes"]; p += r["packets"]
+print(b, p)
+PY
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env python3
+"""Traffic for the network-namespace tests, from Python's standard library only.
+
+  traffic.py udp DST PORT COUNT SIZE [PORTS]   COUNT datagrams of SIZE bytes to PORT..PORT+PORTS-1
+  traffic.py tcp-sink PORT                      accept one TCP connection, read to EOF, print bytes
+  traffic.py tcp DST PORT BYTES                 send BYTES over TCP; print "payload mss"
+  traffic.py udp-flood DST SECONDS NEWPORTS     datagrams for SECONDS, NEWPORTS new ports each 10 ms
+"""
+import socket
+import sys
+import time
+
+
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def udp(dst, port, count, size, ports=1):
+    s = socket.socket(family(dst), socket.SOCK_DGRAM)
+    payload = b"k" * size
+    for i in range(count):
+        try:
+            s.sendto(payload, (dst, port + i % ports))
+        except ConnectionRefusedError:
+            pass  # an ICMP port unreachable from an earlier datagram: keep going
+
+
+def tcp_sink(port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", port))
+    s.listen(1)
+    print("listening", flush=True)
+    c, _ = s.accept()
+    n = 0
+    while True:
+        b = c.recv(1 << 20)
+        if not b:
+            break
+        n += len(b)
+    c.close()
+    print(n, flush=True)
+
+
+def tcp(dst, port, nbytes):
+    s = socket.create_connection((dst, port), timeout=30)
+    chunk = b"x" * 65536
+    left = nbytes
+    while left:
+        left -= s.send(chunk[: min(left, len(chunk))])
+    mss = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG)
+    s.shutdown(socket.SHUT_WR)
+    s.recv(1)
+    s.close()
+    print(nbytes, mss, flush=True)
+
+
+def udp_flood(dst, seconds, newports):
+    s = socket.socket(family(dst), socket.SOCK_DGRAM)
+    end = time.time() + seconds
+    port = 20000
+    sent = 0
+    while time.time() < end:
+        for _ in range(newports):
+            port = 20000 + (port - 20000 + 1) % 40000
+            for size in (64, 200):
+                try:
+                    s.sendto(b"f" * size, (dst, port))
+                except ConnectionRefusedError:
+                    pass
+                sent += 1
+        time.sleep(0.01)
+    print(sent, flush=True)
+
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    if cmd == "udp":
+        udp(args[0], int(args[1]), int(args[2]), int(args[3]), int(args[4]) if len(args) > 4 else 1)
+    elif cmd == "tcp-sink":
+        tcp_sink(int(args[0]))
+    elif cmd == "tcp":
+        tcp(args[0], int(args[1]), int(args[2]))
+    elif cmd == "udp-flood":
+        udp_flood(args[0], float(args[1]), int(args[2]))
+    else:
+        sys.exit("unknown command " + cmd)
