@@ -145,13 +145,15 @@ agent_start() {
 	wait_for 10 grep -qE "attached to|counting continues" "$log"
 }
 
-# nft_setup: counters in the node's postrouting chain (priority 99, like the agent) for each
-# pod-to-pod direction and protocol; nft_count SRC DST PROTO prints "bytes packets".
+# nft_setup: counters in the node's postrouting chain (next to the agent's 99) for each
+# pod-to-pod direction and protocol; nft_count SRC DST PROTO prints "bytes packets". Priority 98:
+# the kernel refuses a BPF hook at the same priority as another hook, and nothing between 98
+# and 99 changes a packet.
 nft_setup() {
 	ip netns exec "$NODE" nft -f - <<'NFT'
 table inet kzt {
 	chain post {
-		type filter hook postrouting priority 99; policy accept;
+		type filter hook postrouting priority 98; policy accept;
 		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto udp counter
 		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto tcp counter
 		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto icmp counter
