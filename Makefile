@@ -50,6 +50,8 @@ build/test/%: test/%.c test/test.h $(HEADERS) | build/test
 build/bench/%: bench/%.c bench/bench.h $(HEADERS) | build/bench
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIBS) -lm
 
+build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h
+
 unit-tests: $(UNIT_TESTS)
 
 # Dependencies first (a separate make, so that nothing is compiled before they exist).

@@ -17,7 +17,7 @@
 static int test_case_failures;
 static int test_failed_cases;
 
-static void test_fail(const char *file, int line, const char *fmt, ...)
+static inline void test_fail(const char *file, int line, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -43,7 +43,7 @@ static void test_fail(const char *file, int line, const char *fmt, ...)
 	} while (0)
 
 /* test_result prints the line for a finished case named by the printf-style format. */
-static void test_result(const char *fmt, ...)
+static inline void test_result(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -64,7 +64,7 @@ static void test_result(const char *fmt, ...)
 		test_result("%s", #fn);                                                            \
 	} while (0)
 
-static int test_done(void)
+static inline int test_done(void)
 {
 	return test_failed_cases ? 1 : 0;
 }
@@ -74,7 +74,7 @@ static int test_done(void)
  * PROT_NONE page, so that reading one byte past it faults. Free it with test_guarded_free.
  * It exits the process if the mappings cannot be made.
  */
-static unsigned char *test_guarded(const void *data, size_t len, size_t *map_len)
+static inline unsigned char *test_guarded(const void *data, size_t len, size_t *map_len)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	size_t pages = (len + page - 1) / page + 1;
@@ -92,7 +92,7 @@ static unsigned char *test_guarded(const void *data, size_t len, size_t *map_len
 	return p;
 }
 
-static void test_guarded_free(unsigned char *p, size_t len, size_t map_len)
+static inline void test_guarded_free(unsigned char *p, size_t len, size_t map_len)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	unsigned char *base = p + len - (map_len - page);
@@ -101,7 +101,7 @@ static void test_guarded_free(unsigned char *p, size_t len, size_t map_len)
 }
 
 /* test_unhex decodes hex digits from s (spaces ignored) into out; returns the byte count. */
-static size_t test_unhex(const char *s, unsigned char *out, size_t cap)
+static inline size_t test_unhex(const char *s, unsigned char *out, size_t cap)
 {
 	size_t n = 0;
 	int half = -1;
