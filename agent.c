@@ -53,6 +53,7 @@
 #define AGENT_BACKOFF_MAX	 30000 /* ms */
 #define AGENT_ACK_TIMEOUT	 30000 /* ms without an ACK for a sent frame: reconnect */
 #define AGENT_SHUTDOWN_WAIT	 5000  /* ms for the last report on SIGTERM */
+#define AGENT_CONNECT_TIMEOUT	 5000  /* ms for a TCP handshake (SYN retries take minutes) */
 #define AGENT_COMPRESS_THRESHOLD 4096  /* frames above this many bytes are zlib-compressed */
 
 struct agent_config {
@@ -98,6 +99,7 @@ struct agent {
 	uint8_t in[WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + WIRE_ERROR_MESSAGE_MAX];
 	size_t in_len;
 	unsigned int backoff_ms;
+	long long connect_started_ms;
 	long long next_connect_ms;
 	long long next_drain_ms;
 };
@@ -671,6 +673,7 @@ static void agent_connect(struct agent *a)
 			inet_ntop(ai->ai_family, sa, addr, sizeof(addr));
 			snprintf(a->peer, sizeof(a->peer), "%s (%s)", a->config.server, addr);
 			a->conn = AGENT_CONNECTING;
+			a->connect_started_ms = agent_now_ms();
 			break;
 		}
 		close(a->sock);
@@ -802,6 +805,9 @@ static void agent_step(struct agent *a, int timeout_cap_ms)
 		agent_pump(a);
 		if (a->frame_sent && now - a->frame_sent_ms > AGENT_ACK_TIMEOUT)
 			agent_disconnect(a, "no acknowledgement in time");
+	} else if (a->conn == AGENT_CONNECTING &&
+		   now - a->connect_started_ms > AGENT_CONNECT_TIMEOUT) {
+		agent_disconnect(a, "connection timed out");
 	}
 	if (a->conn != AGENT_DISCONNECTED) {
 		pfd.fd = a->sock;

@@ -301,6 +301,8 @@ static int server_handle_stats(struct server *s, struct server_agent *a, const s
 	in->seen_ms = server_now_ms();
 	if (st.sequence <= in->last_sequence) {
 		s->counters.stats_duplicate++;
+		server_log("agent %s (%s): report %llu already stored; acknowledged again", a->peer,
+			   a->node, (unsigned long long)st.sequence);
 	} else {
 		in->last_sequence = st.sequence;
 		s->counters.stats_accepted++;

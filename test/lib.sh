@@ -166,6 +166,7 @@ table inet kzt {
 		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto udp counter
 		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto tcp counter
 		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto ipv6-icmp counter
+		meta nfproto ipv4 oifname != "lo" counter comment "all-ipv4"
 	}
 }
 NFT
@@ -189,6 +190,34 @@ for item in json.load(sys.stdin)["nftables"]:
     if m.get("saddr") == src and m.get("daddr") == dst and m.get("l4proto") == proto:
         print(counter["bytes"], counter["packets"]); break
 ' "$@"
+}
+
+# nft_count_all: "bytes packets" of all IPv4 traffic leaving the node, loopback aside.
+nft_count_all() {
+	ip netns exec "$NODE" nft -j list chain inet kzt post | python3 -c '
+import json, sys
+for item in json.load(sys.stdin)["nftables"]:
+    rule = item.get("rule")
+    if rule and rule.get("comment") == "all-ipv4":
+        c = [e["counter"] for e in rule["expr"] if "counter" in e][0]
+        print(c["bytes"], c["packets"])
+'
+}
+
+# sink_count_all OUT: "bytes packets" of every IPv4 record off loopback, plus all reported loss.
+sink_count_all() {
+	python3 - "$1" <<'PY'
+import json, sys
+b = p = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["type"] == "report":
+        b += r["lost_map_full_bytes"] + r["lost_other_bytes"]
+        p += r["lost_map_full_packets"] + r["lost_other_packets"]
+    elif r["family"] == 4 and not r["src"].startswith("127.") and not r["dst"].startswith("127."):
+        b += r["bytes"]; p += r["packets"]
+print(b, p)
+PY
 }
 
 # sink_count OUT SRC DST PROTO [PORT]: "bytes packets" the sink received for that traffic.
