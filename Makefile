@@ -18,7 +18,7 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf
 
 BINARIES := kubezonnet-agent kubezonnet-server
 UNIT_TESTS := $(patsubst test/%.c,build/test/%,$(wildcard test/*_test.c))
-BENCHES := $(patsubst bench/%.c,build/bench/%,$(wildcard bench/*.c))
+BENCHES := $(patsubst bench/%.c,build/bench/%,$(filter-out %.bpf.c,$(wildcard bench/*.c)))
 HEADERS := $(wildcard *.h)
 
 .PHONY: all deps test unit-tests bench demo format check-format clean
@@ -32,11 +32,17 @@ deps:
 build build/test build/bench:
 	@mkdir -p $@
 
-build/kubezonnet.bpf.o: bpf/kubezonnet.bpf.c bpf/kubezonnet.h bpf/vmlinux.h | build
+build/kubezonnet.bpf.o: bpf/kubezonnet.bpf.c bpf/kubezonnet.h bpf/kubezonnet_parse.h bpf/vmlinux.h | build
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 build/kubezonnet.skel.h: build/kubezonnet.bpf.o
 	$(BPFTOOL) gen skeleton $< name kubezonnet_bpf > $@
+
+build/bench.bpf.o: bench/bench.bpf.c bpf/kubezonnet.h bpf/kubezonnet_parse.h bpf/vmlinux.h | build
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+build/bench.skel.h: build/bench.bpf.o
+	$(BPFTOOL) gen skeleton $< name bench_bpf > $@
 
 kubezonnet-agent: agent.c build/kubezonnet.skel.h $(HEADERS) bpf/kubezonnet.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ agent.c $(STATIC_LIBS)
@@ -49,6 +55,9 @@ build/test/%: test/%.c test/test.h $(HEADERS) | build/test
 
 build/bench/%: bench/%.c bench/bench.h $(HEADERS) | build/bench
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIBS) -lm
+
+build/bench/bpf_bench: build/bench.skel.h build/kubezonnet.skel.h bpf/kubezonnet.h
+build/bench/drain_bench: agent.c build/kubezonnet.skel.h bpf/kubezonnet.h
 
 build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h
 
@@ -70,10 +79,10 @@ demo:
 	@exit 1
 
 format:
-	clang-format -i *.c *.h bpf/*.c bpf/kubezonnet.h test/*.c test/*.h bench/*.c bench/*.h
+	clang-format -i *.c *.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h bench/*.c bench/*.h
 
 check-format:
-	@clang-format --dry-run -Werror *.c *.h bpf/*.c bpf/kubezonnet.h test/*.c test/*.h bench/*.c bench/*.h
+	@clang-format --dry-run -Werror *.c *.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h bench/*.c bench/*.h
 
 clean:
 	rm -rf build $(BINARIES)

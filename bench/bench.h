@@ -38,7 +38,7 @@ static inline double bench_median(double *v, int n)
 static inline void bench_row(const char *what, double value, const char *unit, const char *baseline,
 			     double base_value)
 {
-	printf("%-44s %14.0f %-12s %-26s %14.0f %7.2fx\n", what, value, unit, baseline, base_value,
+	printf("%-44s %14.1f %-12s %-26s %14.1f %7.2fx\n", what, value, unit, baseline, base_value,
 	       base_value ? value / base_value : 0.0);
 	fflush(stdout);
 }
