@@ -113,20 +113,30 @@ static __always_inline __u32 kzn_ipv6_l4(const struct bpf_dynptr *ptr, __u8 *pro
 static __always_inline __u32 kzn_wire_segments(struct sk_buff *skb, __u32 len, __u32 hdr_len)
 {
 	struct skb_shared_info *shinfo;
-	__u16 gso_size, gso_segs;
+	/* gso_size and gso_segs are adjacent: one read of both (checked against the kernel). */
+	struct {
+		__u16 size;
+		__u16 segs;
+	} gso = {};
 
 	if (!kzn_count_gso)
 		return 1;
-	shinfo = (struct skb_shared_info *)(BPF_CORE_READ(skb, head) + BPF_CORE_READ(skb, end));
-	gso_size = BPF_CORE_READ(shinfo, gso_size);
-	if (!gso_size)
+	/* head and end are read directly from the trusted skb; only shinfo needs a probe. */
+	shinfo = (struct skb_shared_info *)(skb->head + skb->end);
+	if (bpf_core_field_offset(struct skb_shared_info, gso_segs) ==
+	    bpf_core_field_offset(struct skb_shared_info, gso_size) + 2) {
+		bpf_probe_read_kernel(&gso, sizeof(gso), &shinfo->gso_size);
+	} else {
+		gso.size = BPF_CORE_READ(shinfo, gso_size);
+		gso.segs = BPF_CORE_READ(shinfo, gso_segs);
+	}
+	if (!gso.size)
 		return 1;
-	gso_segs = BPF_CORE_READ(shinfo, gso_segs);
-	if (gso_segs)
-		return gso_segs;
+	if (gso.segs)
+		return gso.segs;
 	if (len <= hdr_len)
 		return 1;
-	return (len - hdr_len + gso_size - 1) / gso_size;
+	return (len - hdr_len + gso.size - 1) / gso.size;
 }
 
 /*
