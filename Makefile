@@ -20,6 +20,8 @@ BINARIES := kubezonnet-agent kubezonnet-server
 UNIT_TESTS := $(patsubst test/%.c,build/test/%,$(wildcard test/*_test.c))
 BENCHES := $(patsubst bench/%.c,build/bench/%,$(filter-out %.bpf.c,$(wildcard bench/*.c)))
 HEADERS := $(wildcard *.h)
+# Modules linked into the server and the unit tests.
+MODULES := $(filter-out agent.c server.c,$(wildcard *.c))
 
 .PHONY: all deps test unit-tests bench demo format check-format clean
 .DELETE_ON_ERROR:
@@ -47,11 +49,11 @@ build/bench.skel.h: build/bench.bpf.o
 kubezonnet-agent: agent.c build/kubezonnet.skel.h $(HEADERS) bpf/kubezonnet.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ agent.c $(STATIC_LIBS)
 
-kubezonnet-server: server.c $(HEADERS)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ server.c $(SERVER_LIBS)
+kubezonnet-server: server.c $(MODULES) $(HEADERS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ server.c $(MODULES) $(SERVER_LIBS)
 
-build/test/%: test/%.c test/test.h $(HEADERS) | build/test
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIBS)
+build/test/%: test/%.c test/test.h $(MODULES) $(HEADERS) | build/test
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(MODULES) $(STATIC_LIBS)
 
 build/bench/%: bench/%.c bench/bench.h $(HEADERS) | build/bench
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIBS) -lm
