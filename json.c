@@ -309,11 +309,16 @@ int json_parse(const char *js, size_t len, struct json_token *tokens, uint32_t m
 const char *json_error_string(int error)
 {
 	switch (error) {
-	case JSON_E_NOMEM: return "too many tokens";
-	case JSON_E_INVAL: return "invalid JSON";
-	case JSON_E_PART: return "unexpected end of input";
-	case JSON_E_DEPTH: return "nested too deeply";
-	default: return error >= 0 ? "ok" : "unknown error";
+	case JSON_E_NOMEM:
+		return "too many tokens";
+	case JSON_E_INVAL:
+		return "invalid JSON";
+	case JSON_E_PART:
+		return "unexpected end of input";
+	case JSON_E_DEPTH:
+		return "nested too deeply";
+	default:
+		return error >= 0 ? "ok" : "unknown error";
 	}
 }
 
@@ -343,7 +348,8 @@ int json_child(const struct json_token *tokens, int parent, uint32_t i)
 {
 	int t;
 
-	if (parent < 0 || (tokens[parent].type != JSON_OBJECT && tokens[parent].type != JSON_ARRAY) ||
+	if (parent < 0 ||
+	    (tokens[parent].type != JSON_OBJECT && tokens[parent].type != JSON_ARRAY) ||
 	    i >= tokens[parent].size)
 		return -1;
 	t = parent + 1;
@@ -435,7 +441,8 @@ int json_string(const char *js, const struct json_token *tokens, int i, char *ou
 					return -1; /* a low surrogate first */
 				if (cp >= 0xd800 && cp <= 0xdbff) {
 					uint32_t lo;
-					if (k + 6 > tokens[i].end || js[k] != '\\' || js[k + 1] != 'u')
+					if (k + 6 > tokens[i].end || js[k] != '\\' ||
+					    js[k + 1] != 'u')
 						return -1;
 					lo = json_hex4(js + k + 2);
 					if (lo < 0xdc00 || lo > 0xdfff)

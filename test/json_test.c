@@ -97,7 +97,8 @@ static void test_suite(void)
 		if ((rc >= 0) != suite[i].accept)
 			test_fail(__FILE__, __LINE__, "got %d (%s)", rc, json_error_string(rc));
 		if (rc >= 0 && counted != rc)
-			test_fail(__FILE__, __LINE__, "count-only mode says %d tokens, not %d", counted, rc);
+			test_fail(__FILE__, __LINE__, "count-only mode says %d tokens, not %d",
+				  counted, rc);
 		test_result("json: %s", suite[i].name);
 	}
 }
@@ -153,7 +154,8 @@ static void test_string_decoding(void)
 		EXPECT_EQ(json_parse(rows[i].json, strlen(rows[i].json), t, 2, NULL), 1);
 		int n = json_string(rows[i].json, t, 0, buf, sizeof(buf));
 		if (rows[i].want == NULL ? n != -1 : (n < 0 || strcmp(buf, rows[i].want) != 0))
-			test_fail(__FILE__, __LINE__, "row %zu: got %d '%s'", i, n, n >= 0 ? buf : "");
+			test_fail(__FILE__, __LINE__, "row %zu: got %d '%s'", i, n,
+				  n >= 0 ? buf : "");
 	}
 	EXPECT_EQ(json_parse("\"abcdef\"", 8, t, 2, NULL), 1);
 	EXPECT_EQ(json_string("\"abcdef\"", t, 0, buf, 6), -1); /* does not fit */
@@ -192,7 +194,8 @@ static void test_error_position(void)
 /* Every prefix of a valid document is partial (never invalid, never read past its end). */
 static void test_prefixes(void)
 {
-	const char *js = "{\"a\": [1, -2.5e3, \"x\\u00e9\\\"\", true, false, null, {\"b\": {}}], \"c\": \"\xe2\x82\xac\"}";
+	const char *js = "{\"a\": [1, -2.5e3, \"x\\u00e9\\\"\", true, false, null, {\"b\": {}}], "
+			 "\"c\": \"\xe2\x82\xac\"}";
 	size_t len = strlen(js);
 	struct json_token t[32];
 
@@ -230,7 +233,8 @@ static char *slurp(const char *path, size_t *len)
 /* Every fixture: .json parses whole; .jsonl parses line by line. */
 static void test_fixtures(void)
 {
-	const char *dir = getenv("KZN_FIXTURES") ? getenv("KZN_FIXTURES") : "../shared/fixtures/k8s";
+	const char *dir =
+		getenv("KZN_FIXTURES") ? getenv("KZN_FIXTURES") : "../shared/fixtures/k8s";
 	DIR *d = opendir(dir);
 	struct dirent *e;
 	int files = 0;
@@ -259,7 +263,8 @@ static void test_fixtures(void)
 			if (n <= 0 || json_parse(buf, len, t, (uint32_t)n, NULL) != n)
 				test_fail(__FILE__, __LINE__, "%s: %d", e->d_name, n);
 			else
-				EXPECT(t[0].type == JSON_OBJECT && json_get(buf, t, 0, "kind") >= 0);
+				EXPECT(t[0].type == JSON_OBJECT &&
+				       json_get(buf, t, 0, "kind") >= 0);
 			free(t);
 		} else {
 			for (char *line = buf, *nl; *line; line = nl + 1) {
@@ -270,7 +275,8 @@ static void test_fixtures(void)
 					continue;
 				int n = json_parse(line, (size_t)(nl - line), NULL, 0, NULL);
 				if (n <= 0)
-					test_fail(__FILE__, __LINE__, "%s line %d: %d", e->d_name, lines + 1, n);
+					test_fail(__FILE__, __LINE__, "%s line %d: %d", e->d_name,
+						  lines + 1, n);
 				lines++;
 			}
 			EXPECT(lines > 0);

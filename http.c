@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* http.c: see http.h. */
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+/* RFC 9110 tchar. */
+static int http_is_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* http_line returns the length of the line at p (without its CRLF or LF), or -1 if none. */
+static long http_line(const char *p, const char *end, const char **next)
+{
+	const char *nl = memchr(p, '\n', (size_t)(end - p));
+	const char *eol;
+
+	if (!nl)
+		return -1;
+	eol = nl > p && nl[-1] == '\r' ? nl - 1 : nl;
+	*next = nl + 1;
+	return eol - p;
+}
+
+/* http_head_complete looks for the blank line ending the head, from a resume point. */
+static int http_head_complete(const char *buf, size_t len, size_t last_len)
+{
+	size_t from = last_len > 3 ? last_len - 3 : 0;
+
+	for (size_t i = from; i < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		if (i + 1 < len && buf[i + 1] == '\n')
+			return 1;
+		if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
+			return 1;
+	}
+	return 0;
+}
+
+int http_parse_request(const char *buf, size_t len, size_t last_len, struct http_request *req)
+{
+	const char *p = buf, *end, *next;
+	long n;
+
+	if (!http_head_complete(buf, len, last_len))
+		return len > HTTP_MAX_HEADER_BYTES ? HTTP_E_TOO_LARGE : HTTP_E_PARTIAL;
+	end = buf + (len > HTTP_MAX_HEADER_BYTES ? HTTP_MAX_HEADER_BYTES : len);
+
+	/* Request line: method SP target SP HTTP/1.x */
+	n = http_line(p, end, &next);
+	if (n < 0)
+		return HTTP_E_TOO_LARGE;
+	{
+		const char *l = p, *le = p + n, *sp;
+
+		req->method = l;
+		while (l < le && http_is_tchar((unsigned char)*l))
+			l++;
+		req->method_len = (size_t)(l - req->method);
+		if (req->method_len == 0 || l >= le || *l != ' ')
+			return HTTP_E_INVALID;
+		req->target = ++l;
+		sp = memchr(l, ' ', (size_t)(le - l));
+		if (!sp || sp == l)
+			return HTTP_E_INVALID;
+		for (const char *c = l; c < sp; c++)
+			if ((unsigned char)*c <= 0x20 || *c == 0x7f)
+				return HTTP_E_INVALID;
+		req->target_len = (size_t)(sp - l);
+		l = sp + 1;
+		if (le - l != 8 || memcmp(l, "HTTP/1.", 7) != 0 || (l[7] != '0' && l[7] != '1'))
+			return HTTP_E_INVALID;
+		req->minor_version = l[7] - '0';
+	}
+	p = next;
+
+	req->num_headers = 0;
+	for (;;) {
+		const char *l, *le, *colon, *v, *ve;
+
+		n = http_line(p, end, &next);
+		if (n < 0)
+			return HTTP_E_TOO_LARGE;
+		if (n == 0)
+			return (int)(next - buf);
+		l = p;
+		le = p + n;
+		if (*l == ' ' || *l == '\t')
+			return HTTP_E_INVALID; /* obsolete line folding */
+		if (req->num_headers == HTTP_MAX_HEADERS)
+			return HTTP_E_TOO_LARGE;
+		colon = l;
+		while (colon < le && http_is_tchar((unsigned char)*colon))
+			colon++;
+		if (colon == l || colon >= le || *colon != ':')
+			return HTTP_E_INVALID;
+		v = colon + 1;
+		while (v < le && (*v == ' ' || *v == '\t'))
+			v++;
+		ve = le;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		for (const char *c = v; c < ve; c++)
+			if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
+				return HTTP_E_INVALID;
+		req->headers[req->num_headers++] = (struct http_header){
+			.name = l,
+			.name_len = (size_t)(colon - l),
+			.value = v,
+			.value_len = (size_t)(ve - v),
+		};
+		p = next;
+	}
+}
+
+const struct http_header *http_header_value(const struct http_request *req, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < req->num_headers; i++)
+		if (req->headers[i].name_len == n &&
+		    strncasecmp(req->headers[i].name, name, n) == 0)
+			return &req->headers[i];
+	return NULL;
+}
+
+int http_accepts_token(const char *value, size_t len, const char *token)
+{
+	size_t tlen = strlen(token), i = 0;
+
+	while (i < len) {
+		size_t start, stop, elem_end;
+
+		while (i < len && (value[i] == ' ' || value[i] == '\t' || value[i] == ','))
+			i++;
+		start = i;
+		while (i < len && value[i] != ',' && value[i] != ';' && value[i] != ' ' &&
+		       value[i] != '\t')
+			i++;
+		stop = i;
+		elem_end = i;
+		while (elem_end < len && value[elem_end] != ',')
+			elem_end++;
+		if (stop - start == tlen && strncasecmp(value + start, token, tlen) == 0) {
+			/* q=0 (or 0.0, 0.000) excludes it */
+			for (size_t k = stop; k + 2 < elem_end; k++) {
+				if ((value[k] == 'q' || value[k] == 'Q') && value[k + 1] == '=') {
+					size_t d = k + 2;
+					int nonzero = 0;
+					for (; d < elem_end && value[d] != ' '; d++)
+						if (value[d] >= '1' && value[d] <= '9')
+							nonzero = 1;
+					return nonzero;
+				}
+			}
+			return 1;
+		}
+		i = elem_end;
+	}
+	return 0;
+}
