@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * kubezonnet-server: one poll() loop that takes agent reports over wire.h.
+ * kubezonnet-server: one poll() loop that takes agent reports over wire.h, attributes every
+ * record to pods, workloads, nodes and zones through the endpoint index, and serves the
+ * result as Prometheus metrics over HTTP, plus JSON flow logs on stdout.
  *
- * Agents connect, say HELLO, then send STATS frames; each is decoded, deduplicated by
- * (instance id, sequence) and acknowledged. --dump-records prints every new record as one
- * JSON object per line on stdout. A bad frame costs only the connection that sent it.
+ * Structure, after redis ae.c and OpenBSD ntpd: privileged set-up first (listeners, the
+ * topology), then a single loop over a fixed table of descriptors. Signal handlers only set
+ * flags. A bad frame or request costs only the connection that sent it; no peer can stall
+ * the loop (all sockets are non-blocking, every buffer is bounded, every wait has a timeout).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,16 +25,26 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
-#include "wire.h"
+#include "endpoint.h"
+#include "http.h"
+#include "metrics.h"
+#include "topology.h"
 #include "version.h"
+#include "wire.h"
 
-#define SERVER_MAX_AGENTS	1024
-#define SERVER_MAX_INSTANCES	4096 /* remembered (instance, last sequence) pairs */
-#define SERVER_READ_CHUNK	65536
-#define SERVER_HELLO_TIMEOUT_MS 10000
-#define SERVER_IDLE_TIMEOUT_MS	300000 /* an agent reports every 10 s */
-#define SERVER_WRITE_BUFFER	1024
+#define SERVER_MAX_AGENTS	 1024
+#define SERVER_MAX_INSTANCES	 4096 /* remembered (instance, last sequence) pairs */
+#define SERVER_READ_CHUNK	 65536
+#define SERVER_HELLO_TIMEOUT_MS	 10000
+#define SERVER_IDLE_TIMEOUT_MS	 300000 /* an agent reports every 10 s */
+#define SERVER_WRITE_BUFFER	 1024
+#define SERVER_HTTP_MAX_DEFAULT	 256
+#define SERVER_HTTP_IDLE_MS	 60000 /* keep-alive connection without a request */
+#define SERVER_HTTP_HEAD_MS	 10000 /* to send a whole request head once started */
+#define SERVER_SWEEP_MS		 30000
+#define SERVER_RETENTION_DEFAULT (5 * 60 * 1000)
 
 struct server_agent {
 	int fd;
@@ -43,7 +56,7 @@ struct server_agent {
 	size_t in_len, in_cap;
 	uint8_t out[SERVER_WRITE_BUFFER];
 	size_t out_len;
-	int closing; /* flush out[], then close */
+	int closing; /* 1: flush out[], then close; 2: close now */
 	long long connected_ms;
 	long long last_activity_ms;
 };
@@ -54,22 +67,148 @@ struct server_instance {
 	long long seen_ms;
 };
 
-struct server_counters {
-	unsigned long long frames_rejected[16]; /* by -wire_result */
-	unsigned long long stats_accepted, stats_duplicate, records;
-	unsigned long long connections_refused;
+struct server_http {
+	int fd;
+	char peer[64];
+	char in[HTTP_MAX_HEADER_BYTES + 1];
+	size_t in_len, seen_len;
+	struct buf out;
+	size_t out_off;
+	int closing;
+	long long last_activity_ms, head_started_ms;
 };
+
+/* What the server keeps per endpoint of the current index: its series, found once. */
+struct server_endpoint_series {
+	struct metrics_series *pod_bytes, *pod_packets;
+	struct metrics_series *workload_bytes[2], *workload_packets[2]; /* by direction */
+};
+
+enum server_flow_logs { FLOW_LOGS_NONE, FLOW_LOGS_CROSS_ZONE, FLOW_LOGS_ALL };
 
 struct server {
-	int agent_listen_fd;
+	/* configuration */
 	uint32_t max_frame;
 	int dump_records;
+	enum server_flow_logs flow_logs;
+	const char *topology_path;
+	long long retention_ms;
+	int http_max;
+
+	int agent_listen_fd, http_listen_fd;
 	struct server_agent agents[SERVER_MAX_AGENTS];
 	int n_agents;
+	struct server_http *http;
+	int n_http;
 	struct server_instance instances[SERVER_MAX_INSTANCES];
-	struct server_counters counters;
+
+	struct endpoint_index *index;
+	unsigned generation;
+	int ready;
+
+	struct {
+		unsigned long long reports_stored, reports_duplicate;
+	} stats;
+
+	struct metrics_family pod_bytes, pod_packets, workload_bytes, workload_packets;
+	struct metrics_family zone_bytes, zone_packets, class_bytes, unknown_bytes;
+	struct metrics_family records, reports, frames_rejected, agents_connected, last_report;
+	struct metrics_family agent_lost_bytes, agent_lost_packets, endpoints, build_info;
+	struct metrics_family http_requests, http_rejected, topology_reloads;
 };
 
+static volatile sig_atomic_t server_reload;
+
+static void server_on_hup(int sig)
+{
+	(void)sig;
+	server_reload = 1;
+}
+
+static void server_metrics_init(struct server *s)
+{
+#define FAMILY(f, n, h, t, ...)                                                                    \
+	do {                                                                                       \
+		static const char *const labels_[] = {__VA_ARGS__};                                \
+		s->f.name = n;                                                                     \
+		s->f.help = h;                                                                     \
+		s->f.type = t;                                                                     \
+		s->f.nlabels = sizeof(labels_) / sizeof(labels_[0]);                               \
+		memcpy(s->f.labels, labels_, sizeof(labels_));                                     \
+	} while (0)
+	FAMILY(pod_bytes, "pod_cross_zone_network_traffic_bytes_total",
+	       "Bytes sent by a pod to another zone (hostNetwork pods and nodes: namespace "
+	       "_node_).",
+	       METRICS_COUNTER, "namespace", "pod");
+	FAMILY(pod_packets, "pod_cross_zone_network_traffic_packets_total",
+	       "Packets sent by a pod to another zone.", METRICS_COUNTER, "namespace", "pod");
+	FAMILY(workload_bytes, "workload_cross_zone_network_traffic_bytes_total",
+	       "Cross-zone bytes of a workload's pods: sent, or received from outside every node.",
+	       METRICS_COUNTER, "namespace", "workload", "workload_kind", "direction");
+	FAMILY(workload_packets, "workload_cross_zone_network_traffic_packets_total",
+	       "Cross-zone packets of a workload's pods.", METRICS_COUNTER, "namespace", "workload",
+	       "workload_kind", "direction");
+	FAMILY(zone_bytes, "zone_network_traffic_bytes_total",
+	       "Bytes between zones, same-zone pairs included (external: a network with no zone).",
+	       METRICS_COUNTER, "src_zone", "dst_zone");
+	FAMILY(zone_packets, "zone_network_traffic_packets_total", "Packets between zones.",
+	       METRICS_COUNTER, "src_zone", "dst_zone");
+	FAMILY(class_bytes, "kubezonnet_traffic_bytes_total",
+	       "Attributed bytes by class: same_zone, cross_zone, cross_region, external, unknown.",
+	       METRICS_COUNTER, "class");
+	FAMILY(unknown_bytes, "kubezonnet_unknown_bytes_total",
+	       "Bytes with an address the endpoint index does not know, by which side.",
+	       METRICS_COUNTER, "reason");
+	FAMILY(records, "kubezonnet_records_received_total", "Flow records received from agents.",
+	       METRICS_COUNTER, "node");
+	FAMILY(reports, "kubezonnet_reports_total",
+	       "STATS reports received: stored, or duplicate (resent after a lost ACK).",
+	       METRICS_COUNTER, "result");
+	FAMILY(frames_rejected, "kubezonnet_frames_rejected_total",
+	       "Agent frames refused (the connection is closed), by the check that failed.",
+	       METRICS_COUNTER, "reason");
+	FAMILY(agents_connected, "kubezonnet_agents_connected", "Agents connected now.",
+	       METRICS_GAUGE, );
+	FAMILY(last_report, "kubezonnet_agent_last_report_timestamp_seconds",
+	       "When each node's agent last sent a report (Unix time).", METRICS_GAUGE, "node");
+	FAMILY(agent_lost_bytes, "kubezonnet_agent_lost_bytes_total",
+	       "Bytes an agent counted but could not store under a flow, by reason.",
+	       METRICS_COUNTER, "node", "reason");
+	FAMILY(agent_lost_packets, "kubezonnet_agent_lost_packets_total",
+	       "Packets an agent could not store under a flow, by reason.", METRICS_COUNTER, "node",
+	       "reason");
+	FAMILY(endpoints, "kubezonnet_endpoints", "Endpoints in the index now, by kind.",
+	       METRICS_GAUGE, "kind");
+	FAMILY(build_info, "kubezonnet_build_info", "The server's version.", METRICS_GAUGE,
+	       "version");
+	FAMILY(http_requests, "kubezonnet_http_requests_total", "HTTP requests answered, by code.",
+	       METRICS_COUNTER, "code");
+	FAMILY(http_rejected, "kubezonnet_http_rejected_total",
+	       "HTTP connections closed at a limit: header_too_large, bad_request, "
+	       "too_many_connections, idle_timeout, head_timeout.",
+	       METRICS_COUNTER, "reason");
+	FAMILY(topology_reloads, "kubezonnet_topology_reloads_total",
+	       "Topology file loads, by result.", METRICS_COUNTER, "result");
+#undef FAMILY
+}
+
+static void server_count(struct metrics_family *f, uint64_t n, const char *const values[])
+{
+	struct metrics_series *x = metrics_get(f, values);
+
+	if (x)
+		x->count += n;
+}
+
+#define SERVER_COUNT(f, n, ...) server_count(f, n, (const char *const[]){__VA_ARGS__})
+
+static void server_count_rejected(struct server *s, const char *reason)
+{
+	SERVER_COUNT(&s->frames_rejected, 1, reason);
+}
+
+static void server_account_report(struct server *s, const struct server_agent *a,
+				  const struct wire_stats *st);
 static volatile sig_atomic_t server_stop;
 
 static void server_on_signal(int sig)
@@ -206,8 +345,7 @@ static void server_reject(struct server *s, struct server_agent *a, int result, 
 	uint8_t frame[WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + WIRE_ERROR_MESSAGE_MAX];
 	long n;
 
-	if (result < 0 && -result < 16)
-		s->counters.frames_rejected[-result]++;
+	server_count_rejected(s, wire_reason(result));
 	server_log("agent %s (%s): %s; closing", a->peer, a->hello_done ? a->node : "no HELLO yet",
 		   wire_strerror(result));
 	n = wire_error_encode(frame, sizeof(frame), code, wire_strerror(result));
@@ -300,15 +438,15 @@ static int server_handle_stats(struct server *s, struct server_agent *a, const s
 	in = server_instance(s, a->instance_id);
 	in->seen_ms = server_now_ms();
 	if (st.sequence <= in->last_sequence) {
-		s->counters.stats_duplicate++;
+		s->stats.reports_duplicate++;
 		server_log("agent %s (%s): report %llu already stored; acknowledged again", a->peer,
 			   a->node, (unsigned long long)st.sequence);
 	} else {
 		in->last_sequence = st.sequence;
-		s->counters.stats_accepted++;
-		s->counters.records += st.count;
+		s->stats.reports_stored++;
 		if (s->dump_records)
 			server_dump(a, &st);
+		server_account_report(s, a, &st);
 	}
 	server_queue(a, ack, (size_t)wire_ack_encode(ack, sizeof(ack), st.sequence));
 out:
@@ -355,7 +493,7 @@ static int server_handle_frame(struct server *s, struct server_agent *a, const s
 	}
 }
 
-static void server_close(struct server *s, int i)
+static void server_agent_close(struct server *s, int i)
 {
 	struct server_agent *a = &s->agents[i];
 
@@ -367,7 +505,7 @@ static void server_close(struct server *s, int i)
 }
 
 /* server_read reads what the agent sent and handles every whole frame in it. */
-static void server_read(struct server *s, struct server_agent *a)
+static void server_agent_read(struct server *s, struct server_agent *a)
 {
 	size_t pos = 0;
 
@@ -430,7 +568,7 @@ static void server_read(struct server *s, struct server_agent *a)
 	a->in_len -= pos;
 }
 
-static void server_write(struct server_agent *a)
+static void server_agent_write(struct server_agent *a)
 {
 	while (a->out_len) {
 		ssize_t n = write(a->fd, a->out, a->out_len);
@@ -444,7 +582,516 @@ static void server_write(struct server_agent *a)
 	}
 }
 
-static void server_accept(struct server *s)
+/* ---- attribution and metrics ---- */
+
+static const char *server_zone_label(const struct endpoint *e)
+{
+	return !e ? "unknown" : e->zone ? e->zone : "external";
+}
+
+/* server_series returns the endpoint's cached series, finding or creating them once. */
+static struct server_endpoint_series *server_series(struct server *s, const struct endpoint *e)
+{
+	struct endpoint *m = (struct endpoint *)e;
+	struct server_endpoint_series *x = m->user;
+
+	if (x)
+		return x;
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		return NULL;
+	const char *ns = e->kind == ENDPOINT_POD ? e->namespace : "_node_";
+	const char *wl = e->kind == ENDPOINT_POD ? e->workload : e->name;
+	const char *kind = e->kind == ENDPOINT_POD ? e->workload_kind : "Node";
+	x->pod_bytes = metrics_get(&s->pod_bytes, (const char *const[]){ns, e->name});
+	x->pod_packets = metrics_get(&s->pod_packets, (const char *const[]){ns, e->name});
+	for (int d = 0; d < 2; d++) {
+		const char *dir = d == TRAFFIC_SENT ? "sent" : "received";
+		x->workload_bytes[d] =
+			metrics_get(&s->workload_bytes, (const char *const[]){ns, wl, kind, dir});
+		x->workload_packets[d] =
+			metrics_get(&s->workload_packets, (const char *const[]){ns, wl, kind, dir});
+	}
+	if (!x->pod_bytes || !x->pod_packets || !x->workload_bytes[0] || !x->workload_bytes[1] ||
+	    !x->workload_packets[0] || !x->workload_packets[1]) {
+		free(x);
+		return NULL;
+	}
+	x->pod_bytes->generation = x->pod_packets->generation = s->generation;
+	for (int d = 0; d < 2; d++)
+		x->workload_bytes[d]->generation = x->workload_packets[d]->generation =
+			s->generation;
+	m->user = x;
+	return x;
+}
+
+static void server_json_string(const char *v)
+{
+	putchar('"');
+	for (; v && *v; v++) {
+		unsigned char c = (unsigned char)*v;
+		if (c == '"' || c == '\\')
+			printf("\\%c", c);
+		else if (c < 0x20)
+			printf("\\u%04x", c);
+		else
+			putchar(c);
+	}
+	putchar('"');
+}
+
+static void server_flow_endpoint(const char *key, const uint8_t addr[16], const struct endpoint *e)
+{
+	static const char *const kinds[] = {"unknown", "pod", "node", "external"};
+	char ip[INET6_ADDRSTRLEN];
+
+	endpoint_format_address(addr, ip, sizeof(ip));
+	printf("\"%s\":{\"ip\":\"%s\",\"kind\":\"%s\"", key, ip, kinds[e ? e->kind : 0]);
+	if (e) {
+		if (e->kind == ENDPOINT_POD) {
+			printf(",\"namespace\":");
+			server_json_string(e->namespace);
+			printf(",\"pod\":");
+			server_json_string(e->name);
+			printf(",\"workload\":");
+			server_json_string(e->workload);
+			printf(",\"workload_kind\":");
+			server_json_string(e->workload_kind);
+		} else {
+			printf(",\"name\":");
+			server_json_string(e->name);
+		}
+		if (e->node) {
+			printf(",\"node\":");
+			server_json_string(e->node->name);
+		}
+		printf(",\"zone\":");
+		server_json_string(server_zone_label(e));
+	}
+	putchar('}');
+}
+
+static void server_flow_log(const struct server_agent *a, const struct wire_record *r,
+			    const struct attribution *at)
+{
+	char when[40];
+	struct timespec ts;
+	struct tm tm;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+	printf("{\"time\":\"%s.%03ldZ\",\"node\":\"%s\",\"class\":\"%s\",\"direction\":\"%s\","
+	       "\"protocol\":%u,\"port\":%u,\"bytes\":%llu,\"packets\":%llu,",
+	       when, ts.tv_nsec / 1000000, a->node, traffic_class_name(at->class),
+	       at->direction == TRAFFIC_SENT ? "sent" : "received", r->protocol, r->port,
+	       (unsigned long long)r->bytes, (unsigned long long)r->packets);
+	server_flow_endpoint("src", r->src, at->src);
+	putchar(',');
+	server_flow_endpoint("dst", r->dst, at->dst);
+	puts("}");
+}
+
+/* server_account attributes one record and adds it to the metrics. */
+static void server_account(struct server *s, const struct server_agent *a,
+			   const struct wire_record *r)
+{
+	struct attribution at;
+	int cross;
+
+	if (!s->index)
+		return;
+	endpoint_attribute(s->index, a->node, r->src, r->dst, &at);
+	if (!at.counted)
+		return;
+	cross = at.class == TRAFFIC_CROSS_ZONE || at.class == TRAFFIC_CROSS_REGION;
+	SERVER_COUNT(&s->class_bytes, r->bytes, traffic_class_name(at.class));
+	if (at.class == TRAFFIC_UNKNOWN)
+		SERVER_COUNT(&s->unknown_bytes, r->bytes, at.unknown_reason);
+	SERVER_COUNT(&s->zone_bytes, r->bytes, server_zone_label(at.src),
+		     server_zone_label(at.dst));
+	SERVER_COUNT(&s->zone_packets, r->packets, server_zone_label(at.src),
+		     server_zone_label(at.dst));
+	if (cross && at.subject) {
+		struct server_endpoint_series *x = server_series(s, at.subject);
+		if (x) {
+			if (at.direction == TRAFFIC_SENT) {
+				x->pod_bytes->count += r->bytes;
+				x->pod_packets->count += r->packets;
+			}
+			x->workload_bytes[at.direction]->count += r->bytes;
+			x->workload_packets[at.direction]->count += r->packets;
+		}
+	}
+	if (s->flow_logs == FLOW_LOGS_ALL || (s->flow_logs == FLOW_LOGS_CROSS_ZONE && cross))
+		server_flow_log(a, r, &at);
+}
+
+static void server_account_report(struct server *s, const struct server_agent *a,
+				  const struct wire_stats *st)
+{
+	struct metrics_series *last = metrics_get(&s->last_report, (const char *const[]){a->node});
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	if (last)
+		last->gauge = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	SERVER_COUNT(&s->records, st->count, a->node);
+	SERVER_COUNT(&s->agent_lost_bytes, st->loss.map_full_bytes, a->node, "map_full");
+	SERVER_COUNT(&s->agent_lost_packets, st->loss.map_full_packets, a->node, "map_full");
+	SERVER_COUNT(&s->agent_lost_bytes, st->loss.other_bytes, a->node, "other");
+	SERVER_COUNT(&s->agent_lost_packets, st->loss.other_packets, a->node, "other");
+	for (uint32_t i = 0; i < st->count; i++) {
+		struct wire_record r;
+		wire_record_get(st, i, &r);
+		server_account(s, a, &r);
+	}
+	if (s->flow_logs != FLOW_LOGS_NONE)
+		fflush(stdout);
+}
+
+static void server_free_series(struct endpoint *e, void *arg)
+{
+	(void)arg;
+	free(e->user);
+	e->user = NULL;
+}
+
+/* Series still named by the new index stay live; the others start their retention. */
+static void server_mark_live(struct endpoint *e, void *arg)
+{
+	struct server *s = arg;
+	const char *ns = e->kind == ENDPOINT_POD ? e->namespace : "_node_";
+	const char *wl = e->kind == ENDPOINT_POD ? e->workload : e->name;
+	const char *kind = e->kind == ENDPOINT_POD ? e->workload_kind : "Node";
+	struct metrics_series *x;
+
+	if (e->kind == ENDPOINT_EXTERNAL)
+		return;
+	if ((x = metrics_find(&s->pod_bytes, (const char *const[]){ns, e->name})))
+		x->generation = s->generation;
+	if ((x = metrics_find(&s->pod_packets, (const char *const[]){ns, e->name})))
+		x->generation = s->generation;
+	for (int d = 0; d < 2; d++) {
+		const char *dir = d == TRAFFIC_SENT ? "sent" : "received";
+		if ((x = metrics_find(&s->workload_bytes,
+				      (const char *const[]){ns, wl, kind, dir})))
+			x->generation = s->generation;
+		if ((x = metrics_find(&s->workload_packets,
+				      (const char *const[]){ns, wl, kind, dir})))
+			x->generation = s->generation;
+	}
+}
+
+static void server_sweep(struct server *s, long long now)
+{
+	metrics_sweep(&s->pod_bytes, s->generation, now, s->retention_ms);
+	metrics_sweep(&s->pod_packets, s->generation, now, s->retention_ms);
+	metrics_sweep(&s->workload_bytes, s->generation, now, s->retention_ms);
+	metrics_sweep(&s->workload_packets, s->generation, now, s->retention_ms);
+}
+
+/* server_set_index swaps in a new index (taking ownership) and starts series retention. */
+static void server_set_index(struct server *s, struct endpoint_index *x)
+{
+	if (s->index) {
+		endpoint_each(s->index, server_free_series, NULL);
+		endpoint_index_free(s->index);
+	}
+	s->index = x;
+	s->generation++;
+	endpoint_each(x, server_mark_live, s);
+	server_sweep(s, server_now_ms());
+	s->ready = 1;
+}
+
+static int server_load_topology(struct server *s, int initial)
+{
+	char err[600];
+	struct endpoint_index *x = topology_load(s->topology_path, err, sizeof(err));
+
+	if (!x) {
+		SERVER_COUNT(&s->topology_reloads, 1, "error");
+		server_log("topology %s%s", err, initial ? "" : "; keeping the previous one");
+		return -1;
+	}
+	SERVER_COUNT(&s->topology_reloads, 1, "ok");
+	server_log("topology %s: %zu nodes, %zu pods, %zu external networks", s->topology_path,
+		   endpoint_count(x, ENDPOINT_NODE), endpoint_count(x, ENDPOINT_POD),
+		   endpoint_count(x, ENDPOINT_EXTERNAL));
+	server_set_index(s, x);
+	return 0;
+}
+
+static void server_render_metrics(struct server *s, struct buf *b)
+{
+	struct metrics_family *all[] = {
+		&s->pod_bytes,	 &s->pod_packets,      &s->workload_bytes,     &s->workload_packets,
+		&s->zone_bytes,	 &s->zone_packets,     &s->class_bytes,	       &s->unknown_bytes,
+		&s->records,	 &s->reports,	       &s->frames_rejected,    &s->agents_connected,
+		&s->last_report, &s->agent_lost_bytes, &s->agent_lost_packets, &s->endpoints,
+		&s->build_info,	 &s->http_requests,    &s->http_rejected,      &s->topology_reloads,
+	};
+	static const char *const kinds[] = {"pod", "node", "external"};
+	struct metrics_series *x;
+
+	if ((x = metrics_get(&s->agents_connected, NULL)))
+		x->gauge = s->n_agents;
+	for (int k = 0; k < 3; k++)
+		if ((x = metrics_get(&s->endpoints, (const char *const[]){kinds[k]})))
+			x->gauge = s->index ? (double)endpoint_count(s->index,
+								     (enum endpoint_kind)(k + 1))
+					    : 0;
+	if ((x = metrics_get(&s->build_info, (const char *const[]){KUBEZONNET_VERSION})))
+		x->gauge = 1;
+	if ((x = metrics_get(&s->reports, (const char *const[]){"stored"})))
+		x->count = s->stats.reports_stored;
+	if ((x = metrics_get(&s->reports, (const char *const[]){"duplicate"})))
+		x->count = s->stats.reports_duplicate;
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		metrics_render(all[i], b);
+}
+
+/* ---- HTTP ---- */
+
+static const char *server_status_text(int code)
+{
+	switch (code) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Unknown";
+	}
+}
+
+/* server_gzip compresses in[0..n) as a gzip stream into out; returns 0 or -1. */
+static int server_gzip(const char *in, size_t n, struct buf *out)
+{
+	z_stream z = {0};
+	int rc;
+
+	if (deflateInit2(&z, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+		return -1;
+	out->len = 0;
+	buf_append(out, "", 0);
+	size_t cap = deflateBound(&z, (uLong)n) + 64;
+	if (out->cap < cap) {
+		char *p = realloc(out->p, cap);
+		if (!p) {
+			deflateEnd(&z);
+			return -1;
+		}
+		out->p = p;
+		out->cap = cap;
+	}
+	z.next_in = (Bytef *)in;
+	z.avail_in = (uInt)n;
+	z.next_out = (Bytef *)out->p;
+	z.avail_out = (uInt)out->cap;
+	rc = deflate(&z, Z_FINISH);
+	out->len = z.total_out;
+	deflateEnd(&z);
+	return rc == Z_STREAM_END ? 0 : -1;
+}
+
+static void server_http_respond(struct server *s, struct server_http *c, int code, const char *type,
+				const char *body, size_t len, int head_only, int gzip,
+				int keep_alive)
+{
+	char code_s[8];
+
+	snprintf(code_s, sizeof(code_s), "%d", code);
+	SERVER_COUNT(&s->http_requests, 1, code_s);
+	buf_printf(&c->out,
+		   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s%s\r\n", code,
+		   server_status_text(code), type, len, gzip ? "Content-Encoding: gzip\r\n" : "",
+		   code == 405 ? "Allow: GET, HEAD\r\n" : "",
+		   keep_alive ? "Vary: Accept-Encoding\r\n" : "Connection: close\r\n");
+	if (!head_only)
+		buf_append(&c->out, body, len);
+	if (!keep_alive)
+		c->closing = 1;
+}
+
+static void server_http_reject(struct server *s, struct server_http *c, int code, const char *why)
+{
+	char body[64];
+	int n = snprintf(body, sizeof(body), "%s\n", server_status_text(code));
+
+	SERVER_COUNT(&s->http_rejected, 1, why);
+	server_http_respond(s, c, code, "text/plain; charset=utf-8", body, (size_t)n, 0, 0, 0);
+}
+
+static int server_path_is(const struct http_request *r, const char *path)
+{
+	size_t n = strlen(path), len = r->target_len;
+	const char *q = memchr(r->target, '?', len);
+
+	if (q)
+		len = (size_t)(q - r->target);
+	return len == n && memcmp(r->target, path, n) == 0;
+}
+
+static void server_http_handle(struct server *s, struct server_http *c,
+			       const struct http_request *r)
+{
+	const struct http_header *h = http_header_value(r, "Connection");
+	int keep_alive = r->minor_version == 1
+				 ? !(h && http_accepts_token(h->value, h->value_len, "close"))
+				 : (h && http_accepts_token(h->value, h->value_len, "keep-alive"));
+	int get = r->method_len == 3 && memcmp(r->method, "GET", 3) == 0;
+	int head = r->method_len == 4 && memcmp(r->method, "HEAD", 4) == 0;
+	const char *text = "text/plain; charset=utf-8";
+
+	if (http_header_value(r, "Content-Length") || http_header_value(r, "Transfer-Encoding"))
+		keep_alive = 0; /* a body we do not read: do not try to find the next request */
+	if (server_path_is(r, "/metrics")) {
+		if (!get && !head) {
+			server_http_respond(s, c, 405, text, "Method Not Allowed\n", 19, 0, 0,
+					    keep_alive);
+			return;
+		}
+		struct buf body = {0}, z = {0};
+		const struct http_header *ae = http_header_value(r, "Accept-Encoding");
+		int gzip = ae && http_accepts_token(ae->value, ae->value_len, "gzip");
+
+		server_render_metrics(s, &body);
+		if (body.oom) {
+			server_http_respond(s, c, 500, text, "out of memory\n", 14, head, 0, 0);
+		} else if (gzip && server_gzip(body.p ? body.p : "", body.len, &z) == 0) {
+			server_http_respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8",
+					    z.p, z.len, head, 1, keep_alive);
+		} else {
+			server_http_respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8",
+					    body.p ? body.p : "", body.len, head, 0, keep_alive);
+		}
+		buf_free(&body);
+		buf_free(&z);
+	} else if (server_path_is(r, "/healthz") || server_path_is(r, "/readyz")) {
+		int ready = server_path_is(r, "/healthz") || s->ready;
+		if (!get && !head)
+			server_http_respond(s, c, 405, text, "Method Not Allowed\n", 19, 0, 0,
+					    keep_alive);
+		else if (ready)
+			server_http_respond(s, c, 200, text, "ok\n", 3, head, 0, keep_alive);
+		else
+			server_http_respond(s, c, 503, text, "not ready\n", 10, head, 0,
+					    keep_alive);
+	} else {
+		server_http_respond(s, c, 404, text, "Not Found\n", 10, head, 0, keep_alive);
+	}
+}
+
+static void server_http_read(struct server *s, struct server_http *c, long long now)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (c->in_len == sizeof(c->in))
+			break;
+		n = read(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
+		if (n > 0) {
+			if (c->in_len == 0)
+				c->head_started_ms = now;
+			c->in_len += (size_t)n;
+			continue;
+		}
+		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+			c->closing = 2;
+		break;
+	}
+	while (!c->closing && c->in_len) {
+		struct http_request r;
+		int n = http_parse_request(c->in, c->in_len, c->seen_len, &r);
+
+		if (n == HTTP_E_PARTIAL) {
+			c->seen_len = c->in_len;
+			break;
+		}
+		if (n == HTTP_E_TOO_LARGE) {
+			server_http_reject(s, c, 431, "header_too_large");
+			break;
+		}
+		if (n < 0) {
+			server_http_reject(s, c, 400, "bad_request");
+			break;
+		}
+		server_http_handle(s, c, &r);
+		memmove(c->in, c->in + n, c->in_len - (size_t)n);
+		c->in_len -= (size_t)n;
+		c->seen_len = 0;
+		c->head_started_ms = now;
+	}
+}
+
+static void server_http_write(struct server_http *c)
+{
+	while (c->out_off < c->out.len) {
+		ssize_t n = write(c->fd, c->out.p + c->out_off, c->out.len - c->out_off);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				c->closing = 2;
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+	c->out.len = c->out_off = 0;
+}
+
+static void server_http_close(struct server *s, int i)
+{
+	close(s->http[i].fd);
+	buf_free(&s->http[i].out);
+	s->http[i] = s->http[--s->n_http];
+}
+
+static void server_http_accept(struct server *s)
+{
+	for (;;) {
+		int fd = accept4(s->http_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct server_http *c;
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				server_log("accept (http): %s", strerror(errno));
+			return;
+		}
+		if (s->n_http == s->http_max) {
+			static const char busy[] =
+				"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+				"Connection: close\r\n\r\n";
+			if (write(fd, busy, sizeof(busy) - 1) < 0) {
+				/* best effort */
+			}
+			close(fd);
+			SERVER_COUNT(&s->http_rejected, 1, "too_many_connections");
+			continue;
+		}
+		c = &s->http[s->n_http++];
+		memset(c, 0, sizeof(*c));
+		c->fd = fd;
+		c->last_activity_ms = server_now_ms();
+		server_peer_name(fd, c->peer, sizeof(c->peer));
+	}
+}
+
+/* ---- agents ---- */
+
+static void server_agent_accept(struct server *s)
 {
 	for (;;) {
 		int fd = accept4(s->agent_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -453,7 +1100,7 @@ static void server_accept(struct server *s)
 
 		if (fd < 0) {
 			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				server_log("accept: %s", strerror(errno));
+				server_log("accept (agents): %s", strerror(errno));
 			return;
 		}
 		if (s->n_agents == SERVER_MAX_AGENTS) {
@@ -464,7 +1111,7 @@ static void server_accept(struct server *s)
 				/* best effort: the peer learns the reason or just sees the close */
 			}
 			close(fd);
-			s->counters.connections_refused++;
+			server_count_rejected(s, "too_many_connections");
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -476,27 +1123,72 @@ static void server_accept(struct server *s)
 	}
 }
 
+/* ---- flags and the loop ---- */
+
 static void server_usage(FILE *out)
 {
 	fprintf(out,
 		"usage: kubezonnet-server [options]\n"
 		"\n"
-		"Receives the kubezonnet agents' flow reports.\n"
+		"Receives the kubezonnet agents' flow reports, attributes them to pods, workloads\n"
+		"and zones, and serves Prometheus metrics.\n"
 		"\n"
-		"  --agent-listen [HOST]:PORT  agent listener (default :8081, every IPv4 and IPv6 "
-		"address)\n"
+		"  --http-listen [HOST]:PORT   metrics and health (default :8080, IPv4 and IPv6)\n"
+		"  --agent-listen [HOST]:PORT  agent reports (default :8081, IPv4 and IPv6)\n"
+		"  --topology FILE             nodes, pods and external networks as JSON; re-read\n"
+		"                              on SIGHUP (a bad file keeps the previous one)\n"
+		"  --flow-logs MODE            JSON flow logs on stdout: cross-zone (default), "
+		"all,\n"
+		"                              or none\n"
+		"  --pod-retention DURATION    keep a deleted pod's series this long (default 5m)\n"
+		"  --http-max-connections N    concurrent HTTP connections (default %d)\n"
 		"  --max-frame BYTES           largest agent frame accepted (default %u)\n"
-		"  --dump-records              print every new record as a JSON line on stdout\n"
+		"  --dump-records              print every new raw record as a JSON line on "
+		"stdout\n"
 		"  -h, --help                  this text\n"
 		"  -V, --version               print the version and exit\n",
-		WIRE_FRAME_MAX_DEFAULT);
+		SERVER_HTTP_MAX_DEFAULT, WIRE_FRAME_MAX_DEFAULT);
+}
+
+static int server_parse_duration(const char *v, long long *ms)
+{
+	char *end;
+	double x = strtod(v, &end);
+
+	if (end == v || x < 0)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		*ms = (long long)x;
+	else if (*end == '\0' || strcmp(end, "s") == 0)
+		*ms = (long long)(x * 1000);
+	else if (strcmp(end, "m") == 0)
+		*ms = (long long)(x * 60000);
+	else if (strcmp(end, "h") == 0)
+		*ms = (long long)(x * 3600000);
+	else
+		return -1;
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	enum { OPT_AGENT_LISTEN = 256, OPT_MAX_FRAME, OPT_DUMP };
+	enum {
+		OPT_AGENT_LISTEN = 256,
+		OPT_HTTP_LISTEN,
+		OPT_TOPOLOGY,
+		OPT_FLOW_LOGS,
+		OPT_RETENTION,
+		OPT_HTTP_MAX,
+		OPT_MAX_FRAME,
+		OPT_DUMP,
+	};
 	static const struct option options[] = {
 		{"agent-listen", required_argument, NULL, OPT_AGENT_LISTEN},
+		{"http-listen", required_argument, NULL, OPT_HTTP_LISTEN},
+		{"topology", required_argument, NULL, OPT_TOPOLOGY},
+		{"flow-logs", required_argument, NULL, OPT_FLOW_LOGS},
+		{"pod-retention", required_argument, NULL, OPT_RETENTION},
+		{"http-max-connections", required_argument, NULL, OPT_HTTP_MAX},
 		{"max-frame", required_argument, NULL, OPT_MAX_FRAME},
 		{"dump-records", no_argument, NULL, OPT_DUMP},
 		{"help", no_argument, NULL, 'h'},
@@ -504,17 +1196,64 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	static struct server s;
-	struct pollfd pfds[SERVER_MAX_AGENTS + 1];
-	const char *agent_listen = ":8081";
-	struct sigaction sa = {.sa_handler = server_on_signal};
+	struct pollfd *pfds;
+	const char *agent_listen = ":8081", *http_listen = ":8080";
+	struct sigaction sa = {.sa_handler = server_on_signal}, hup = {.sa_handler = server_on_hup};
+	long long next_sweep;
 	int opt;
 
 	s.max_frame = WIRE_FRAME_MAX_DEFAULT;
+	s.flow_logs = FLOW_LOGS_CROSS_ZONE;
+	s.retention_ms = SERVER_RETENTION_DEFAULT;
+	s.http_max = SERVER_HTTP_MAX_DEFAULT;
 	while ((opt = getopt_long(argc, argv, "hV", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_AGENT_LISTEN:
 			agent_listen = optarg;
 			break;
+		case OPT_HTTP_LISTEN:
+			http_listen = optarg;
+			break;
+		case OPT_TOPOLOGY:
+			s.topology_path = optarg;
+			break;
+		case OPT_FLOW_LOGS:
+			if (strcmp(optarg, "all") == 0)
+				s.flow_logs = FLOW_LOGS_ALL;
+			else if (strcmp(optarg, "cross-zone") == 0)
+				s.flow_logs = FLOW_LOGS_CROSS_ZONE;
+			else if (strcmp(optarg, "none") == 0)
+				s.flow_logs = FLOW_LOGS_NONE;
+			else {
+				fprintf(stderr,
+					"kubezonnet-server: --flow-logs: want all, cross-zone or "
+					"none, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case OPT_RETENTION:
+			if (server_parse_duration(optarg, &s.retention_ms) != 0) {
+				fprintf(stderr,
+					"kubezonnet-server: --pod-retention: want a duration such "
+					"as 5m, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case OPT_HTTP_MAX: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 65536) {
+				fprintf(stderr,
+					"kubezonnet-server: --http-max-connections: want 1..65536, "
+					"got '%s'\n",
+					optarg);
+				return 2;
+			}
+			s.http_max = (int)v;
+			break;
+		}
 		case OPT_MAX_FRAME: {
 			char *end;
 			unsigned long v = strtoul(optarg, &end, 10);
@@ -529,6 +1268,7 @@ int main(int argc, char **argv)
 		}
 		case OPT_DUMP:
 			s.dump_records = 1;
+			s.flow_logs = FLOW_LOGS_NONE;
 			break;
 		case 'h':
 			server_usage(stdout);
@@ -547,57 +1287,120 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	server_metrics_init(&s);
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &hup, NULL);
+	s.http = calloc((size_t)s.http_max, sizeof(*s.http));
+	pfds = calloc((size_t)(2 + SERVER_MAX_AGENTS + s.http_max), sizeof(*pfds));
+	if (!s.http || !pfds) {
+		server_log("out of memory for %d HTTP connections", s.http_max);
+		return 1;
+	}
+	if (s.topology_path) {
+		if (server_load_topology(&s, 1) != 0)
+			return 1;
+	} else {
+		s.index = endpoint_index_new();
+		s.ready = 1; /* no endpoint source to wait for */
+	}
 	s.agent_listen_fd = server_listen(agent_listen);
 	if (s.agent_listen_fd < 0)
 		return 1;
-	server_log("listening for agents on %s", agent_listen);
+	s.http_listen_fd = server_listen(http_listen);
+	if (s.http_listen_fd < 0)
+		return 1;
+	server_log("listening for agents on %s, HTTP on %s", agent_listen, http_listen);
+	next_sweep = server_now_ms() + SERVER_SWEEP_MS;
 
 	while (!server_stop) {
 		long long now;
-		int n;
+		int n, np = 2, a0, h0;
 
+		if (server_reload) {
+			server_reload = 0;
+			if (s.topology_path)
+				server_load_topology(&s, 0);
+		}
 		pfds[0] = (struct pollfd){.fd = s.agent_listen_fd, .events = POLLIN};
+		pfds[1] = (struct pollfd){.fd = s.http_listen_fd, .events = POLLIN};
+		a0 = np;
 		for (int i = 0; i < s.n_agents; i++) {
 			struct server_agent *a = &s.agents[i];
-			pfds[i + 1] =
-				(struct pollfd){.fd = a->fd,
-						.events = (short)((a->closing ? 0 : POLLIN) |
-								  (a->out_len ? POLLOUT : 0))};
+			pfds[np++] = (struct pollfd){.fd = a->fd,
+						     .events = (short)((a->closing ? 0 : POLLIN) |
+								       (a->out_len ? POLLOUT : 0))};
 		}
-		n = poll(pfds, (nfds_t)s.n_agents + 1, 1000);
+		h0 = np;
+		for (int i = 0; i < s.n_http; i++) {
+			struct server_http *c = &s.http[i];
+			pfds[np++] = (struct pollfd){
+				.fd = c->fd,
+				.events = (short)((c->closing ? 0 : POLLIN) |
+						  (c->out.len > c->out_off ? POLLOUT : 0))};
+		}
+		n = poll(pfds, (nfds_t)np, 1000);
 		if (n < 0 && errno != EINTR) {
 			server_log("poll: %s", strerror(errno));
 			return 1;
 		}
 		now = server_now_ms();
-		/* Walk backwards: server_close moves the last agent into the closed one's slot. */
+		/* Walk backwards: closing moves the last connection into the closed one's slot. */
 		for (int i = s.n_agents - 1; i >= 0; i--) {
 			struct server_agent *a = &s.agents[i];
-			short re = n > 0 ? pfds[i + 1].revents : 0;
+			short re = n > 0 ? pfds[a0 + i].revents : 0;
 
 			if (re & (POLLIN | POLLHUP | POLLERR)) {
 				a->last_activity_ms = now;
-				server_read(&s, a);
+				server_agent_read(&s, a);
 			}
 			if (a->out_len)
-				server_write(a);
+				server_agent_write(a);
 			if (!a->hello_done && now - a->connected_ms > SERVER_HELLO_TIMEOUT_MS)
 				a->closing = 2;
 			if (now - a->last_activity_ms > SERVER_IDLE_TIMEOUT_MS)
 				a->closing = 2;
 			if (a->closing == 2 || (a->closing && a->out_len == 0))
-				server_close(&s, i);
+				server_agent_close(&s, i);
+		}
+		for (int i = s.n_http - 1; i >= 0; i--) {
+			struct server_http *c = &s.http[i];
+			short re = n > 0 ? pfds[h0 + i].revents : 0;
+
+			if (re & (POLLIN | POLLHUP | POLLERR)) {
+				c->last_activity_ms = now;
+				server_http_read(&s, c, now);
+			}
+			if (c->out.len > c->out_off)
+				server_http_write(c);
+			if (!c->closing && c->in_len &&
+			    now - c->head_started_ms > SERVER_HTTP_HEAD_MS) {
+				server_http_reject(&s, c, 408, "head_timeout");
+				server_http_write(c);
+			} else if (!c->closing && now - c->last_activity_ms > SERVER_HTTP_IDLE_MS) {
+				SERVER_COUNT(&s.http_rejected, 1, "idle_timeout");
+				c->closing = 2;
+			}
+			if (c->closing == 2 || (c->closing && c->out.len <= c->out_off))
+				server_http_close(&s, i);
 		}
 		if (n > 0 && (pfds[0].revents & POLLIN))
-			server_accept(&s);
+			server_agent_accept(&s);
+		if (n > 0 && (pfds[1].revents & POLLIN))
+			server_http_accept(&s);
+		if (now >= next_sweep) {
+			server_sweep(&s, now);
+			next_sweep = now + SERVER_SWEEP_MS;
+		}
 	}
-	server_log("stopping: %llu reports stored, %llu duplicates, %llu records",
-		   s.counters.stats_accepted, s.counters.stats_duplicate, s.counters.records);
+	server_log("stopping: %llu reports stored, %llu duplicates", s.stats.reports_stored,
+		   s.stats.reports_duplicate);
 	for (int i = s.n_agents - 1; i >= 0; i--)
-		server_close(&s, i);
+		server_agent_close(&s, i);
+	for (int i = s.n_http - 1; i >= 0; i--)
+		server_http_close(&s, i);
 	close(s.agent_listen_fd);
+	close(s.http_listen_fd);
 	return 0;
 }
