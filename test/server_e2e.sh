@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# End to end, as root: three pods behind two nodes in two zones, a real agent per node, the
+# server fed by a topology file. The oracle is nftables counters in each node's postrouting
+# chain. Then a real Prometheus scrapes the server and answers the README's query, curl checks
+# the HTTP behaviour, promtool checks the exposition, and a hostile peer costs nobody else.
+#
+#   zone-a: node-a (10.88.0.1)  pod1 10.77.1.2 fd77:1::2   pod2 10.77.2.2
+#   zone-b: node-b (10.88.0.2)  pod3 10.77.3.2 fd77:3::2
+. "$(dirname "$0")/lib.sh"
+
+NAMES=("e2e: pod1 cross-zone bytes equal nftables" "e2e: pod3 cross-zone bytes equal nftables"
+	"e2e: same-zone traffic adds nothing to cross-zone counters" "e2e: workload and zone metrics"
+	"e2e: promtool check metrics" "e2e: flow logs name both pods"
+	"http: keep-alive" "http: HEAD" "http: 404" "http: 405" "http: gzip" "http: readyz"
+	"hostile agent peer: rejected and counted, others unaffected"
+	"prometheus: topk(20, rate(pod_cross_zone_network_traffic_bytes_total[5m]))")
+skip_unless_root "${NAMES[@]}"
+trap scenario_cleanup EXIT
+WORK=$(mktemp -d)
+TRAFFIC=$TOP/test/traffic.py
+bpffs_setup
+
+A=${NS_PREFIX}node-a B=${NS_PREFIX}node-b
+P1=${NS_PREFIX}pod1 P2=${NS_PREFIX}pod2 P3=${NS_PREFIX}pod3
+for ns in "$A" "$B" "$P1" "$P2" "$P3"; do
+	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+done
+for ns in "$A" "$B"; do
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+done
+ip link add ${NS_PREFIX}ab netns "$A" type veth peer name ${NS_PREFIX}ba netns "$B"
+ip -n "$A" addr add 10.88.0.1/24 dev ${NS_PREFIX}ab
+ip -n "$B" addr add 10.88.0.2/24 dev ${NS_PREFIX}ba
+ip -n "$A" addr add fd88::1/64 dev ${NS_PREFIX}ab nodad
+ip -n "$B" addr add fd88::2/64 dev ${NS_PREFIX}ba nodad
+ip -n "$A" link set ${NS_PREFIX}ab up
+ip -n "$B" link set ${NS_PREFIX}ba up
+pod() { # pod NS NODE-NS INDEX
+	local veth=${NS_PREFIX}v$3
+	ip link add "$veth" netns "$2" type veth peer name eth0 netns "$1"
+	ip -n "$2" addr add 10.77.$3.1/24 dev "$veth"
+	ip -n "$2" addr add fd77:$3::1/64 dev "$veth" nodad
+	ip -n "$2" link set "$veth" up
+	ip -n "$1" addr add 10.77.$3.2/24 dev eth0
+	ip -n "$1" addr add fd77:$3::2/64 dev eth0 nodad
+	ip -n "$1" link set eth0 up
+	ip -n "$1" route add default via 10.77.$3.1
+	ip -n "$1" -6 route add default via fd77:$3::1
+	ip netns exec "$2" ethtool -K "$veth" tso off gso off gro off 2>/dev/null
+	ip netns exec "$1" ethtool -K eth0 tso off gso off gro off 2>/dev/null
+}
+pod "$P1" "$A" 1
+pod "$P2" "$A" 2
+pod "$P3" "$B" 3
+ip netns exec "$A" ethtool -K ${NS_PREFIX}ab tso off gso off gro off 2>/dev/null
+ip netns exec "$B" ethtool -K ${NS_PREFIX}ba tso off gso off gro off 2>/dev/null
+ip -n "$A" route add 10.77.3.0/24 via 10.88.0.2
+ip -n "$A" -6 route add fd77:3::/64 via fd88::2
+ip -n "$B" route add 10.77.0.0/16 via 10.88.0.1
+ip -n "$B" -6 route add fd77::/16 via fd88::1
+
+for ns in "$A" "$B"; do
+	ip netns exec "$ns" nft -f - <<'NFT'
+table inet kzt {
+	chain post {
+		type filter hook postrouting priority 98; policy accept;
+		ip saddr 10.77.1.2 ip daddr 10.77.3.2 counter comment "pod1-pod3"
+		ip6 saddr fd77:1::2 ip6 daddr fd77:3::2 counter comment "pod1-pod3-v6"
+		ip saddr 10.77.3.2 ip daddr 10.77.1.2 counter comment "pod3-pod1"
+		ip6 saddr fd77:3::2 ip6 daddr fd77:1::2 counter comment "pod3-pod1-v6"
+	}
+}
+NFT
+done
+# nft_bytes NS COMMENT: the bytes of the counter with that comment.
+nft_bytes() {
+	ip netns exec "$1" nft -j list chain inet kzt post | python3 -c '
+import json, sys
+for item in json.load(sys.stdin)["nftables"]:
+    r = item.get("rule")
+    if r and r.get("comment") == sys.argv[1]:
+        print([e["counter"] for e in r["expr"] if "counter" in e][0]["bytes"])' "$2"
+}
+
+cat >"$WORK/topology.json" <<EOF
+{"nodes": [
+  {"name": "node-a", "zone": "zone-a", "region": "r1", "ips": ["10.88.0.1", "fd88::1"]},
+  {"name": "node-b", "zone": "zone-b", "region": "r1", "ips": ["10.88.0.2", "fd88::2"]}],
+ "pods": [
+  {"namespace": "shop", "name": "pod1", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.1.2", "fd77:1::2"]},
+  {"namespace": "shop", "name": "pod2", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.2.2", "fd77:2::2"]},
+  {"namespace": "data", "name": "pod3", "node": "node-b", "workload": "db", "workload_kind": "StatefulSet", "ips": ["10.77.3.2", "fd77:3::2"]}]}
+EOF
+ip netns exec "$A" "$SERVER" --topology "$WORK/topology.json" --http-listen 127.0.0.1:18080 \
+	--agent-listen :18081 >"$WORK/flows" 2>"$WORK/server.log" &
+PIDS+=($!)
+wait_for 5 grep -q listening "$WORK/server.log" || { sed 's/^/#   /' "$WORK/server.log"; exit 1; }
+for n in a b; do
+	ns=${NS_PREFIX}node-$n
+	ip netns exec "$ns" "$AGENT" --server 10.88.0.1:18081 --node node-$n --interval 1s \
+		--pin-path "$BPFFS/kzn-$n" >"$WORK/agent-$n" 2>&1 &
+	PIDS+=($!)
+	wait_for 10 grep -q "connected to" "$WORK/agent-$n" || { sed 's/^/#   /' "$WORK/agent-$n"; exit 1; }
+done
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+metrics() { in_ns "$A" curl -s http://127.0.0.1:18080/metrics; }
+# metric NAME LABELS: the value of one series ('' if absent).
+metric() { metrics | awk -v want="$1{$2}" '$1 == want { print $2 }'; }
+
+# Traffic: pod1 <-> pod3 across zones (UDP, TCP, ICMP, IPv4 and IPv6), pod1 -> pod2 in zone.
+in_ns "$P1" python3 "$TRAFFIC" udp 10.77.3.2 5000 400 700 4
+in_ns "$P1" python3 "$TRAFFIC" udp fd77:3::2 5000 300 900 2
+in_ns "$P3" python3 "$TRAFFIC" udp 10.77.1.2 6000 200 300
+in_ns "$P1" ping -q -c 20 -i 0.01 -s 300 10.77.3.2 >/dev/null
+in_ns "$P3" python3 "$TRAFFIC" tcp-sink 8080 >"$WORK/tcp" &
+receiver=$!
+wait_for 5 grep -q listening "$WORK/tcp"
+in_ns "$P1" python3 "$TRAFFIC" tcp fd77:3::2 8080 2000000 >/dev/null
+wait $receiver
+in_ns "$P1" python3 "$TRAFFIC" udp 10.77.2.2 7000 500 1200 3
+
+want1=$(($(nft_bytes "$A" pod1-pod3) + $(nft_bytes "$A" pod1-pod3-v6)))
+want3=$(($(nft_bytes "$B" pod3-pod1) + $(nft_bytes "$B" pod3-pod1-v6)))
+pod_metric() { metric pod_cross_zone_network_traffic_bytes_total "namespace=\"$1\",pod=\"$2\""; }
+settled() { [ "$(pod_metric shop pod1)" = "$want1" ] && [ "$(pod_metric data pod3)" = "$want3" ]; }
+wait_for 20 settled
+got1=$(pod_metric shop pod1)
+got3=$(pod_metric data pod3)
+check_eq "e2e: pod1 cross-zone bytes equal nftables" "$got1" "$want1"
+check_eq "e2e: pod3 cross-zone bytes equal nftables" "$got3" "$want3"
+got2=$(pod_metric shop pod2)
+if [ -z "$got2" ] || [ "$got2" = 0 ]; then
+	same=$(metric zone_network_traffic_bytes_total 'src_zone="zone-a",dst_zone="zone-a"')
+	if [ -n "$same" ] && [ "$same" -ge $((500 * 1228)) ]; then
+		ok "e2e: same-zone traffic adds nothing to cross-zone counters (zone-a to zone-a: $same bytes)"
+	else
+		not_ok "e2e: same-zone traffic adds nothing to cross-zone counters" "zone-a to zone-a is '$same'"
+	fi
+else
+	not_ok "e2e: same-zone traffic adds nothing to cross-zone counters" "pod2 has $got2 cross-zone bytes"
+fi
+wl=$(metric workload_cross_zone_network_traffic_bytes_total 'namespace="shop",workload="web",workload_kind="Deployment",direction="sent"')
+zab=$(metric zone_network_traffic_bytes_total 'src_zone="zone-a",dst_zone="zone-b"')
+if [ "$wl" = "$want1" ] && [ -n "$zab" ] && [ "$zab" -ge "$want1" ]; then
+	ok "e2e: workload and zone metrics (web sent $wl, zone-a to zone-b $zab)"
+else
+	not_ok "e2e: workload and zone metrics" "workload web sent '$wl' (want $want1), zone-a to zone-b '$zab'"
+fi
+metrics >"$WORK/metrics.txt"
+check "e2e: promtool check metrics" bash -c "out=\$(promtool check metrics <'$WORK/metrics.txt' 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
+if grep -q '"class":"cross_zone"' "$WORK/flows" && grep '"pod":"pod1"' "$WORK/flows" | grep -q '"pod":"pod3"'; then
+	ok "e2e: flow logs name both pods"
+else
+	not_ok "e2e: flow logs name both pods" "$(head -c 300 "$WORK/flows")"
+fi
+
+# HTTP behaviour, with curl as the client.
+url=http://127.0.0.1:18080
+out=$(in_ns "$A" curl -sv "$url/healthz" "$url/healthz" 2>&1)
+if echo "$out" | grep -qiE "Re-using existing connection|reusing connection"; then ok "http: keep-alive"; else not_ok "http: keep-alive" "second request opened a new connection"; fi
+head=$(in_ns "$A" curl -sI "$url/metrics")
+if echo "$head" | grep -q "^HTTP/1.1 200" && echo "$head" | grep -qi "^Content-Length: [1-9]" &&
+	[ -z "$(in_ns "$A" curl -s -X HEAD --max-time 2 "$url/metrics" 2>/dev/null)" ]; then
+	ok "http: HEAD"
+else
+	not_ok "http: HEAD" "$head"
+fi
+check_eq "http: 404" "$(in_ns "$A" curl -s -o /dev/null -w '%{http_code}' "$url/nope")" 404
+check_eq "http: 405" "$(in_ns "$A" curl -s -o /dev/null -w '%{http_code}' -X POST "$url/metrics")" 405
+enc=$(in_ns "$A" curl -s -H 'Accept-Encoding: gzip' -D - -o "$WORK/m.gz" "$url/metrics" | tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" { print $2 }')
+if [ "$enc" = gzip ] && gunzip -c "$WORK/m.gz" | grep -q pod_cross_zone_network_traffic_bytes_total; then
+	ok "http: gzip ($(stat -c %s "$WORK/m.gz") bytes for $(gunzip -c "$WORK/m.gz" | wc -c))"
+else
+	not_ok "http: gzip" "Content-Encoding '$enc'"
+fi
+check_eq "http: readyz" "$(in_ns "$A" curl -s "$url/readyz")" ok
+
+# A hostile peer: garbage, an oversized length, a HELLO with a bad node name. Each connection
+# is refused and counted; the agents keep reporting.
+before=$(metric kubezonnet_reports_total 'result="stored"')
+in_ns "$A" python3 - <<'PY'
+import socket, struct
+def send(b):
+    s = socket.create_connection(("127.0.0.1", 18081), timeout=5)
+    s.sendall(b)
+    try:
+        s.recv(1024)
+    except OSError:
+        pass
+    s.close()
+send(b"GET / HTTP/1.1\r\n\r\n" * 10)
+send(struct.pack(">IHH", 0xFFFFFFF0, 2, 0))
+node = b"Bad_Node"
+send(struct.pack(">IHHIHQH", 4 + 18 + len(node) + 1, 1, 0, 0x4B5A4E54, 1, 7, len(node)) + node + struct.pack(">H", 1) + b"1")
+PY
+sleep 3
+after=$(metric kubezonnet_reports_total 'result="stored"')
+rejected=$(metrics | awk '/^kubezonnet_frames_rejected_total/ { n += $2 } END { print n + 0 }')
+if [ "$rejected" -ge 3 ] && [ "$after" -gt "$before" ] && kill -0 "${PIDS[0]}" 2>/dev/null; then
+	ok "hostile agent peer: rejected and counted, others unaffected ($rejected rejected; reports $before -> $after)"
+else
+	not_ok "hostile agent peer: rejected and counted, others unaffected" "rejected '$rejected', reports $before -> $after"
+fi
+
+# A real Prometheus scrapes the server and answers the README's query.
+cat >"$WORK/prometheus.yml" <<'EOF'
+global:
+  scrape_interval: 1s
+scrape_configs:
+  - job_name: kubezonnet
+    static_configs:
+      - targets: ["127.0.0.1:18080"]
+EOF
+ip netns exec "$A" prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/tsdb" \
+	--web.listen-address=127.0.0.1:19090 >"$WORK/prometheus.log" 2>&1 &
+PIDS+=($!)
+query='topk(20, rate(pod_cross_zone_network_traffic_bytes_total[5m]))'
+answer() { in_ns "$A" curl -s --data-urlencode "query=$query" http://127.0.0.1:19090/api/v1/query; }
+pods_in_answer() { answer | python3 -c '
+import json, sys
+r = json.load(sys.stdin)["data"]["result"]
+print(" ".join(sorted(x["metric"]["pod"] for x in r if float(x["value"][1]) > 0)))' 2>/dev/null; }
+has_both() { pods_in_answer | grep -q "pod1" && pods_in_answer | grep -q "pod3"; }
+# Keep both pods sending so that rate() has increases to see.
+in_ns "$P1" python3 "$TRAFFIC" udp-flood 10.77.3.2 8 1 >/dev/null &
+flood=$!
+in_ns "$P3" python3 "$TRAFFIC" udp-flood 10.77.1.2 8 1 >/dev/null &
+flood3=$!
+if wait_for 40 has_both; then
+	ok "prometheus: $query (pods: $(pods_in_answer))"
+else
+	not_ok "prometheus: $query" "answer: $(answer | head -c 300)"
+	tail -5 "$WORK/prometheus.log" | sed 's/^/#   /'
+fi
+wait $flood $flood3
