@@ -1199,7 +1199,7 @@ int main(int argc, char **argv)
 	struct pollfd *pfds;
 	const char *agent_listen = ":8081", *http_listen = ":8080";
 	struct sigaction sa = {.sa_handler = server_on_signal}, hup = {.sa_handler = server_on_hup};
-	long long next_sweep;
+	long long next_sweep, sweep_ms;
 	int opt;
 
 	s.max_frame = WIRE_FRAME_MAX_DEFAULT;
@@ -1312,7 +1312,10 @@ int main(int argc, char **argv)
 	if (s.http_listen_fd < 0)
 		return 1;
 	server_log("listening for agents on %s, HTTP on %s", agent_listen, http_listen);
-	next_sweep = server_now_ms() + SERVER_SWEEP_MS;
+	sweep_ms = s.retention_ms / 4 < SERVER_SWEEP_MS ? s.retention_ms / 4 : SERVER_SWEEP_MS;
+	if (sweep_ms < 100)
+		sweep_ms = 100;
+	next_sweep = server_now_ms() + sweep_ms;
 
 	while (!server_stop) {
 		long long now;
@@ -1391,7 +1394,7 @@ int main(int argc, char **argv)
 			server_http_accept(&s);
 		if (now >= next_sweep) {
 			server_sweep(&s, now);
-			next_sweep = now + SERVER_SWEEP_MS;
+			next_sweep = now + sweep_ms;
 		}
 	}
 	server_log("stopping: %llu reports stored, %llu duplicates", s.stats.reports_stored,

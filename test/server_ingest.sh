@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The server without BPF: an independent Python agent (test/wire_agent.py) drives it over the
+# wire protocol. Deduplication by (instance, sequence), topology reload on SIGHUP (a broken
+# file keeps the last good index), retention of a departed pod's series, the server's flags,
+# and its HTTP limits (header size, connections, request-head time), each counted.
+. "$(dirname "$0")/lib.sh"
+
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
+PORT=$((20000 + $$ % 20000))
+HTTP=$((PORT + 1))
+url=http://127.0.0.1:$HTTP
+
+"$SERVER" --no-such-flag >/dev/null 2>&1
+check_eq "server rejects an unknown flag with exit 2" "$?" 2
+"$SERVER" --flow-logs=some >/dev/null 2>&1
+check_eq "server rejects a bad --flow-logs with exit 2" "$?" 2
+check "server --help lists every flag" bash -c "'$SERVER' --help | grep -q -- --pod-retention"
+echo '{"nodes": [{"name": "n1",}]}' >"$WORK/broken.json"
+out=$("$SERVER" --topology "$WORK/broken.json" --http-listen 127.0.0.1:$HTTP --agent-listen 127.0.0.1:$PORT 2>&1)
+rc=$?
+if [ $rc = 1 ] && echo "$out" | grep -q "line 1, column 26"; then
+	ok "server refuses a malformed topology at start, with line and column"
+else
+	not_ok "server refuses a malformed topology at start, with line and column" "exit $rc: $out"
+fi
+
+topology() { # topology ZONE-OF-N2: pod p1 on n1 (zone a), pod p2 on n2
+	cat >"$WORK/topology.json" <<EOT
+{"nodes": [{"name": "n1", "zone": "a", "region": "r"}, {"name": "n2", "zone": "$1", "region": "r"}],
+ "pods": [{"namespace": "ns", "name": "p1", "node": "n1", "ips": ["10.0.0.1"]},
+          {"namespace": "ns", "name": "p2", "node": "n2", "ips": ["10.0.0.2"]}]}
+EOT
+}
+topology b
+"$SERVER" --topology "$WORK/topology.json" --http-listen 127.0.0.1:$HTTP --agent-listen 127.0.0.1:$PORT \
+	--pod-retention 2s --http-max-connections 4 >"$WORK/flows" 2>"$WORK/log" &
+SRV=$!
+wait_for 5 grep -q listening "$WORK/log" || { sed 's/^/#   /' "$WORK/log"; exit 1; }
+metric() { curl -s "$url/metrics" | awk -v want="$1{$2}" '$1 == want { print $2 }'; }
+p1() { metric pod_cross_zone_network_traffic_bytes_total 'namespace="ns",pod="p1"'; }
+
+acked=$(python3 "$TOP/test/wire_agent.py" 127.0.0.1 $PORT n1 77 1 10.0.0.1 10.0.0.2 1000 2 10.0.0.1 10.0.0.2 500)
+check_eq "ingest: reports acknowledged" "$acked" "1 2"
+check_eq "ingest: cross-zone bytes counted" "$(p1)" 1500
+# The same instance resends 2 (its ACK was lost) and then sends 3.
+acked=$(python3 "$TOP/test/wire_agent.py" 127.0.0.1 $PORT n1 77 2 10.0.0.1 10.0.0.2 500 3 10.0.0.1 10.0.0.2 250)
+check_eq "ingest: a resent report is acknowledged again" "$acked" "2 3"
+check_eq "ingest: a resent report is not counted twice" "$(p1)" 1750
+check_eq "ingest: duplicates counted" "$(metric kubezonnet_reports_total 'result="duplicate"')" 1
+# The receiving node's copy of the same packets adds nothing.
+python3 "$TOP/test/wire_agent.py" 127.0.0.1 $PORT n2 78 1 10.0.0.1 10.0.0.2 1000 >/dev/null
+check_eq "ingest: the receiving node's copy is ignored" "$(p1)" 1750
+
+# SIGHUP: a broken file keeps the last good index; a good one takes effect.
+cp "$WORK/topology.json" "$WORK/good.json"
+cp "$WORK/broken.json" "$WORK/topology.json"
+kill -HUP $SRV
+wait_for 5 grep -q "keeping the previous one" "$WORK/log"
+python3 "$TOP/test/wire_agent.py" 127.0.0.1 $PORT n1 79 1 10.0.0.1 10.0.0.2 100 >/dev/null
+check_eq "reload: a broken file keeps the previous topology" "$(p1)" 1850
+topology a
+kill -HUP $SRV
+reloaded() { [ "$(grep -c ': 2 nodes, 2 pods' "$WORK/log")" -ge 2 ]; }
+wait_for 5 reloaded
+python3 "$TOP/test/wire_agent.py" 127.0.0.1 $PORT n1 80 1 10.0.0.1 10.0.0.2 100 >/dev/null
+check_eq "reload: a good file takes effect (now same zone)" "$(p1)" 1850
+same=$(metric zone_network_traffic_bytes_total 'src_zone="a",dst_zone="a"')
+check_eq "reload: same-zone bytes after the move" "$same" 100
+
+# Retention: p1 leaves the topology; its series stays, then goes after --pod-retention.
+cat >"$WORK/topology.json" <<EOT
+{"nodes": [{"name": "n1", "zone": "a"}, {"name": "n2", "zone": "a"}],
+ "pods": [{"namespace": "ns", "name": "p2", "node": "n2", "ips": ["10.0.0.2"]}]}
+EOT
+kill -HUP $SRV
+sleep 0.5
+check_eq "retention: a departed pod's series is kept at first" "$(p1)" 1850
+gone() { [ -z "$(p1)" ]; }
+if wait_for 10 gone; then ok "retention: and dropped after --pod-retention"; else not_ok "retention: and dropped after --pod-retention" "still $(p1)"; fi
+
+# HTTP limits.
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "X-Big: $(head -c 9000 /dev/zero | tr '\0' a)" "$url/metrics")
+check_eq "http: a head over 8 KiB gets 431" "$code" 431
+python3 - "$HTTP" <<'PY' >"$WORK/limit"
+import socket, sys, time
+port = int(sys.argv[1])
+held = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+time.sleep(0.3)
+extra = socket.create_connection(("127.0.0.1", port))
+print(extra.recv(100).split(b"\r\n")[0].decode())
+PY
+check_eq "http: connections over --http-max-connections get 503" "$(cat "$WORK/limit")" "HTTP/1.1 503 Service Unavailable"
+python3 - "$HTTP" <<'PY' >"$WORK/slow"
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=15)
+s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finished
+print(s.recv(100).split(b"\r\n")[0].decode())
+PY
+check_eq "http: an unfinished request head times out with 408" "$(cat "$WORK/slow")" "HTTP/1.1 408 Request Timeout"
+rejected=$(curl -s "$url/metrics" | awk '/^kubezonnet_http_rejected_total/ { printf "%s ", $1 }')
+for reason in header_too_large too_many_connections head_timeout; do
+	case "$rejected" in
+	*"reason=\"$reason\""*) ok "http: '$reason' counted" ;;
+	*) not_ok "http: '$reason' counted" "$rejected" ;;
+	esac
+done
+check "http: server still serves after all that" curl -sf "$url/healthz"
