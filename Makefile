@@ -58,8 +58,12 @@ build/test/%: test/%.c test/test.h $(MODULES) $(HEADERS) | build/test
 build/bench/%: bench/%.c bench/bench.h $(HEADERS) | build/bench
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIBS) -lm
 
+build/bench/server_bench: bench/server_bench.c bench/bench.h $(HEADERS) | build/bench
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(MODULES) $(SERVER_LIBS)
+
 build/bench/bpf_bench: build/bench.skel.h build/kubezonnet.skel.h bpf/kubezonnet.h
 build/bench/drain_bench: agent.c build/kubezonnet.skel.h bpf/kubezonnet.h
+build/bench/server_bench: server.c $(MODULES)
 
 build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h
 

@@ -53,6 +53,19 @@ static uint64_t endpoint_hash(const void *p, size_t n)
 	return h ^ (h >> 29);
 }
 
+/* endpoint_hash_addr mixes the two halves of an address (the hot path: two per record). */
+static uint64_t endpoint_hash_addr(const uint8_t addr[16])
+{
+	uint64_t a, b;
+
+	memcpy(&a, addr, 8);
+	memcpy(&b, addr + 8, 8);
+	a ^= b * 0x9e3779b97f4a7c15ull;
+	a ^= a >> 32;
+	a *= 0xd6e8feb86659fd93ull;
+	return a ^ (a >> 29);
+}
+
 /* endpoint_intern returns the pool's copy of s (NULL stays NULL), or NULL on ENOMEM. */
 static const char *endpoint_intern(struct endpoint_index *x, const char *s, int *oom)
 {
@@ -245,7 +258,7 @@ int endpoint_add_address(struct endpoint_index *x, const uint8_t addr[16], struc
 		for (size_t k = 0; k < x->slots_cap; k++) {
 			if (!x->slots[k].e)
 				continue;
-			i = endpoint_hash(x->slots[k].addr, 16) & (cap - 1);
+			i = endpoint_hash_addr(x->slots[k].addr) & (cap - 1);
 			while (t[i].e)
 				i = (i + 1) & (cap - 1);
 			t[i] = x->slots[k];
@@ -254,7 +267,7 @@ int endpoint_add_address(struct endpoint_index *x, const uint8_t addr[16], struc
 		x->slots = t;
 		x->slots_cap = cap;
 	}
-	i = endpoint_hash(addr, 16) & (x->slots_cap - 1);
+	i = endpoint_hash_addr(addr) & (x->slots_cap - 1);
 	while (x->slots[i].e && memcmp(x->slots[i].addr, addr, 16) != 0)
 		i = (i + 1) & (x->slots_cap - 1);
 	if (!x->slots[i].e)
@@ -303,7 +316,7 @@ static int endpoint_cidr_match(const struct endpoint_cidr *c, const uint8_t addr
 const struct endpoint *endpoint_lookup(const struct endpoint_index *x, const uint8_t addr[16])
 {
 	if (x->slots_cap) {
-		size_t i = endpoint_hash(addr, 16) & (x->slots_cap - 1);
+		size_t i = endpoint_hash_addr(addr) & (x->slots_cap - 1);
 		while (x->slots[i].e) {
 			if (memcmp(x->slots[i].addr, addr, 16) == 0)
 				return x->slots[i].e;

@@ -29,6 +29,24 @@ void buf_append(struct buf *b, const char *s, size_t n)
 	b->p[b->len] = '\0';
 }
 
+void buf_reserve(struct buf *b, size_t more)
+{
+	size_t cap = b->cap ? b->cap : 4096;
+	char *p;
+
+	if (b->oom || b->cap - b->len > more)
+		return;
+	while (cap - b->len <= more)
+		cap *= 2;
+	p = realloc(b->p, cap);
+	if (!p) {
+		b->oom = 1;
+		return;
+	}
+	b->p = p;
+	b->cap = cap;
+}
+
 void buf_puts(struct buf *b, const char *s)
 {
 	buf_append(b, s, strlen(s));
@@ -206,10 +224,29 @@ static void metrics_escape_help(struct buf *b, const char *s)
 	}
 }
 
+/* metrics_u64 writes v in decimal at the end of b (no printf in the per-series path). */
+static void metrics_u64(struct buf *b, uint64_t v)
+{
+	char tmp[24];
+	size_t n = sizeof(tmp);
+
+	do {
+		tmp[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	buf_append(b, tmp + n, sizeof(tmp) - n);
+}
+
 void metrics_render(const struct metrics_family *fam, struct buf *b)
 {
+	size_t name_len = strlen(fam->name), label_len[METRICS_MAX_LABELS];
+
 	if (!fam->len)
 		return;
+	for (size_t l = 0; l < fam->nlabels; l++)
+		label_len[l] = strlen(fam->labels[l]);
+	/* Reserve about what the family will take, so the buffer is not copied as it grows. */
+	buf_reserve(b, fam->len * (name_len + 64 + fam->nlabels * 24));
 	buf_printf(b, "# HELP %s ", fam->name);
 	metrics_escape_help(b, fam->help);
 	buf_printf(b, "\n# TYPE %s %s\n", fam->name,
@@ -218,22 +255,24 @@ void metrics_render(const struct metrics_family *fam, struct buf *b)
 		for (const struct metrics_series *s = fam->buckets[i]; s; s = s->next) {
 			const char *v = s->key;
 
-			buf_puts(b, fam->name);
-			if (fam->nlabels) {
-				buf_puts(b, "{");
-				for (size_t l = 0; l < fam->nlabels; l++) {
-					size_t n = strlen(v);
-					buf_printf(b, "%s%s=\"", l ? "," : "", fam->labels[l]);
-					metrics_escape_label(b, v, n);
-					buf_puts(b, "\"");
-					v += n + 1;
-				}
-				buf_puts(b, "}");
+			buf_append(b, fam->name, name_len);
+			for (size_t l = 0; l < fam->nlabels; l++) {
+				size_t n = strlen(v);
+				buf_append(b, l ? "," : "{", 1);
+				buf_append(b, fam->labels[l], label_len[l]);
+				buf_append(b, "=\"", 2);
+				metrics_escape_label(b, v, n);
+				buf_append(b, "\"", 1);
+				v += n + 1;
 			}
+			if (fam->nlabels)
+				buf_append(b, "}", 1);
+			buf_append(b, " ", 1);
 			if (fam->type == METRICS_COUNTER)
-				buf_printf(b, " %llu\n", (unsigned long long)s->count);
+				metrics_u64(b, s->count);
 			else
-				buf_printf(b, " %.17g\n", s->gauge);
+				buf_printf(b, "%.17g", s->gauge);
+			buf_append(b, "\n", 1);
 		}
 	}
 }

@@ -21,6 +21,7 @@ struct buf {
 };
 
 void buf_append(struct buf *b, const char *s, size_t n);
+void buf_reserve(struct buf *b, size_t more); /* room for more bytes without reallocating */
 void buf_puts(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_free(struct buf *b);

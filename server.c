@@ -86,6 +86,13 @@ struct server_endpoint_series {
 
 enum server_flow_logs { FLOW_LOGS_NONE, FLOW_LOGS_CROSS_ZONE, FLOW_LOGS_ALL };
 
+/* Zone-pair series by the (interned) zone strings of the current index. */
+#define SERVER_ZONE_CACHE 256
+struct server_zone_pair {
+	const char *src, *dst;
+	struct metrics_series *bytes, *packets;
+};
+
 struct server {
 	/* configuration */
 	uint32_t max_frame;
@@ -104,6 +111,10 @@ struct server {
 
 	struct endpoint_index *index;
 	unsigned generation;
+	struct metrics_series *class_series[TRAFFIC_CLASSES];
+	/* Kept between scrapes: a large fresh buffer costs a page fault per 4 KiB every time. */
+	struct buf render, gzipped;
+	struct server_zone_pair zone_cache[SERVER_ZONE_CACHE];
 	int ready;
 
 	struct {
@@ -692,11 +703,29 @@ static void server_flow_log(const struct server_agent *a, const struct wire_reco
 	puts("}");
 }
 
+/* server_zone_pair returns the zone-pair series, through a cache keyed by string identity. */
+static struct server_zone_pair *server_zone_pair(struct server *s, const char *src, const char *dst)
+{
+	uintptr_t h = ((uintptr_t)src * 31 + (uintptr_t)dst) * 0x9e3779b97f4a7c15ull;
+	struct server_zone_pair *z = &s->zone_cache[(h >> 40) % SERVER_ZONE_CACHE];
+
+	if (z->src != src || z->dst != dst || !z->bytes) {
+		z->bytes = metrics_get(&s->zone_bytes, (const char *const[]){src, dst});
+		z->packets = metrics_get(&s->zone_packets, (const char *const[]){src, dst});
+		z->src = src;
+		z->dst = dst;
+		if (!z->bytes || !z->packets)
+			return NULL;
+	}
+	return z;
+}
+
 /* server_account attributes one record and adds it to the metrics. */
 static void server_account(struct server *s, const struct server_agent *a,
 			   const struct wire_record *r)
 {
 	struct attribution at;
+	struct server_zone_pair *z;
 	int cross;
 
 	if (!s->index)
@@ -705,13 +734,18 @@ static void server_account(struct server *s, const struct server_agent *a,
 	if (!at.counted)
 		return;
 	cross = at.class == TRAFFIC_CROSS_ZONE || at.class == TRAFFIC_CROSS_REGION;
-	SERVER_COUNT(&s->class_bytes, r->bytes, traffic_class_name(at.class));
+	if (!s->class_series[at.class])
+		s->class_series[at.class] = metrics_get(
+			&s->class_bytes, (const char *const[]){traffic_class_name(at.class)});
+	if (s->class_series[at.class])
+		s->class_series[at.class]->count += r->bytes;
 	if (at.class == TRAFFIC_UNKNOWN)
 		SERVER_COUNT(&s->unknown_bytes, r->bytes, at.unknown_reason);
-	SERVER_COUNT(&s->zone_bytes, r->bytes, server_zone_label(at.src),
-		     server_zone_label(at.dst));
-	SERVER_COUNT(&s->zone_packets, r->packets, server_zone_label(at.src),
-		     server_zone_label(at.dst));
+	z = server_zone_pair(s, server_zone_label(at.src), server_zone_label(at.dst));
+	if (z) {
+		z->bytes->count += r->bytes;
+		z->packets->count += r->packets;
+	}
 	if (cross && at.subject) {
 		struct server_endpoint_series *x = server_series(s, at.subject);
 		if (x) {
@@ -800,6 +834,7 @@ static void server_set_index(struct server *s, struct endpoint_index *x)
 	}
 	s->index = x;
 	s->generation++;
+	memset(s->zone_cache, 0, sizeof(s->zone_cache)); /* its keys were the old index's strings */
 	endpoint_each(x, server_mark_live, s);
 	server_sweep(s, server_now_ms());
 	s->ready = 1;
@@ -965,22 +1000,22 @@ static void server_http_handle(struct server *s, struct server_http *c,
 					    keep_alive);
 			return;
 		}
-		struct buf body = {0}, z = {0};
+		struct buf *body = &s->render, *z = &s->gzipped;
 		const struct http_header *ae = http_header_value(r, "Accept-Encoding");
 		int gzip = ae && http_accepts_token(ae->value, ae->value_len, "gzip");
 
-		server_render_metrics(s, &body);
-		if (body.oom) {
+		body->len = 0;
+		body->oom = 0;
+		server_render_metrics(s, body);
+		if (body->oom) {
 			server_http_respond(s, c, 500, text, "out of memory\n", 14, head, 0, 0);
-		} else if (gzip && server_gzip(body.p ? body.p : "", body.len, &z) == 0) {
+		} else if (gzip && server_gzip(body->p ? body->p : "", body->len, z) == 0) {
 			server_http_respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8",
-					    z.p, z.len, head, 1, keep_alive);
+					    z->p, z->len, head, 1, keep_alive);
 		} else {
 			server_http_respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8",
-					    body.p ? body.p : "", body.len, head, 0, keep_alive);
+					    body->p ? body->p : "", body->len, head, 0, keep_alive);
 		}
-		buf_free(&body);
-		buf_free(&z);
 	} else if (server_path_is(r, "/healthz") || server_path_is(r, "/readyz")) {
 		int ready = server_path_is(r, "/healthz") || s->ready;
 		if (!get && !head)
