@@ -71,7 +71,7 @@ struct agent {
 	struct kubezonnet_bpf *skel;
 	struct bpf_link *links[2];
 	int flows_fd[2];
-	int active_fd, loss_fd, state_fd;
+	int active_fd, grace_fd, loss_fd, state_fd;
 	int active; /* index into flows_fd of the map packets go to */
 	unsigned int map_entries;
 	int ncpus;
@@ -330,19 +330,20 @@ static int agent_prepare_pending(struct agent *a)
 }
 
 /*
- * agent_swap points kzn_active at the idle map. The map-in-map update returns after an RCU
- * grace period, so no program still adds to the map that was active: it is frozen.
+ * agent_swap switches the program to the idle map, then waits out an RCU grace period (the
+ * kernel's answer to a map-in-map update), after which no program still adds to the map
+ * that was active: it is frozen.
  */
 static int agent_swap(struct agent *a)
 {
-	__u32 zero = 0;
-	int next = 1 - a->active;
+	__u32 zero = 0, next = (__u32)(1 - a->active);
 
-	if (bpf_map_update_elem(a->active_fd, &zero, &a->flows_fd[next], BPF_ANY) != 0) {
+	if (bpf_map_update_elem(a->active_fd, &zero, &next, BPF_ANY) != 0 ||
+	    bpf_map_update_elem(a->grace_fd, &zero, &a->flows_fd[next], BPF_ANY) != 0) {
 		agent_log("swap flow maps: %s", strerror(errno));
 		return -errno;
 	}
-	a->active = next;
+	a->active = (int)next;
 	return 0;
 }
 
@@ -517,28 +518,22 @@ static struct bpf_link *agent_attach(struct agent *a, int pf, const char *name, 
  */
 static int agent_recover(struct agent *a)
 {
-	__u32 zero = 0;
-	__u32 active_id = 0;
-	struct bpf_map_info info = {0};
-	__u32 len = sizeof(info);
+	__u32 zero = 0, active = 0;
 	int rc;
 
 	if (bpf_map_lookup_elem(a->state_fd, &zero, &a->state) != 0) {
 		agent_log("read pinned state: %s", strerror(errno));
 		return -errno;
 	}
-	if (bpf_map_lookup_elem(a->active_fd, &zero, &active_id) == 0 &&
-	    bpf_map_get_info_by_fd(a->flows_fd[1], &info, &len) == 0 && info.id == active_id)
-		a->active = 1;
-	else
-		a->active = 0;
+	bpf_map_lookup_elem(a->active_fd, &zero, &active);
+	a->active = active ? 1 : 0;
 	if (a->state.instance_id == 0) {
 		memset(&a->state, 0, sizeof(a->state));
 		a->state.instance_id = agent_random64();
 		a->state.next_sequence = 1;
 		a->state.interval_start_ns = agent_wall_ns();
 		/* Point the program at map a before the first packet can arrive. */
-		if (bpf_map_update_elem(a->active_fd, &zero, &a->flows_fd[0], BPF_ANY) != 0) {
+		if (bpf_map_update_elem(a->active_fd, &zero, &zero, BPF_ANY) != 0) {
 			agent_log("activate flow map: %s", strerror(errno));
 			return -errno;
 		}
@@ -611,6 +606,7 @@ static int agent_open_bpf(struct agent *a)
 	a->flows_fd[0] = bpf_map__fd(a->skel->maps.kzn_flows_a);
 	a->flows_fd[1] = bpf_map__fd(a->skel->maps.kzn_flows_b);
 	a->active_fd = bpf_map__fd(a->skel->maps.kzn_active);
+	a->grace_fd = bpf_map__fd(a->skel->maps.kzn_grace);
 	a->loss_fd = bpf_map__fd(a->skel->maps.kzn_loss);
 	a->state_fd = bpf_map__fd(a->skel->maps.kzn_state);
 	a->ncpus = libbpf_num_possible_cpus();

@@ -112,7 +112,7 @@ static struct kubezonnet_bpf *load_ours(int *flows_fd)
 		return NULL;
 	}
 	*flows_fd = bpf_map__fd(skel->maps.kzn_flows_a);
-	bpf_map_update_elem(bpf_map__fd(skel->maps.kzn_active), &zero, flows_fd, BPF_ANY);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.kzn_active), &zero, &zero, BPF_ANY);
 	return skel;
 }
 

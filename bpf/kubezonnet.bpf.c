@@ -3,11 +3,11 @@
  * kubezonnet.bpf.c: counts bytes and packets per flow at netfilter POSTROUTING, for IPv4 and
  * IPv6, and always lets the packet through.
  *
- * Lossless draining: the program adds into whichever of two flow maps kzn_active[0] points
- * at. The agent points it at the other (empty) map; that map-in-map update returns only after
- * an RCU grace period, so when it returns no running program still holds the old map, and
- * the agent reads it at leisure while new packets go to the new one. Nothing added during a
- * drain is missed or counted twice.
+ * Lossless draining: the program adds into whichever of two flow maps kzn_active[0] names.
+ * The agent switches it to the other (empty) map, then updates the kzn_grace map-in-map,
+ * which the kernel answers only after an RCU grace period: when it returns, no running
+ * program still adds to the old map, and the agent reads it at leisure while new packets go
+ * to the new one. Nothing added during a drain is missed or counted twice.
  *
  * No silent loss: a new flow is inserted with BPF_NOEXIST and looked up again on -EEXIST (two
  * CPUs inserting the same new flow both count); when the map is full, the bytes and packets
@@ -39,14 +39,27 @@
 KZN_FLOWS_MAP(__uint(pinning, LIBBPF_PIN_BY_NAME);) kzn_flows_a SEC(".maps");
 KZN_FLOWS_MAP(__uint(pinning, LIBBPF_PIN_BY_NAME);) kzn_flows_b SEC(".maps");
 
-/* Slot 0 holds the flow map packets are added to now. */
+/* Slot 0: which flow map packets are added to now, 0 (kzn_flows_a) or 1 (kzn_flows_b). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kzn_active SEC(".maps");
+
+/*
+ * Not used by the program: the agent updates it after switching kzn_active, because the
+ * kernel answers an update of a map-in-map only after an RCU grace period, that is once every
+ * program that could still be adding to the old flow map has finished.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 	__array(values, KZN_FLOWS_MAP());
-} kzn_active SEC(".maps");
+} kzn_grace SEC(".maps");
 
 /* Cumulative per-CPU counts of what could not be stored under a flow (enum kzn_loss_slot). */
 struct {
@@ -78,41 +91,51 @@ static __always_inline void loss_add(__u32 slot, __u64 packets, __u64 bytes)
 		*v += bytes;
 }
 
+/*
+ * kzn_count adds one packet's bytes to its flow in flows. Inlined once per flow map, so that
+ * each call site sees one known map and the verifier can inline the hash lookup.
+ */
+static __always_inline void kzn_count(void *flows, const struct kzn_flow_key *key, __u64 bytes,
+				      __u64 packets)
+{
+	struct kzn_flow_value *value = bpf_map_lookup_elem(flows, key);
+
+	if (!value) {
+		struct kzn_flow_value init = {.bytes = bytes, .packets = packets};
+		long err = bpf_map_update_elem(flows, key, &init, BPF_NOEXIST);
+
+		if (err == 0)
+			return;
+		/* Another CPU inserted the same flow first: add to its entry. */
+		if (err == -EEXIST)
+			value = bpf_map_lookup_elem(flows, key);
+		if (!value) {
+			loss_add(KZN_LOSS_MAP_FULL_PACKETS, packets, bytes);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&value->bytes, bytes);
+	__sync_fetch_and_add(&value->packets, packets);
+}
+
 SEC("netfilter")
 int kzn_postrouting(struct bpf_nf_ctx *ctx)
 {
 	struct kzn_flow_key key = {};
-	struct kzn_flow_value *value;
 	__u64 bytes, packets;
-	void *flows;
-	__u32 zero = 0;
+	__u32 zero = 0, *active;
 
 	if (kzn_parse(ctx, &key, &bytes, &packets) != 0) {
 		loss_add(KZN_LOSS_UNPARSED_PACKETS, packets, bytes);
 		return NF_ACCEPT;
 	}
-	flows = bpf_map_lookup_elem(&kzn_active, &zero);
-	if (!flows) {
+	active = bpf_map_lookup_elem(&kzn_active, &zero);
+	if (!active)
 		loss_add(KZN_LOSS_NO_MAP_PACKETS, packets, bytes);
-		return NF_ACCEPT;
-	}
-	value = bpf_map_lookup_elem(flows, &key);
-	if (!value) {
-		struct kzn_flow_value init = {.bytes = bytes, .packets = packets};
-		long err = bpf_map_update_elem(flows, &key, &init, BPF_NOEXIST);
-
-		if (err == 0)
-			return NF_ACCEPT;
-		/* Another CPU inserted the same flow first: add to its entry. */
-		if (err == -EEXIST)
-			value = bpf_map_lookup_elem(flows, &key);
-		if (!value) {
-			loss_add(KZN_LOSS_MAP_FULL_PACKETS, packets, bytes);
-			return NF_ACCEPT;
-		}
-	}
-	__sync_fetch_and_add(&value->bytes, bytes);
-	__sync_fetch_and_add(&value->packets, packets);
+	else if (*active)
+		kzn_count(&kzn_flows_b, &key, bytes, packets);
+	else
+		kzn_count(&kzn_flows_a, &key, bytes, packets);
 	return NF_ACCEPT;
 }
 

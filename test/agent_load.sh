@@ -40,7 +40,7 @@ print(sorted(l.get('pf') for l in json.load(sys.stdin)
 	check_eq "agent attaches in a network namespace" "$n" "[2, 10]"
 	pins=$(ls "$BPFFS/kubezonnet" | tr '\n' ' ')
 	check_eq "agent pins maps and links" "$pins" \
-		"kzn_active kzn_flows_a kzn_flows_b kzn_loss kzn_state link_ipv4 link_ipv6 "
+		"kzn_active kzn_flows_a kzn_flows_b kzn_grace kzn_loss kzn_state link_ipv4 link_ipv6 "
 else
 	not_ok "agent attaches in a network namespace" "no 'attached' line"
 	sed 's/^/#   /' "$WORK/agent"

@@ -403,7 +403,7 @@ int main(void)
 	prog_fd = bpf_program__fd(skel->progs.kzn_postrouting);
 	flows_fd = bpf_map__fd(skel->maps.kzn_flows_a);
 	loss_fd = bpf_map__fd(skel->maps.kzn_loss);
-	bpf_map_update_elem(bpf_map__fd(skel->maps.kzn_active), &zero, &flows_fd, BPF_ANY);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.kzn_active), &zero, &zero, BPF_ANY);
 
 	test_table();
 	RUN(test_tcp_and_udp_are_separate);
