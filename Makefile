@@ -23,7 +23,7 @@ HEADERS := $(wildcard *.h)
 # Modules linked into the server and the unit tests.
 MODULES := $(filter-out agent.c server.c,$(wildcard *.c))
 
-.PHONY: all deps test unit-tests bench demo format check-format clean
+.PHONY: all deps test unit-tests bench demo demo-stop format check-format clean
 .DELETE_ON_ERROR:
 
 all: $(BINARIES)
@@ -81,8 +81,12 @@ bench:
 	@bench/run
 
 demo:
-	@echo "make demo: not yet: the simulated cluster arrives with the agent and server issues." >&2
-	@exit 1
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory all
+	@DEMO_SECONDS=$(DEMO_SECONDS) DEMO_REPORT=$(DEMO_REPORT) demo/demo.sh
+
+demo-stop:
+	@demo/demo.sh stop
 
 format:
 	clang-format -i *.c *.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h bench/*.c bench/*.h
