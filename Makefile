@@ -23,7 +23,7 @@ HEADERS := $(wildcard *.h)
 # Modules linked into the server and the unit tests.
 MODULES := $(filter-out agent.c server.c,$(wildcard *.c))
 
-.PHONY: all deps test unit-tests bench demo demo-stop format check-format clean
+.PHONY: all deps test unit-tests bench demo demo-stop fuzz format check-format clean
 .DELETE_ON_ERROR:
 
 all: $(BINARIES)
@@ -69,6 +69,15 @@ build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h
 
 unit-tests: $(UNIT_TESTS)
 
+# libFuzzer targets (clang, AddressSanitizer, UndefinedBehaviorSanitizer); test/fuzz.sh runs them.
+FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZERS := $(patsubst test/fuzz/%.c,build/fuzz/fuzz-%,$(wildcard test/fuzz/*.c))
+build/fuzz:
+	@mkdir -p $@
+build/fuzz/fuzz-%: test/fuzz/%.c $(MODULES) $(HEADERS) | build/fuzz
+	$(CLANG) $(FUZZ_FLAGS) -I. -o $@ $< $(MODULES) -lz
+fuzz: $(FUZZERS)
+
 # Dependencies first (a separate make, so that nothing is compiled before they exist).
 test:
 	@$(MAKE) --no-print-directory deps
@@ -89,10 +98,10 @@ demo-stop:
 	@demo/demo.sh stop
 
 format:
-	clang-format -i *.c *.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h bench/*.c bench/*.h
+	clang-format -i *.c *.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h test/fuzz/*.c bench/*.c bench/*.h
 
 check-format:
-	@clang-format --dry-run -Werror *.c *.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h bench/*.c bench/*.h
+	@clang-format --dry-run -Werror *.c *.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h test/fuzz/*.c bench/*.c bench/*.h
 
 clean:
 	rm -rf build $(BINARIES)
