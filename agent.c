@@ -44,6 +44,7 @@
 
 #include "bpf/kubezonnet.h"
 #include "kubezonnet.skel.h"
+#include "log.h"
 #include "version.h"
 #include "wire.h"
 
@@ -112,21 +113,15 @@ static void agent_on_signal(int sig)
 	agent_stop = 1;
 }
 
+static void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void agent_log(const char *fmt, ...)
 {
-	char when[32];
-	struct timespec ts;
-	struct tm tm;
 	va_list ap;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(stderr, "%s kubezonnet-agent: ", when);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	log_line("kubezonnet-agent", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static int agent_libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -139,10 +134,7 @@ static int agent_libbpf_print(enum libbpf_print_level level, const char *fmt, va
 
 static long long agent_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return log_now_ms();
 }
 
 static uint64_t agent_wall_ns(void)

@@ -31,6 +31,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "topology.h"
+#include "log.h"
 #include "version.h"
 #include "wire.h"
 
@@ -228,29 +229,20 @@ static void server_on_signal(int sig)
 	server_stop = 1;
 }
 
+static void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static void server_log(const char *fmt, ...)
 {
-	char when[32];
-	struct timespec ts;
-	struct tm tm;
 	va_list ap;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-	fprintf(stderr, "%s kubezonnet-server: ", when);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	log_line("kubezonnet-server", fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static long long server_now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return log_now_ms();
 }
 
 /*
