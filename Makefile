@@ -19,9 +19,9 @@ BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf
 BINARIES := kubezonnet-agent kubezonnet-server
 UNIT_TESTS := $(patsubst test/%.c,build/test/%,$(wildcard test/*_test.c))
 BENCHES := $(patsubst bench/%.c,build/bench/%,$(filter-out %.bpf.c,$(wildcard bench/*.c)))
-HEADERS := $(wildcard *.h)
+HEADERS := $(wildcard *.h) $(wildcard k8s/*.h)
 # Modules linked into the server and the unit tests.
-MODULES := $(filter-out agent.c server.c,$(wildcard *.c))
+MODULES := $(filter-out agent.c server.c,$(wildcard *.c)) $(wildcard k8s/*.c)
 
 .PHONY: all deps test unit-tests bench demo demo-stop fuzz format check-format clean
 .DELETE_ON_ERROR:
@@ -98,10 +98,10 @@ demo-stop:
 	@demo/demo.sh stop
 
 format:
-	clang-format -i *.c *.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h test/fuzz/*.c bench/*.c bench/*.h
+	clang-format -i *.c *.h k8s/*.c k8s/*.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h test/fuzz/*.c bench/*.c bench/*.h
 
 check-format:
-	@clang-format --dry-run -Werror *.c *.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h test/fuzz/*.c bench/*.c bench/*.h
+	@clang-format --dry-run -Werror *.c *.h k8s/*.c k8s/*.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h test/fuzz/*.c bench/*.c bench/*.h
 
 clean:
 	rm -rf build $(BINARIES)

@@ -1,0 +1,262 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Unit tests for k8s/objects.c against the real API responses in ../shared/fixtures/k8s/:
+ * workloads derived from owner references, which pods' addresses are their own, node zone
+ * and region label fallbacks, and the endpoint index built from a NodeList and a PodList.
+ */
+#include "../k8s/objects.h"
+#include "test.h"
+
+static char *fixture(const char *name, size_t *len)
+{
+	const char *dir =
+		getenv("KZN_FIXTURES") ? getenv("KZN_FIXTURES") : "../shared/fixtures/k8s";
+	char path[1024];
+	FILE *f;
+	char *buf;
+	long n;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = malloc((size_t)n + 1);
+	if (fread(buf, 1, (size_t)n, f) != (size_t)n)
+		n = 0;
+	fclose(f);
+	buf[n] = '\0';
+	*len = (size_t)n;
+	return buf;
+}
+
+/* find_pod decodes the index-th pod named name in the fixture's items. */
+static int find_pod(const char *file, const char *name, int nth, struct k8s_pod *out)
+{
+	size_t len;
+	char *js = fixture(file, &len);
+	int n, items, found = -1;
+	struct json_token *t;
+
+	if (!js)
+		return -2;
+	n = json_parse(js, len, NULL, 0, NULL);
+	t = malloc(sizeof(*t) * (size_t)n);
+	json_parse(js, len, t, (uint32_t)n, NULL);
+	items = json_get(js, t, 0, "items");
+	for (uint32_t k = 0; k < t[items].size && found < 0; k++) {
+		struct k8s_pod p;
+		if (k8s_pod_decode(js, t, json_child(t, items, k), &p) == 0 &&
+		    strcmp(p.name, name) == 0 && nth-- == 0) {
+			*out = p;
+			found = 0;
+		}
+	}
+	free(t);
+	free(js);
+	return found;
+}
+
+static const struct {
+	const char *file, *pod;
+	int nth;
+	const char *kind, *workload;
+	int owns_ips;
+} pods[] = {
+	{"podlist_eks_vpccni_hostnetwork_bare_pod_cloudability.json", "coredns-7f5998f4c-5fblt", 0,
+	 "Deployment", "coredns", 1},
+	{"podlist_eks_vpccni_hostnetwork_bare_pod_cloudability.json",
+	 "cloudability-metrics-agent-f564d999d-8qwp8", 0, "Deployment",
+	 "cloudability-metrics-agent", 1},
+	{"podlist_eks_vpccni_hostnetwork_bare_pod_cloudability.json", "aws-node-48cfw", 0,
+	 "DaemonSet", "aws-node", 0},
+	{"podlist_eks_vpccni_hostnetwork_bare_pod_cloudability.json", "stress2", 0, "Pod",
+	 "stress2", 1},
+	{"podlist_kind_kube_system_static_mirror_pending_unscheduled_sonobuoy.json",
+	 "etcd-kind-control-plane", 0, "Node", "kind-control-plane", 0},
+	{"podlist_kind_kube_system_static_mirror_pending_unscheduled_sonobuoy.json",
+	 "coredns-74ff55c5b-ppjrs", 0, "Deployment", "coredns", 0},
+	{"podlist_kind_kube_system_static_mirror_pending_unscheduled_sonobuoy.json",
+	 "coredns-74ff55c5b-cpfqs", 0, "Deployment", "coredns", 1},
+	{"podlist_kind_succeeded_pod_owned_by_pod_sonobuoy.json",
+	 "sonobuoy-e2e-job-1d0e9c62fc114e08", 0, "Pod", "sonobuoy", 0},
+	{"podlist_kind_succeeded_pod_owned_by_pod_sonobuoy.json",
+	 "sonobuoy-systemd-logs-daemon-set-7a10f4effeb44d32-7n2cj", 0, "DaemonSet",
+	 "sonobuoy-systemd-logs-daemon-set-7a10f4effeb44d32", 0},
+	{"podlist_onprem_calico_hostnetwork_daemonsets_honeycomb.json",
+	 "nginx-ingress-controller-86cd89648c-dkmjf", 0, "Deployment", "nginx-ingress-controller",
+	 0},
+	{"podlist_onprem_calico_hostnetwork_daemonsets_honeycomb.json", "seashell-ptsqm", 0,
+	 "DaemonSet", "seashell", 1},
+	{"podlist_same_name_recreated_new_uid_sonobuoy.json", "sonobuoy", 2, "Pod", "sonobuoy", 1},
+	{"podlist_dualstack_and_ipv6_primary_derived.json", "sonobuoy-ipv6-primary", 0, "Pod",
+	 "sonobuoy-ipv6-primary", 1},
+};
+
+static void test_pods(void)
+{
+	for (size_t i = 0; i < sizeof(pods) / sizeof(pods[0]); i++) {
+		struct k8s_pod p;
+		int rc = find_pod(pods[i].file, pods[i].pod, pods[i].nth, &p);
+
+		if (rc == -2) {
+			printf("ok - k8s: pod %s # SKIP fixtures not found\n", pods[i].pod);
+			continue;
+		}
+		EXPECT_EQ(rc, 0);
+		if (rc == 0) {
+			if (strcmp(p.workload_kind, pods[i].kind) != 0 ||
+			    strcmp(p.workload, pods[i].workload) != 0)
+				test_fail(__FILE__, __LINE__, "workload %s/%s, want %s/%s",
+					  p.workload_kind, p.workload, pods[i].kind,
+					  pods[i].workload);
+			EXPECT_EQ(k8s_pod_owns_ips(&p), pods[i].owns_ips);
+		}
+		test_result("k8s: pod %s is %s %s%s", pods[i].pod, pods[i].kind, pods[i].workload,
+			    pods[i].owns_ips ? "" : ", addresses not its own");
+	}
+}
+
+/* The CronJob rule has no fixture: build its JSON here. */
+static void test_cronjob_and_hash_rules(void)
+{
+	static const struct {
+		const char *json, *kind, *workload;
+	} rows[] = {
+		{"{\"metadata\":{\"uid\":\"u\",\"namespace\":\"n\",\"name\":\"report-28912345-"
+		 "x7k2q\",\"generateName\":\"report-28912345-\","
+		 "\"ownerReferences\":[{\"kind\":\"Job\",\"name\":\"report-28912345\","
+		 "\"controller\":true}]}}",
+		 "CronJob", "report"},
+		{"{\"metadata\":{\"uid\":\"u\",\"namespace\":\"n\",\"name\":\"migrate-1234-abcde\","
+		 "\"generateName\":\"migrate-1234-\","
+		 "\"ownerReferences\":[{\"kind\":\"Job\",\"name\":\"migrate-1234\",\"controller\":"
+		 "true}]}}",
+		 "Job", "migrate-1234"}, /* 4 digits: a plain Job */
+		{"{\"metadata\":{\"uid\":\"u\",\"namespace\":\"n\",\"name\":\"web-5d8f-abc\","
+		 "\"generateName\":\"web-5d8f-\","
+		 "\"labels\":{\"pod-template-hash\":\"9999\"},"
+		 "\"ownerReferences\":[{\"kind\":\"ReplicaSet\",\"name\":\"web-5d8f\","
+		 "\"controller\":true}]}}",
+		 "ReplicaSet", "web-5d8f"}, /* hash does not match the name: a bare ReplicaSet */
+		{"{\"metadata\":{\"uid\":\"u\",\"namespace\":\"n\",\"name\":\"x\","
+		 "\"ownerReferences\":[{\"kind\":\"Other\",\"name\":\"o\"},{\"kind\":"
+		 "\"StatefulSet\",\"name\":\"db\",\"controller\":true}]}}",
+		 "StatefulSet", "db"}, /* the controller owner wins */
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct json_token t[64];
+		struct k8s_pod p;
+		EXPECT(json_parse(rows[i].json, strlen(rows[i].json), t, 64, NULL) > 0);
+		EXPECT_EQ(k8s_pod_decode(rows[i].json, t, 0, &p), 0);
+		if (strcmp(p.workload_kind, rows[i].kind) != 0 ||
+		    strcmp(p.workload, rows[i].workload) != 0)
+			test_fail(__FILE__, __LINE__, "row %zu: %s/%s, want %s/%s", i,
+				  p.workload_kind, p.workload, rows[i].kind, rows[i].workload);
+	}
+	struct json_token t[16];
+	struct k8s_pod p;
+	const char *no_uid = "{\"metadata\":{\"namespace\":\"n\",\"name\":\"x\"}}";
+	EXPECT(json_parse(no_uid, strlen(no_uid), t, 16, NULL) > 0);
+	EXPECT_EQ(k8s_pod_decode(no_uid, t, 0, &p), -1);
+}
+
+static void test_nodes(void)
+{
+	size_t len;
+	char *js = fixture("nodelist_zone_label_variants_derived.json", &len);
+	static const struct {
+		const char *name, *zone, *region;
+		int n_ips;
+	} want[] = {
+		{"legacy-beta-labels-only", "us-central1-c", "us-central1", 1},
+		{"aks-nonzonal-vmss000000", "0", "southcentralus", 1},
+		{"dualstack-conflicting-labels", "us-east-1a", "unknown", 3},
+	};
+	struct json_token *t;
+	int n, items;
+
+	if (!js) {
+		printf("ok - test_nodes # SKIP fixtures not found\n");
+		return;
+	}
+	n = json_parse(js, len, NULL, 0, NULL);
+	t = malloc(sizeof(*t) * (size_t)n);
+	json_parse(js, len, t, (uint32_t)n, NULL);
+	items = json_get(js, t, 0, "items");
+	EXPECT_EQ(t[items].size, 3);
+	for (uint32_t k = 0; k < 3 && k < t[items].size; k++) {
+		struct k8s_node node;
+		EXPECT_EQ(k8s_node_decode(js, t, json_child(t, items, k), &node), 0);
+		if (strcmp(node.name, want[k].name) || strcmp(node.zone, want[k].zone) ||
+		    strcmp(node.region, want[k].region) || node.n_ips != want[k].n_ips)
+			test_fail(__FILE__, __LINE__, "%s: zone %s region %s, %d addresses",
+				  node.name, node.zone, node.region, node.n_ips);
+	}
+	free(t);
+	free(js);
+}
+
+static const struct endpoint *lookup(const struct endpoint_index *x, const char *ip)
+{
+	uint8_t a[16];
+	return endpoint_parse_address(ip, a, NULL) == 0 ? endpoint_lookup(x, a) : NULL;
+}
+
+static void test_index_from_lists(void)
+{
+	size_t nl, pl, sl, dl;
+	char *nodes = fixture("nodelist_kind_no_zone_labels_podcidrs_sonobuoy.json", &nl);
+	char *pods = fixture(
+		"podlist_kind_kube_system_static_mirror_pending_unscheduled_sonobuoy.json", &pl);
+	char *succeeded = fixture("podlist_kind_succeeded_pod_owned_by_pod_sonobuoy.json", &sl);
+	char *dual = fixture("podlist_dualstack_and_ipv6_primary_derived.json", &dl);
+	char err[256] = "";
+	struct endpoint_index *x;
+	const struct endpoint *e;
+
+	if (!nodes || !pods || !succeeded || !dual) {
+		printf("ok - test_index_from_lists # SKIP fixtures not found\n");
+		return;
+	}
+	x = k8s_index_from_lists(nodes, nl, pods, pl, err, sizeof(err));
+	EXPECT(x != NULL);
+	if (x) {
+		e = lookup(x, "10.244.0.4");
+		EXPECT(e && e->kind == ENDPOINT_POD && strcmp(e->workload, "coredns") == 0 &&
+		       strcmp(e->zone, "unknown") == 0 &&
+		       strcmp(e->node->name, "kind-control-plane") == 0);
+		e = lookup(x, "172.18.0.4"); /* hostNetwork pods' address: the node */
+		EXPECT(e && e->kind == ENDPOINT_NODE && strcmp(e->name, "kind-control-plane") == 0);
+		EXPECT_EQ(endpoint_count(x, ENDPOINT_NODE), 3);
+		EXPECT_EQ(endpoint_count(x, ENDPOINT_POD), 2); /* two scheduled coredns pods */
+		endpoint_index_free(x);
+	}
+	x = k8s_index_from_lists(nodes, nl, succeeded, sl, err, sizeof(err));
+	EXPECT(x && lookup(x, "10.244.2.2") == NULL); /* Succeeded: the IP is not its own */
+	EXPECT(x && lookup(x, "10.244.1.3") && lookup(x, "10.244.1.3")->kind == ENDPOINT_POD);
+	endpoint_index_free(x);
+	x = k8s_index_from_lists(nodes, nl, dual, dl, err, sizeof(err));
+	EXPECT(x && lookup(x, "fd00:10:244:1::3") == lookup(x, "10.244.1.3") &&
+	       lookup(x, "10.244.1.3"));
+	EXPECT(x && lookup(x, "fd00:10:244:1::4") &&
+	       lookup(x, "10.244.1.4") == lookup(x, "fd00:10:244:1::4"));
+	endpoint_index_free(x);
+	EXPECT(k8s_index_from_lists("{", 1, pods, pl, err, sizeof(err)) == NULL);
+	EXPECT(strncmp(err, "NodeList: line 1", 16) == 0);
+	free(nodes);
+	free(pods);
+	free(succeeded);
+	free(dual);
+}
+
+int main(void)
+{
+	test_pods();
+	RUN(test_cronjob_and_hash_rules);
+	RUN(test_nodes);
+	RUN(test_index_from_lists);
+	return test_done();
+}
