@@ -163,3 +163,172 @@ int http_accepts_token(const char *value, size_t len, const char *token)
 	}
 	return 0;
 }
+
+int http_parse_response(const char *buf, size_t len, size_t last_len, struct http_response *resp)
+{
+	const char *p = buf, *end, *next;
+	long n;
+
+	if (!http_head_complete(buf, len, last_len))
+		return len > HTTP_MAX_HEADER_BYTES ? HTTP_E_TOO_LARGE : HTTP_E_PARTIAL;
+	end = buf + (len > HTTP_MAX_HEADER_BYTES ? HTTP_MAX_HEADER_BYTES : len);
+	n = http_line(p, end, &next);
+	if (n < 0)
+		return HTTP_E_TOO_LARGE;
+	/* HTTP/1.x SP 3DIGIT SP reason */
+	if (n < 12 || memcmp(p, "HTTP/1.", 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ' ||
+	    p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9' ||
+	    (n > 12 && p[12] != ' '))
+		return HTTP_E_INVALID;
+	resp->minor_version = p[7] - '0';
+	resp->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+	resp->reason = n > 12 ? p + 13 : p + 12;
+	resp->reason_len = n > 12 ? (size_t)(n - 13) : 0;
+	p = next;
+	resp->num_headers = 0;
+	for (;;) {
+		const char *l, *le, *colon, *v, *ve;
+
+		n = http_line(p, end, &next);
+		if (n < 0)
+			return HTTP_E_TOO_LARGE;
+		if (n == 0)
+			return (int)(next - buf);
+		l = p;
+		le = p + n;
+		if (*l == ' ' || *l == '\t')
+			return HTTP_E_INVALID;
+		if (resp->num_headers == HTTP_MAX_HEADERS)
+			return HTTP_E_TOO_LARGE;
+		colon = l;
+		while (colon < le && http_is_tchar((unsigned char)*colon))
+			colon++;
+		if (colon == l || colon >= le || *colon != ':')
+			return HTTP_E_INVALID;
+		v = colon + 1;
+		while (v < le && (*v == ' ' || *v == '\t'))
+			v++;
+		ve = le;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		resp->headers[resp->num_headers++] =
+			(struct http_header){.name = l,
+					     .name_len = (size_t)(colon - l),
+					     .value = v,
+					     .value_len = (size_t)(ve - v)};
+		p = next;
+	}
+}
+
+const struct http_header *http_response_header(const struct http_response *resp, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < resp->num_headers; i++)
+		if (resp->headers[i].name_len == n &&
+		    strncasecmp(resp->headers[i].name, name, n) == 0)
+			return &resp->headers[i];
+	return NULL;
+}
+
+enum {
+	HTTP_CHUNK_SIZE,    /* hex digits */
+	HTTP_CHUNK_EXT,	    /* ";ext" up to the line end */
+	HTTP_CHUNK_DATA,    /* remaining bytes of data */
+	HTTP_CHUNK_DATA_CR, /* the CR after the data */
+	HTTP_CHUNK_DATA_LF, /* the LF after the data */
+	HTTP_CHUNK_TRAILER, /* trailer lines, up to an empty one */
+	HTTP_CHUNK_DONE,
+};
+
+#define HTTP_CHUNK_LINE_MAX 4096
+#define HTTP_CHUNK_SIZE_MAX (1ull << 40)
+
+long http_chunked_decode(struct http_chunked *c, char *buf, size_t *len)
+{
+	size_t in = 0, out = 0, n = *len;
+
+	while (in < n && c->state != HTTP_CHUNK_DONE) {
+		char ch = buf[in];
+
+		switch (c->state) {
+		case HTTP_CHUNK_SIZE: {
+			int v = (ch >= '0' && ch <= '9')   ? ch - '0'
+				: (ch >= 'a' && ch <= 'f') ? ch - 'a' + 10
+				: (ch >= 'A' && ch <= 'F') ? ch - 'A' + 10
+							   : -1;
+			in++;
+			if (v >= 0) {
+				c->remaining = c->remaining * 16 + (uint64_t)v;
+				if (++c->digits > 11 || c->remaining > HTTP_CHUNK_SIZE_MAX)
+					return HTTP_E_INVALID;
+				break;
+			}
+			if (c->digits == 0)
+				return HTTP_E_INVALID;
+			if (ch == '\n')
+				goto size_line_done;
+			if (ch != ';' && ch != '\r' && ch != ' ' && ch != '\t')
+				return HTTP_E_INVALID;
+			c->state = HTTP_CHUNK_EXT;
+			c->line = 0;
+			break;
+		}
+		case HTTP_CHUNK_EXT:
+			in++;
+			if (ch != '\n') {
+				if (++c->line > HTTP_CHUNK_LINE_MAX)
+					return HTTP_E_INVALID;
+				break;
+			}
+		size_line_done:
+			c->digits = 0;
+			c->line = 0;
+			c->state = c->remaining ? HTTP_CHUNK_DATA : HTTP_CHUNK_TRAILER;
+			break;
+		case HTTP_CHUNK_DATA: {
+			size_t take = n - in;
+			if (take > c->remaining)
+				take = (size_t)c->remaining;
+			memmove(buf + out, buf + in, take);
+			in += take;
+			out += take;
+			c->remaining -= take;
+			if (!c->remaining)
+				c->state = HTTP_CHUNK_DATA_CR;
+			break;
+		}
+		case HTTP_CHUNK_DATA_CR:
+			in++;
+			if (ch == '\r') {
+				c->state = HTTP_CHUNK_DATA_LF;
+				break;
+			}
+			if (ch != '\n')
+				return HTTP_E_INVALID;
+			c->state = HTTP_CHUNK_SIZE;
+			break;
+		case HTTP_CHUNK_DATA_LF:
+			in++;
+			if (ch != '\n')
+				return HTTP_E_INVALID;
+			c->state = HTTP_CHUNK_SIZE;
+			break;
+		case HTTP_CHUNK_TRAILER:
+			in++;
+			if (ch == '\n') {
+				if (c->line == 0)
+					c->state = HTTP_CHUNK_DONE;
+				c->line = 0;
+			} else if (ch != '\r' || c->line) {
+				if (++c->line > HTTP_CHUNK_LINE_MAX)
+					return HTTP_E_INVALID;
+			}
+			break;
+		}
+	}
+	/* What follows the body stays, after the decoded data. */
+	memmove(buf + out, buf + in, n - in);
+	*len = out;
+	return c->state == HTTP_CHUNK_DONE ? (long)(n - in) : HTTP_E_PARTIAL;
+}

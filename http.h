@@ -8,6 +8,7 @@
 #define KUBEZONNET_HTTP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define HTTP_MAX_HEADERS      64
 #define HTTP_MAX_HEADER_BYTES 8192 /* request line and headers together */
@@ -45,6 +46,45 @@ int http_parse_request(const char *buf, size_t len, size_t last_len, struct http
 
 /* http_header_value returns the first header named name (case-insensitive), or NULL. */
 const struct http_header *http_header_value(const struct http_request *req, const char *name);
+
+/* A response head, for the Kubernetes client. */
+struct http_response {
+	int minor_version;
+	int status;
+	const char *reason;
+	size_t reason_len;
+	struct http_header headers[HTTP_MAX_HEADERS];
+	size_t num_headers;
+};
+
+/*
+ * http_parse_response parses a response head at buf[0..len) with the same contract as
+ * http_parse_request: the head's length, or HTTP_E_PARTIAL, HTTP_E_INVALID, HTTP_E_TOO_LARGE.
+ */
+int http_parse_response(const char *buf, size_t len, size_t last_len, struct http_response *resp);
+
+/* http_response_header returns the first header named name (case-insensitive), or NULL. */
+const struct http_header *http_response_header(const struct http_response *resp, const char *name);
+
+/*
+ * Chunked transfer coding (RFC 9112 section 7.1), decoded in place as it arrives: chunk
+ * boundaries need not fall anywhere in particular, and a chunk may arrive a byte at a time.
+ */
+struct http_chunked {
+	int state;
+	uint64_t remaining; /* bytes left in the current chunk */
+	unsigned line;	    /* bytes of the current size or trailer line seen */
+	int digits;
+};
+
+/*
+ * http_chunked_decode decodes buf[0..*len) in place, continuing where the last call stopped.
+ * On return buf[0..*len) holds the decoded data. Returns HTTP_E_PARTIAL while the body goes
+ * on, HTTP_E_INVALID for a malformed body (bad size, size over 2^40, line over 4 KiB, missing
+ * CRLF), or, once the last chunk and its trailers are in, the number of bytes after them
+ * (not part of the body; they were moved to follow the decoded data).
+ */
+long http_chunked_decode(struct http_chunked *c, char *buf, size_t *len);
 
 /*
  * http_accepts_token reports whether a comma-separated header value (Accept-Encoding,
