@@ -5,6 +5,7 @@
  * and region label fallbacks, and the endpoint index built from a NodeList and a PodList.
  */
 #include "../k8s/objects.h"
+#include "../k8s/store.h"
 #include "test.h"
 
 static char *fixture(const char *name, size_t *len)
@@ -252,9 +253,149 @@ static void test_index_from_lists(void)
 	free(dual);
 }
 
+/* apply_lines decodes and applies each line of a .jsonl fixture; returns the events. */
+static int apply_lines(struct k8s_store *st, const char *file, struct k8s_event *evs, int max)
+{
+	size_t len;
+	char *js = fixture(file, &len);
+	int n = 0;
+
+	if (!js)
+		return -1;
+	for (char *line = js, *nl; *line && n < max; line = nl + 1) {
+		nl = strchr(line, '\n');
+		if (!nl)
+			nl = line + strlen(line);
+		if (nl == line)
+			break;
+		if (k8s_event_decode(line, (size_t)(nl - line), &evs[n]) != 0)
+			test_fail(__FILE__, __LINE__, "%s: event %d does not decode", file, n + 1);
+		k8s_store_apply(st, &evs[n]);
+		n++;
+		if (!*nl)
+			break;
+	}
+	free(js);
+	return n;
+}
+
+static void test_watch_pods(void)
+{
+	struct k8s_store *st = k8s_store_new();
+	static struct k8s_event evs[8];
+	struct endpoint_index *x;
+	int n;
+
+	/* Apply the stream one event at a time and check the index after each. */
+	size_t len;
+	char *js = fixture("watch_events_pods_recreated_bookmark_410_derived.jsonl", &len);
+	if (!js) {
+		printf("ok - test_watch_pods # SKIP fixtures not found\n");
+		k8s_store_free(st);
+		return;
+	}
+	free(js);
+	n = apply_lines(st, "watch_events_pods_recreated_bookmark_410_derived.jsonl", evs, 8);
+	EXPECT_EQ(n, 6);
+	EXPECT(evs[0].type == K8S_ADDED && evs[1].type == K8S_DELETED && evs[2].type == K8S_ADDED &&
+	       evs[3].type == K8S_MODIFIED && evs[4].type == K8S_BOOKMARK &&
+	       evs[5].type == K8S_ERROR);
+	EXPECT(strcmp(evs[4].resource_version, "248000") == 0);
+	EXPECT_EQ(evs[5].code, 410);
+	EXPECT(strcmp(evs[0].pod.uid, evs[2].pod.uid) != 0); /* same name, new UID */
+	EXPECT_EQ(k8s_store_count(st, K8S_POD), 1);
+	x = k8s_store_index(st);
+	EXPECT(x && lookup(x, "10.244.2.6") == NULL); /* the deleted pod's address is gone */
+	EXPECT(x && lookup(x, "10.244.2.7") &&
+	       strcmp(lookup(x, "10.244.2.7")->name, "sonobuoy") == 0);
+	endpoint_index_free(x);
+
+	/* A new pod takes an address before the old pod's deletion arrives: it keeps it. */
+	struct k8s_event a = evs[0], b = evs[3];
+	k8s_store_apply(st, &a);		/* old pod (10.244.2.6) back */
+	memcpy(b.pod.ips[0], a.pod.ips[0], 16); /* new pod now claims 10.244.2.6 */
+	b.type = K8S_MODIFIED;
+	k8s_store_apply(st, &b);
+	a.type = K8S_DELETED;
+	k8s_store_apply(st, &a); /* the old pod's deletion arrives late */
+	x = k8s_store_index(st);
+	const struct endpoint *e = x ? lookup(x, "10.244.2.6") : NULL;
+	EXPECT(e && strcmp(e->name, "sonobuoy") == 0);
+	EXPECT_EQ(k8s_store_count(st, K8S_POD), 1);
+	endpoint_index_free(x);
+
+	/* A relist without the pod deletes it. */
+	k8s_store_begin_relist(st, K8S_POD);
+	k8s_store_end_relist(st, K8S_POD);
+	EXPECT_EQ(k8s_store_count(st, K8S_POD), 0);
+	k8s_store_free(st);
+}
+
+static void test_watch_nodes(void)
+{
+	struct k8s_store *st = k8s_store_new();
+	static struct k8s_event evs[8];
+	size_t len;
+	char *list = fixture("nodelist_kind_no_zone_labels_podcidrs_sonobuoy.json", &len);
+	struct json_token *t;
+	int n, items;
+
+	if (!list) {
+		printf("ok - test_watch_nodes # SKIP fixtures not found\n");
+		k8s_store_free(st);
+		return;
+	}
+	/* The first list, as a relist of everything. */
+	n = json_parse(list, len, NULL, 0, NULL);
+	t = malloc(sizeof(*t) * (size_t)n);
+	json_parse(list, len, t, (uint32_t)n, NULL);
+	items = json_get(list, t, 0, "items");
+	k8s_store_begin_relist(st, K8S_NODE);
+	for (uint32_t k = 0; k < t[items].size; k++) {
+		struct k8s_event ev = {.type = K8S_ADDED, .kind = K8S_NODE};
+		EXPECT_EQ(k8s_node_decode(list, t, json_child(t, items, k), &ev.node), 0);
+		k8s_store_apply(st, &ev);
+	}
+	k8s_store_end_relist(st, K8S_NODE);
+	free(t);
+	free(list);
+	EXPECT_EQ(k8s_store_count(st, K8S_NODE), 3);
+	n = apply_lines(st, "watch_events_nodes_zone_label_added_deleted_derived.jsonl", evs, 8);
+	EXPECT_EQ(n, 4);
+	EXPECT_EQ(k8s_store_count(st, K8S_NODE), 2); /* kind-worker2 deleted */
+	struct endpoint_index *x = k8s_store_index(st);
+	const struct endpoint *w = x ? endpoint_node(x, "kind-worker") : NULL;
+	EXPECT(w && strcmp(w->zone, "zone-b") == 0); /* the label added by MODIFIED */
+	EXPECT(x && endpoint_node(x, "kind-worker2") == NULL);
+	endpoint_index_free(x);
+	k8s_store_free(st);
+}
+
+static void test_event_rejects(void)
+{
+	static const char *const bad[] = {
+		"",
+		"{}",
+		"{\"type\":\"ADDED\"}",
+		"{\"type\":\"RESYNC\",\"object\":{}}",
+		"{\"type\":\"ADDED\",\"object\":{\"kind\":\"Pod\",\"metadata\":{\"name\":\"x\"}}}",
+		"{\"type\":\"ADDED\",\"object\":[]}",
+		"{\"type\":\"ADDED\",\"object\":{\"kind\":\"Pod\",\"metadata\":{\"name\":\"x\","
+		"\"namespace\":\"n\",\"uid\":\"u\"}}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct k8s_event ev;
+		if (k8s_event_decode(bad[i], strlen(bad[i]), &ev) != -1)
+			test_fail(__FILE__, __LINE__, "accepted bad event %zu: %s", i, bad[i]);
+	}
+}
+
 int main(void)
 {
 	test_pods();
+	RUN(test_watch_pods);
+	RUN(test_watch_nodes);
+	RUN(test_event_rejects);
 	RUN(test_cronjob_and_hash_rules);
 	RUN(test_nodes);
 	RUN(test_index_from_lists);
