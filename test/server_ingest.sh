@@ -106,3 +106,18 @@ for reason in header_too_large too_many_connections head_timeout; do
 	esac
 done
 check "http: server still serves after all that" curl -sf "$url/healthz"
+kill $SRV
+wait $SRV 2>/dev/null
+
+# An empty host listens on IPv4 and IPv6 alike.
+"$SERVER" --http-listen :$HTTP --agent-listen :$PORT --flow-logs none 2>"$WORK/log6" &
+SRV=$!
+wait_for 5 grep -q listening "$WORK/log6"
+if [ -e /proc/net/if_inet6 ]; then
+	check "http: ':PORT' answers on IPv6 ([::1])" curl -sf "http://[::1]:$HTTP/healthz"
+else
+	skip "http: ':PORT' answers on IPv6 ([::1])" "no IPv6 on this machine"
+fi
+check "http: ':PORT' answers on IPv4 (127.0.0.1)" curl -sf "http://127.0.0.1:$HTTP/healthz"
+acked=$(python3 "$TOP/test/wire_agent.py" ::1 $PORT n1 5 1 10.0.0.1 10.0.0.2 1 2>&1)
+check_eq "agents: ':PORT' takes agents over IPv6" "$acked" 1
