@@ -41,6 +41,68 @@ static int http_head_complete(const char *buf, size_t len, size_t last_len)
 	return 0;
 }
 
+/*
+ * http_parse_headers parses header lines from p up to the blank line that ends the head
+ * (which must lie before end) into headers[]. Returns the head's length from buf, or a
+ * negative http_result.
+ */
+static int http_parse_headers(const char *buf, const char *p, const char *end,
+			      struct http_header *headers, size_t *num_headers)
+{
+	const char *next;
+	long n;
+
+	*num_headers = 0;
+	for (;;) {
+		const char *l, *le, *colon, *v, *ve;
+
+		n = http_line(p, end, &next);
+		if (n < 0)
+			return HTTP_E_TOO_LARGE;
+		if (n == 0)
+			return (int)(next - buf);
+		l = p;
+		le = p + n;
+		if (*l == ' ' || *l == '\t')
+			return HTTP_E_INVALID; /* obsolete line folding */
+		if (*num_headers == HTTP_MAX_HEADERS)
+			return HTTP_E_TOO_LARGE;
+		colon = l;
+		while (colon < le && http_is_tchar((unsigned char)*colon))
+			colon++;
+		if (colon == l || colon >= le || *colon != ':')
+			return HTTP_E_INVALID;
+		v = colon + 1;
+		while (v < le && (*v == ' ' || *v == '\t'))
+			v++;
+		ve = le;
+		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+			ve--;
+		for (const char *c = v; c < ve; c++)
+			if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
+				return HTTP_E_INVALID;
+		headers[(*num_headers)++] = (struct http_header){
+			.name = l,
+			.name_len = (size_t)(colon - l),
+			.value = v,
+			.value_len = (size_t)(ve - v),
+		};
+		p = next;
+	}
+}
+
+/* http_find_header returns the first of headers[0..n) named name (case-insensitive). */
+static const struct http_header *http_find_header(const struct http_header *headers, size_t n,
+						  const char *name)
+{
+	size_t len = strlen(name);
+
+	for (size_t i = 0; i < n; i++)
+		if (headers[i].name_len == len && strncasecmp(headers[i].name, name, len) == 0)
+			return &headers[i];
+	return NULL;
+}
+
 int http_parse_request(const char *buf, size_t len, size_t last_len, struct http_request *req)
 {
 	const char *p = buf, *end, *next;
@@ -76,56 +138,12 @@ int http_parse_request(const char *buf, size_t len, size_t last_len, struct http
 			return HTTP_E_INVALID;
 		req->minor_version = l[7] - '0';
 	}
-	p = next;
-
-	req->num_headers = 0;
-	for (;;) {
-		const char *l, *le, *colon, *v, *ve;
-
-		n = http_line(p, end, &next);
-		if (n < 0)
-			return HTTP_E_TOO_LARGE;
-		if (n == 0)
-			return (int)(next - buf);
-		l = p;
-		le = p + n;
-		if (*l == ' ' || *l == '\t')
-			return HTTP_E_INVALID; /* obsolete line folding */
-		if (req->num_headers == HTTP_MAX_HEADERS)
-			return HTTP_E_TOO_LARGE;
-		colon = l;
-		while (colon < le && http_is_tchar((unsigned char)*colon))
-			colon++;
-		if (colon == l || colon >= le || *colon != ':')
-			return HTTP_E_INVALID;
-		v = colon + 1;
-		while (v < le && (*v == ' ' || *v == '\t'))
-			v++;
-		ve = le;
-		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-			ve--;
-		for (const char *c = v; c < ve; c++)
-			if (((unsigned char)*c < 0x20 && *c != '\t') || *c == 0x7f)
-				return HTTP_E_INVALID;
-		req->headers[req->num_headers++] = (struct http_header){
-			.name = l,
-			.name_len = (size_t)(colon - l),
-			.value = v,
-			.value_len = (size_t)(ve - v),
-		};
-		p = next;
-	}
+	return http_parse_headers(buf, next, end, req->headers, &req->num_headers);
 }
 
 const struct http_header *http_header_value(const struct http_request *req, const char *name)
 {
-	size_t n = strlen(name);
-
-	for (size_t i = 0; i < req->num_headers; i++)
-		if (req->headers[i].name_len == n &&
-		    strncasecmp(req->headers[i].name, name, n) == 0)
-			return &req->headers[i];
-	return NULL;
+	return http_find_header(req->headers, req->num_headers, name);
 }
 
 int http_accepts_token(const char *value, size_t len, const char *token)
@@ -184,51 +202,12 @@ int http_parse_response(const char *buf, size_t len, size_t last_len, struct htt
 	resp->status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
 	resp->reason = n > 12 ? p + 13 : p + 12;
 	resp->reason_len = n > 12 ? (size_t)(n - 13) : 0;
-	p = next;
-	resp->num_headers = 0;
-	for (;;) {
-		const char *l, *le, *colon, *v, *ve;
-
-		n = http_line(p, end, &next);
-		if (n < 0)
-			return HTTP_E_TOO_LARGE;
-		if (n == 0)
-			return (int)(next - buf);
-		l = p;
-		le = p + n;
-		if (*l == ' ' || *l == '\t')
-			return HTTP_E_INVALID;
-		if (resp->num_headers == HTTP_MAX_HEADERS)
-			return HTTP_E_TOO_LARGE;
-		colon = l;
-		while (colon < le && http_is_tchar((unsigned char)*colon))
-			colon++;
-		if (colon == l || colon >= le || *colon != ':')
-			return HTTP_E_INVALID;
-		v = colon + 1;
-		while (v < le && (*v == ' ' || *v == '\t'))
-			v++;
-		ve = le;
-		while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-			ve--;
-		resp->headers[resp->num_headers++] =
-			(struct http_header){.name = l,
-					     .name_len = (size_t)(colon - l),
-					     .value = v,
-					     .value_len = (size_t)(ve - v)};
-		p = next;
-	}
+	return http_parse_headers(buf, next, end, resp->headers, &resp->num_headers);
 }
 
 const struct http_header *http_response_header(const struct http_response *resp, const char *name)
 {
-	size_t n = strlen(name);
-
-	for (size_t i = 0; i < resp->num_headers; i++)
-		if (resp->headers[i].name_len == n &&
-		    strncasecmp(resp->headers[i].name, name, n) == 0)
-			return &resp->headers[i];
-	return NULL;
+	return http_find_header(resp->headers, resp->num_headers, name);
 }
 
 enum {

@@ -132,29 +132,6 @@ static void test_limits(void)
 	EXPECT_EQ(parse_guarded(big, n, 0, &req), HTTP_E_TOO_LARGE);
 }
 
-static char *fixture(const char *name, size_t *len)
-{
-	const char *dir =
-		getenv("KZN_FIXTURES") ? getenv("KZN_FIXTURES") : "../shared/fixtures/k8s";
-	char path[1024];
-	FILE *f;
-	char *buf;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (!(f = fopen(path, "rb")))
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-		n = 0;
-	fclose(f);
-	*len = (size_t)n;
-	return buf;
-}
-
 /* decode_in_pieces feeds body[0..len) to a chunked decoder piece bytes at a time. */
 static long decode_in_pieces(const char *body, size_t len, size_t piece, char *out, size_t *out_len)
 {
@@ -177,8 +154,10 @@ static long decode_in_pieces(const char *body, size_t len, size_t piece, char *o
 static void test_chunked_fixture(void)
 {
 	size_t raw_len, want_len;
-	char *raw = fixture("watch_stream_raw_http_chunked_split_events_derived.http", &raw_len);
-	char *want = fixture("watch_events_pods_recreated_bookmark_410_derived.jsonl", &want_len);
+	char *raw =
+		test_fixture("watch_stream_raw_http_chunked_split_events_derived.http", &raw_len);
+	char *want =
+		test_fixture("watch_events_pods_recreated_bookmark_410_derived.jsonl", &want_len);
 	struct http_response resp;
 	static char out[65536];
 	static const size_t pieces[] = {1, 2, 3, 7, 64, 1000, 4096, 8192};
@@ -249,7 +228,7 @@ static void test_chunked_rejects(void)
 static void test_responses(void)
 {
 	size_t len;
-	char *raw = fixture("list_raw_http_410_expired_continue_derived.http", &len);
+	char *raw = test_fixture("list_raw_http_410_expired_continue_derived.http", &len);
 	struct http_response resp;
 
 	if (raw) {

@@ -8,36 +8,11 @@
 #include "../k8s/store.h"
 #include "test.h"
 
-static char *fixture(const char *name, size_t *len)
-{
-	const char *dir =
-		getenv("KZN_FIXTURES") ? getenv("KZN_FIXTURES") : "../shared/fixtures/k8s";
-	char path[1024];
-	FILE *f;
-	char *buf;
-	long n;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	if (fread(buf, 1, (size_t)n, f) != (size_t)n)
-		n = 0;
-	fclose(f);
-	buf[n] = '\0';
-	*len = (size_t)n;
-	return buf;
-}
-
 /* find_pod decodes the index-th pod named name in the fixture's items. */
 static int find_pod(const char *file, const char *name, int nth, struct k8s_pod *out)
 {
 	size_t len;
-	char *js = fixture(file, &len);
+	char *js = test_fixture(file, &len);
 	int n, items, found = -1;
 	struct json_token *t;
 
@@ -167,7 +142,7 @@ static void test_cronjob_and_hash_rules(void)
 static void test_nodes(void)
 {
 	size_t len;
-	char *js = fixture("nodelist_zone_label_variants_derived.json", &len);
+	char *js = test_fixture("nodelist_zone_label_variants_derived.json", &len);
 	static const struct {
 		const char *name, *zone, *region;
 		int n_ips;
@@ -209,11 +184,12 @@ static const struct endpoint *lookup(const struct endpoint_index *x, const char 
 static void test_index_from_lists(void)
 {
 	size_t nl, pl, sl, dl;
-	char *nodes = fixture("nodelist_kind_no_zone_labels_podcidrs_sonobuoy.json", &nl);
-	char *pods = fixture(
+	char *nodes = test_fixture("nodelist_kind_no_zone_labels_podcidrs_sonobuoy.json", &nl);
+	char *pods = test_fixture(
 		"podlist_kind_kube_system_static_mirror_pending_unscheduled_sonobuoy.json", &pl);
-	char *succeeded = fixture("podlist_kind_succeeded_pod_owned_by_pod_sonobuoy.json", &sl);
-	char *dual = fixture("podlist_dualstack_and_ipv6_primary_derived.json", &dl);
+	char *succeeded =
+		test_fixture("podlist_kind_succeeded_pod_owned_by_pod_sonobuoy.json", &sl);
+	char *dual = test_fixture("podlist_dualstack_and_ipv6_primary_derived.json", &dl);
 	char err[256] = "";
 	struct endpoint_index *x;
 	const struct endpoint *e;
@@ -257,7 +233,7 @@ static void test_index_from_lists(void)
 static int apply_lines(struct k8s_store *st, const char *file, struct k8s_event *evs, int max)
 {
 	size_t len;
-	char *js = fixture(file, &len);
+	char *js = test_fixture(file, &len);
 	int n = 0;
 
 	if (!js)
@@ -288,7 +264,7 @@ static void test_watch_pods(void)
 
 	/* Apply the stream one event at a time and check the index after each. */
 	size_t len;
-	char *js = fixture("watch_events_pods_recreated_bookmark_410_derived.jsonl", &len);
+	char *js = test_fixture("watch_events_pods_recreated_bookmark_410_derived.jsonl", &len);
 	if (!js) {
 		printf("ok - test_watch_pods # SKIP fixtures not found\n");
 		k8s_store_free(st);
@@ -336,7 +312,7 @@ static void test_watch_nodes(void)
 	struct k8s_store *st = k8s_store_new();
 	static struct k8s_event evs[8];
 	size_t len;
-	char *list = fixture("nodelist_kind_no_zone_labels_podcidrs_sonobuoy.json", &len);
+	char *list = test_fixture("nodelist_kind_no_zone_labels_podcidrs_sonobuoy.json", &len);
 	struct json_token *t;
 	int n, items;
 
