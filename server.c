@@ -28,6 +28,7 @@
 #include <zlib.h>
 
 #include "endpoint.h"
+#include "k8s/client.h"
 #include "http.h"
 #include "metrics.h"
 #include "topology.h"
@@ -112,6 +113,8 @@ struct server {
 
 	struct endpoint_index *index;
 	unsigned generation;
+	struct k8s_client *kube; /* --kube-api, or NULL */
+	long long kube_indexed_ms;
 	struct metrics_series *class_series[TRAFFIC_CLASSES];
 	/* Kept between scrapes: a large fresh buffer costs a page fault per 4 KiB every time. */
 	struct buf render, gzipped;
@@ -1150,6 +1153,29 @@ static void server_agent_accept(struct server *s)
 	}
 }
 
+/* ---- the Kubernetes source ---- */
+
+/*
+ * server_kube_step drives the Kubernetes client and, when the store changed, swaps in a new
+ * index from it (at most once a second, so an event storm costs one rebuild a second).
+ */
+static void server_kube_step(struct server *s, const struct pollfd *pfds, int n, long long now)
+{
+	k8s_client_step(s->kube, pfds, n, now);
+	if (!k8s_client_synced(s->kube) || !s->kube->changed || now - s->kube_indexed_ms < 1000)
+		return;
+	struct endpoint_index *x = k8s_store_index(s->kube->store);
+	if (!x)
+		return;
+	if (!s->ready)
+		server_log("kubernetes: listed %zu nodes and %zu pods; ready",
+			   k8s_store_count(s->kube->store, K8S_NODE),
+			   k8s_store_count(s->kube->store, K8S_POD));
+	server_set_index(s, x);
+	s->kube->changed = 0;
+	s->kube_indexed_ms = now;
+}
+
 /* ---- flags and the loop ---- */
 
 static void server_usage(FILE *out)
@@ -1208,6 +1234,7 @@ int main(int argc, char **argv)
 		OPT_HTTP_MAX,
 		OPT_MAX_FRAME,
 		OPT_DUMP,
+		OPT_KUBE_API,
 	};
 	static const struct option options[] = {
 		{"agent-listen", required_argument, NULL, OPT_AGENT_LISTEN},
@@ -1218,6 +1245,7 @@ int main(int argc, char **argv)
 		{"http-max-connections", required_argument, NULL, OPT_HTTP_MAX},
 		{"max-frame", required_argument, NULL, OPT_MAX_FRAME},
 		{"dump-records", no_argument, NULL, OPT_DUMP},
+		{"kube-api", required_argument, NULL, OPT_KUBE_API},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1297,6 +1325,17 @@ int main(int argc, char **argv)
 			s.dump_records = 1;
 			s.flow_logs = FLOW_LOGS_NONE;
 			break;
+		case OPT_KUBE_API:
+			s.kube = calloc(1, sizeof(*s.kube));
+			if (!s.kube || k8s_client_init(s.kube, optarg) != 0) {
+				fprintf(stderr,
+					"kubezonnet-server: --kube-api: want http://HOST:PORT (an "
+					"API "
+					"server behind kubectl proxy), got '%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'h':
 			server_usage(stdout);
 			return 0;
@@ -1320,12 +1359,19 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &hup, NULL);
 	s.http = calloc((size_t)s.http_max, sizeof(*s.http));
-	pfds = calloc((size_t)(2 + SERVER_MAX_AGENTS + s.http_max), sizeof(*pfds));
+	pfds = calloc((size_t)(4 + SERVER_MAX_AGENTS + s.http_max), sizeof(*pfds));
 	if (!s.http || !pfds) {
 		server_log("out of memory for %d HTTP connections", s.http_max);
 		return 1;
 	}
-	if (s.topology_path) {
+	if (s.topology_path && s.kube) {
+		fprintf(stderr, "kubezonnet-server: --topology and --kube-api cannot be used "
+				"together yet\n");
+		return 2;
+	}
+	if (s.kube) {
+		s.index = endpoint_index_new(); /* until the first lists arrive; not ready before */
+	} else if (s.topology_path) {
 		if (server_load_topology(&s, 1) != 0)
 			return 1;
 	} else {
@@ -1346,7 +1392,7 @@ int main(int argc, char **argv)
 
 	while (!server_stop) {
 		long long now;
-		int n, np = 2, a0, h0;
+		int n, np = 2, a0, h0, k0, nk = 0;
 
 		if (server_reload) {
 			server_reload = 0;
@@ -1370,7 +1416,10 @@ int main(int argc, char **argv)
 				.events = (short)((c->closing ? 0 : POLLIN) |
 						  (c->out.len > c->out_off ? POLLOUT : 0))};
 		}
-		n = poll(pfds, (nfds_t)np, 1000);
+		k0 = np;
+		if (s.kube)
+			np += nk = k8s_client_pollfds(s.kube, pfds + np);
+		n = poll(pfds, (nfds_t)np, s.kube ? 200 : 1000);
 		if (n < 0 && errno != EINTR) {
 			server_log("poll: %s", strerror(errno));
 			return 1;
@@ -1419,6 +1468,8 @@ int main(int argc, char **argv)
 			server_agent_accept(&s);
 		if (n > 0 && (pfds[1].revents & POLLIN))
 			server_http_accept(&s);
+		if (s.kube)
+			server_kube_step(&s, pfds + k0, nk, now);
 		if (now >= next_sweep) {
 			server_sweep(&s, now);
 			next_sweep = now + sweep_ms;
