@@ -9,21 +9,9 @@
 
 void buf_append(struct buf *b, const char *s, size_t n)
 {
+	buf_reserve(b, n);
 	if (b->oom)
 		return;
-	if (b->cap - b->len < n + 1) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *p;
-		while (cap - b->len < n + 1)
-			cap *= 2;
-		p = realloc(b->p, cap);
-		if (!p) {
-			b->oom = 1;
-			return;
-		}
-		b->p = p;
-		b->cap = cap;
-	}
 	memcpy(b->p + b->len, s, n);
 	b->len += n;
 	b->p[b->len] = '\0';
