@@ -132,11 +132,6 @@ static int agent_libbpf_print(enum libbpf_print_level level, const char *fmt, va
 	return vfprintf(stderr, fmt, ap);
 }
 
-static long long agent_now_ms(void)
-{
-	return log_now_ms();
-}
-
 static uint64_t agent_wall_ns(void)
 {
 	struct timespec ts;
@@ -615,7 +610,7 @@ static int agent_open_bpf(struct agent *a)
 
 static void agent_disconnect(struct agent *a, const char *why)
 {
-	long long now = agent_now_ms();
+	long long now = log_now_ms();
 	unsigned int jitter;
 
 	if (a->conn == AGENT_CONNECTED)
@@ -677,7 +672,7 @@ static void agent_connect(struct agent *a)
 			inet_ntop(ai->ai_family, sa, addr, sizeof(addr));
 			snprintf(a->peer, sizeof(a->peer), "%s (%s)", a->config.server, addr);
 			a->conn = AGENT_CONNECTING;
-			a->connect_started_ms = agent_now_ms();
+			a->connect_started_ms = log_now_ms();
 			break;
 		}
 		close(a->sock);
@@ -712,7 +707,7 @@ static void agent_pump(struct agent *a)
 		if (a->out_off == a->out_len) {
 			if (a->out_is_frame) {
 				a->frame_sent = 1;
-				a->frame_sent_ms = agent_now_ms();
+				a->frame_sent_ms = log_now_ms();
 			}
 			a->out = NULL;
 		}
@@ -791,7 +786,7 @@ static void agent_read(struct agent *a)
 /* agent_step runs one turn of the loop: drain when due, connect, poll, read and write. */
 static void agent_step(struct agent *a, int timeout_cap_ms)
 {
-	long long now = agent_now_ms();
+	long long now = log_now_ms();
 	struct pollfd pfd = {.fd = -1};
 	long long wake = a->next_drain_ms;
 	int timeout;
@@ -849,7 +844,7 @@ static void agent_step(struct agent *a, int timeout_cap_ms)
  */
 static void agent_shutdown(struct agent *a)
 {
-	long long deadline = agent_now_ms() + AGENT_SHUTDOWN_WAIT;
+	long long deadline = log_now_ms() + AGENT_SHUTDOWN_WAIT;
 	int swapped = 0;
 
 	for (int i = 0; i < 2; i++) {
@@ -861,7 +856,7 @@ static void agent_shutdown(struct agent *a)
 	agent_log("detached; sending the last report");
 	a->next_connect_ms = 0;
 	a->backoff_ms = AGENT_BACKOFF_MIN;
-	while (agent_now_ms() < deadline) {
+	while (log_now_ms() < deadline) {
 		if (a->state.pending_sequence == 0) {
 			if (swapped)
 				break;
@@ -871,7 +866,7 @@ static void agent_shutdown(struct agent *a)
 			swapped = 1;
 		}
 		a->next_drain_ms = deadline + 1000; /* no interval drains while shutting down */
-		if (a->conn == AGENT_DISCONNECTED && agent_now_ms() >= a->next_connect_ms)
+		if (a->conn == AGENT_DISCONNECTED && log_now_ms() >= a->next_connect_ms)
 			agent_connect(a);
 		agent_step(a, 100);
 	}
@@ -1081,7 +1076,7 @@ int main(int argc, char **argv)
 		goto cleanup;
 	}
 	a.hello_len = (size_t)hello_len;
-	a.next_drain_ms = agent_now_ms() + a.config.interval_ms;
+	a.next_drain_ms = log_now_ms() + a.config.interval_ms;
 
 	while (!agent_stop)
 		agent_step(&a, 1000);

@@ -42,6 +42,18 @@ static int http_head_complete(const char *buf, size_t len, size_t last_len)
 }
 
 /*
+ * http_head_end checks that a whole head has arrived (resuming the scan at last_len) and
+ * sets *end to where parsing must stop. Returns 0, HTTP_E_PARTIAL or HTTP_E_TOO_LARGE.
+ */
+static int http_head_end(const char *buf, size_t len, size_t last_len, const char **end)
+{
+	if (!http_head_complete(buf, len, last_len))
+		return len > HTTP_MAX_HEADER_BYTES ? HTTP_E_TOO_LARGE : HTTP_E_PARTIAL;
+	*end = buf + (len > HTTP_MAX_HEADER_BYTES ? HTTP_MAX_HEADER_BYTES : len);
+	return 0;
+}
+
+/*
  * http_parse_headers parses header lines from p up to the blank line that ends the head
  * (which must lie before end) into headers[]. Returns the head's length from buf, or a
  * negative http_result.
@@ -108,9 +120,9 @@ int http_parse_request(const char *buf, size_t len, size_t last_len, struct http
 	const char *p = buf, *end, *next;
 	long n;
 
-	if (!http_head_complete(buf, len, last_len))
-		return len > HTTP_MAX_HEADER_BYTES ? HTTP_E_TOO_LARGE : HTTP_E_PARTIAL;
-	end = buf + (len > HTTP_MAX_HEADER_BYTES ? HTTP_MAX_HEADER_BYTES : len);
+	n = http_head_end(buf, len, last_len, &end);
+	if (n < 0)
+		return (int)n;
 
 	/* Request line: method SP target SP HTTP/1.x */
 	n = http_line(p, end, &next);
@@ -187,9 +199,9 @@ int http_parse_response(const char *buf, size_t len, size_t last_len, struct htt
 	const char *p = buf, *end, *next;
 	long n;
 
-	if (!http_head_complete(buf, len, last_len))
-		return len > HTTP_MAX_HEADER_BYTES ? HTTP_E_TOO_LARGE : HTTP_E_PARTIAL;
-	end = buf + (len > HTTP_MAX_HEADER_BYTES ? HTTP_MAX_HEADER_BYTES : len);
+	n = http_head_end(buf, len, last_len, &end);
+	if (n < 0)
+		return (int)n;
 	n = http_line(p, end, &next);
 	if (n < 0)
 		return HTTP_E_TOO_LARGE;

@@ -10,16 +10,28 @@
 #include <stdio.h>
 #include <time.h>
 
-/* log_line writes one log line for program. */
-static inline void log_line(const char *program, const char *fmt, va_list ap)
+/* log_time writes the UTC time now as 2026-11-26T06:39:05Z (with millis: ...05.123Z). */
+static inline void log_time(char *buf, size_t len, int millis)
 {
-	char when[32];
 	struct timespec ts;
 	struct tm tm;
+	size_t n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (millis)
+		snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	else
+		snprintf(buf + n, len - n, "Z");
+}
+
+/* log_line writes one log line for program. */
+static inline void log_line(const char *program, const char *fmt, va_list ap)
+{
+	char when[40];
+
+	log_time(when, sizeof(when), 0);
 	fprintf(stderr, "%s %s: ", when, program);
 	vfprintf(stderr, fmt, ap);
 	fputc('\n', stderr);

@@ -243,11 +243,6 @@ static void server_log(const char *fmt, ...)
 	va_end(ap);
 }
 
-static long long server_now_ms(void)
-{
-	return log_now_ms();
-}
-
 /*
  * server_listen opens a non-blocking TCP listener on "[HOST]:PORT" (an empty HOST listens on
  * every IPv4 and IPv6 address). Returns the fd, or -1 after logging why.
@@ -376,14 +371,6 @@ static struct server_instance *server_instance(struct server *s, uint64_t id)
 	return oldest;
 }
 
-static void server_format_address(const uint8_t a[16], int family, char *buf, size_t len)
-{
-	if (family == 4)
-		inet_ntop(AF_INET, a + 12, buf, (socklen_t)len);
-	else
-		inet_ntop(AF_INET6, a, buf, (socklen_t)len);
-}
-
 static void server_dump(const struct server_agent *a, const struct wire_stats *st)
 {
 	printf("{\"type\":\"report\",\"node\":\"%s\",\"instance\":\"%016llx\",\"sequence\":%llu,"
@@ -401,8 +388,8 @@ static void server_dump(const struct server_agent *a, const struct wire_stats *s
 		char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
 
 		wire_record_get(st, i, &r);
-		server_format_address(r.src, r.family, src, sizeof(src));
-		server_format_address(r.dst, r.family, dst, sizeof(dst));
+		endpoint_format_address(r.src, src, sizeof(src));
+		endpoint_format_address(r.dst, dst, sizeof(dst));
 		printf("{\"type\":\"record\",\"node\":\"%s\",\"sequence\":%llu,\"family\":%u,"
 		       "\"protocol\":%u,\"port\":%u,\"src\":\"%s\",\"dst\":\"%s\",\"bytes\":%llu,"
 		       "\"packets\":%llu}\n",
@@ -442,7 +429,7 @@ static int server_handle_stats(struct server *s, struct server_agent *a, const s
 	if (rc < 0)
 		goto out;
 	in = server_instance(s, a->instance_id);
-	in->seen_ms = server_now_ms();
+	in->seen_ms = log_now_ms();
 	if (st.sequence <= in->last_sequence) {
 		s->stats.reports_duplicate++;
 		server_log("agent %s (%s): report %llu already stored; acknowledged again", a->peer,
@@ -681,15 +668,11 @@ static void server_flow_log(const struct server_agent *a, const struct wire_reco
 			    const struct attribution *at)
 {
 	char when[40];
-	struct timespec ts;
-	struct tm tm;
 
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-	printf("{\"time\":\"%s.%03ldZ\",\"node\":\"%s\",\"class\":\"%s\",\"direction\":\"%s\","
+	log_time(when, sizeof(when), 1);
+	printf("{\"time\":\"%s\",\"node\":\"%s\",\"class\":\"%s\",\"direction\":\"%s\","
 	       "\"protocol\":%u,\"port\":%u,\"bytes\":%llu,\"packets\":%llu,",
-	       when, ts.tv_nsec / 1000000, a->node, traffic_class_name(at->class),
+	       when, a->node, traffic_class_name(at->class),
 	       at->direction == TRAFFIC_SENT ? "sent" : "received", r->protocol, r->port,
 	       (unsigned long long)r->bytes, (unsigned long long)r->packets);
 	server_flow_endpoint("src", r->src, at->src);
@@ -831,7 +814,7 @@ static void server_set_index(struct server *s, struct endpoint_index *x)
 	s->generation++;
 	memset(s->zone_cache, 0, sizeof(s->zone_cache)); /* its keys were the old index's strings */
 	endpoint_each(x, server_mark_live, s);
-	server_sweep(s, server_now_ms());
+	server_sweep(s, log_now_ms());
 	s->ready = 1;
 }
 
@@ -1114,7 +1097,7 @@ static void server_http_accept(struct server *s)
 		c = &s->http[s->n_http++];
 		memset(c, 0, sizeof(*c));
 		c->fd = fd;
-		c->last_activity_ms = server_now_ms();
+		c->last_activity_ms = log_now_ms();
 		server_peer_name(fd, c->peer, sizeof(c->peer));
 	}
 }
@@ -1148,7 +1131,7 @@ static void server_agent_accept(struct server *s)
 		a = &s->agents[s->n_agents++];
 		memset(a, 0, sizeof(*a));
 		a->fd = fd;
-		a->connected_ms = a->last_activity_ms = server_now_ms();
+		a->connected_ms = a->last_activity_ms = log_now_ms();
 		server_peer_name(fd, a->peer, sizeof(a->peer));
 	}
 }
@@ -1388,7 +1371,7 @@ int main(int argc, char **argv)
 	sweep_ms = s.retention_ms / 4 < SERVER_SWEEP_MS ? s.retention_ms / 4 : SERVER_SWEEP_MS;
 	if (sweep_ms < 100)
 		sweep_ms = 100;
-	next_sweep = server_now_ms() + sweep_ms;
+	next_sweep = log_now_ms() + sweep_ms;
 
 	while (!server_stop) {
 		long long now;
@@ -1424,7 +1407,7 @@ int main(int argc, char **argv)
 			server_log("poll: %s", strerror(errno));
 			return 1;
 		}
-		now = server_now_ms();
+		now = log_now_ms();
 		/* Walk backwards: closing moves the last connection into the closed one's slot. */
 		for (int i = s.n_agents - 1; i >= 0; i--) {
 			struct server_agent *a = &s.agents[i];

@@ -21,8 +21,6 @@ nft_setup
 sink_start "$WORK/sink"
 agent_start "$WORK/agent" --interval 1s || { sed 's/^/#   /' "$WORK/agent"; exit 1; }
 
-in_pod() { local pod=$1; shift; ip netns exec "$pod" "$@"; }
-
 # compare NAME SRC DST PROTO: the sink's total for that traffic equals the nftables counter.
 compare() {
 	local want got

@@ -23,7 +23,6 @@ for ns in "$NODE" "$POD1" "$POD2"; do
 done
 nft_setup
 
-in_pod() { local pod=$1; shift; ip netns exec "$pod" "$@"; }
 stop_agent() { kill -TERM "$AGENT_PID"; wait "$AGENT_PID"; }
 
 # sink_udp OUT: the pod1-to-pod2 UDP "bytes packets" in OUT since BASE was taken.

@@ -114,6 +114,13 @@ topology_setup() {
 	done
 }
 
+# in_pod NS CMD...: run a command in a namespace.
+in_pod() {
+	local ns=$1
+	shift
+	ip netns exec "$ns" "$@"
+}
+
 # offload OFF|ON: TSO, GSO and GRO on every veth of the topology.
 offload() {
 	local state=${1,,} i

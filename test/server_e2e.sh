@@ -104,22 +104,21 @@ for n in a b; do
 	wait_for 10 grep -q "connected to" "$WORK/agent-$n" || { sed 's/^/#   /' "$WORK/agent-$n"; exit 1; }
 done
 
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
-metrics() { in_ns "$A" curl -s http://127.0.0.1:18080/metrics; }
+metrics() { in_pod "$A" curl -s http://127.0.0.1:18080/metrics; }
 # metric NAME LABELS: the value of one series ('' if absent).
 metric() { metrics | awk -v want="$1{$2}" '$1 == want { print $2 }'; }
 
 # Traffic: pod1 <-> pod3 across zones (UDP, TCP, ICMP, IPv4 and IPv6), pod1 -> pod2 in zone.
-in_ns "$P1" python3 "$TRAFFIC" udp 10.77.3.2 5000 400 700 4
-in_ns "$P1" python3 "$TRAFFIC" udp fd77:3::2 5000 300 900 2
-in_ns "$P3" python3 "$TRAFFIC" udp 10.77.1.2 6000 200 300
-in_ns "$P1" ping -q -c 20 -i 0.01 -s 300 10.77.3.2 >/dev/null
-in_ns "$P3" python3 "$TRAFFIC" tcp-sink 8080 >"$WORK/tcp" &
+in_pod "$P1" python3 "$TRAFFIC" udp 10.77.3.2 5000 400 700 4
+in_pod "$P1" python3 "$TRAFFIC" udp fd77:3::2 5000 300 900 2
+in_pod "$P3" python3 "$TRAFFIC" udp 10.77.1.2 6000 200 300
+in_pod "$P1" ping -q -c 20 -i 0.01 -s 300 10.77.3.2 >/dev/null
+in_pod "$P3" python3 "$TRAFFIC" tcp-sink 8080 >"$WORK/tcp" &
 receiver=$!
 wait_for 5 grep -q listening "$WORK/tcp"
-in_ns "$P1" python3 "$TRAFFIC" tcp fd77:3::2 8080 2000000 >/dev/null
+in_pod "$P1" python3 "$TRAFFIC" tcp fd77:3::2 8080 2000000 >/dev/null
 wait $receiver
-in_ns "$P1" python3 "$TRAFFIC" udp 10.77.2.2 7000 500 1200 3
+in_pod "$P1" python3 "$TRAFFIC" udp 10.77.2.2 7000 500 1200 3
 
 want1=$(($(nft_bytes "$A" pod1-pod3) + $(nft_bytes "$A" pod1-pod3-v6)))
 want3=$(($(nft_bytes "$B" pod3-pod1) + $(nft_bytes "$B" pod3-pod1-v6)))
@@ -158,29 +157,29 @@ fi
 
 # HTTP behaviour, with curl as the client.
 url=http://127.0.0.1:18080
-out=$(in_ns "$A" curl -sv "$url/healthz" "$url/healthz" 2>&1)
+out=$(in_pod "$A" curl -sv "$url/healthz" "$url/healthz" 2>&1)
 if echo "$out" | grep -qiE "Re-using existing connection|reusing connection"; then ok "http: keep-alive"; else not_ok "http: keep-alive" "second request opened a new connection"; fi
-head=$(in_ns "$A" curl -sI "$url/metrics")
+head=$(in_pod "$A" curl -sI "$url/metrics")
 if echo "$head" | grep -q "^HTTP/1.1 200" && echo "$head" | grep -qi "^Content-Length: [1-9]" &&
-	[ -z "$(in_ns "$A" curl -s -X HEAD --max-time 2 "$url/metrics" 2>/dev/null)" ]; then
+	[ -z "$(in_pod "$A" curl -s -X HEAD --max-time 2 "$url/metrics" 2>/dev/null)" ]; then
 	ok "http: HEAD"
 else
 	not_ok "http: HEAD" "$head"
 fi
-check_eq "http: 404" "$(in_ns "$A" curl -s -o /dev/null -w '%{http_code}' "$url/nope")" 404
-check_eq "http: 405" "$(in_ns "$A" curl -s -o /dev/null -w '%{http_code}' -X POST "$url/metrics")" 405
-enc=$(in_ns "$A" curl -s -H 'Accept-Encoding: gzip' -D - -o "$WORK/m.gz" "$url/metrics" | tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" { print $2 }')
+check_eq "http: 404" "$(in_pod "$A" curl -s -o /dev/null -w '%{http_code}' "$url/nope")" 404
+check_eq "http: 405" "$(in_pod "$A" curl -s -o /dev/null -w '%{http_code}' -X POST "$url/metrics")" 405
+enc=$(in_pod "$A" curl -s -H 'Accept-Encoding: gzip' -D - -o "$WORK/m.gz" "$url/metrics" | tr -d '\r' | awk -F': ' 'tolower($1) == "content-encoding" { print $2 }')
 if [ "$enc" = gzip ] && gunzip -c "$WORK/m.gz" | grep -q pod_cross_zone_network_traffic_bytes_total; then
 	ok "http: gzip ($(stat -c %s "$WORK/m.gz") bytes for $(gunzip -c "$WORK/m.gz" | wc -c))"
 else
 	not_ok "http: gzip" "Content-Encoding '$enc'"
 fi
-check_eq "http: readyz" "$(in_ns "$A" curl -s "$url/readyz")" ok
+check_eq "http: readyz" "$(in_pod "$A" curl -s "$url/readyz")" ok
 
 # A hostile peer: garbage, an oversized length, a HELLO with a bad node name. Each connection
 # is refused and counted; the agents keep reporting.
 before=$(metric kubezonnet_reports_total 'result="stored"')
-in_ns "$A" python3 - <<'PY'
+in_pod "$A" python3 - <<'PY'
 import socket, struct
 def send(b):
     s = socket.create_connection(("127.0.0.1", 18081), timeout=5)
@@ -217,16 +216,16 @@ ip netns exec "$A" prometheus --config.file="$WORK/prometheus.yml" --storage.tsd
 	--web.listen-address=127.0.0.1:19090 >"$WORK/prometheus.log" 2>&1 &
 PIDS+=($!)
 query='topk(20, rate(pod_cross_zone_network_traffic_bytes_total[5m]))'
-answer() { in_ns "$A" curl -s --data-urlencode "query=$query" http://127.0.0.1:19090/api/v1/query; }
+answer() { in_pod "$A" curl -s --data-urlencode "query=$query" http://127.0.0.1:19090/api/v1/query; }
 pods_in_answer() { answer | python3 -c '
 import json, sys
 r = json.load(sys.stdin)["data"]["result"]
 print(" ".join(sorted(x["metric"]["pod"] for x in r if float(x["value"][1]) > 0)))' 2>/dev/null; }
 has_both() { pods_in_answer | grep -q "pod1" && pods_in_answer | grep -q "pod3"; }
 # Keep both pods sending so that rate() has increases to see.
-in_ns "$P1" python3 "$TRAFFIC" udp-flood 10.77.3.2 8 1 >/dev/null &
+in_pod "$P1" python3 "$TRAFFIC" udp-flood 10.77.3.2 8 1 >/dev/null &
 flood=$!
-in_ns "$P3" python3 "$TRAFFIC" udp-flood 10.77.1.2 8 1 >/dev/null &
+in_pod "$P3" python3 "$TRAFFIC" udp-flood 10.77.1.2 8 1 >/dev/null &
 flood3=$!
 if wait_for 40 has_both; then
 	ok "prometheus: $query (pods: $(pods_in_answer))"
