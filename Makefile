@@ -13,7 +13,7 @@ CFLAGS	+= -std=c11 -Wall -Wextra -Werror
 CPPFLAGS += -D_GNU_SOURCE -I. -Ibuild -DKUBEZONNET_VERSION='"$(VERSION)"'
 # libbpf, libelf and zlib are linked statically: the binaries need only glibc at run time.
 STATIC_LIBS := -Wl,-Bstatic -lbpf -lelf -lz -Wl,-Bdynamic
-SERVER_LIBS := -Wl,-Bstatic -lz -Wl,-Bdynamic
+SERVER_LIBS := -Wl,-Bstatic -lssl -lcrypto -lz -Wl,-Bdynamic -pthread
 BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf
 
 BINARIES := kubezonnet-agent kubezonnet-server
@@ -53,7 +53,7 @@ kubezonnet-server: server.c $(MODULES) $(HEADERS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ server.c $(MODULES) $(SERVER_LIBS)
 
 build/test/%: test/%.c test/test.h $(MODULES) $(HEADERS) | build/test
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(MODULES) $(STATIC_LIBS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(MODULES) $(STATIC_LIBS) $(SERVER_LIBS)
 
 build/bench/%: bench/%.c bench/bench.h $(HEADERS) | build/bench
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(STATIC_LIBS) -lm
@@ -75,7 +75,7 @@ FUZZERS := $(patsubst test/fuzz/%.c,build/fuzz/fuzz-%,$(wildcard test/fuzz/*.c))
 build/fuzz:
 	@mkdir -p $@
 build/fuzz/fuzz-%: test/fuzz/%.c $(MODULES) $(HEADERS) | build/fuzz
-	$(CLANG) $(FUZZ_FLAGS) -I. -o $@ $< $(MODULES) -lz
+	$(CLANG) $(FUZZ_FLAGS) -I. -o $@ $< $(MODULES) -lssl -lcrypto -lz
 fuzz: $(FUZZERS)
 
 # Dependencies first (a separate make, so that nothing is compiled before they exist).

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* json.c: see json.h. A recursive-descent parser whose recursion is bounded by JSON_MAX_DEPTH. */
+#include <stdarg.h>
 #include <string.h>
 
 #include "json.h"
@@ -462,4 +463,219 @@ int json_string(const char *js, const struct json_token *tokens, int i, char *ou
 	}
 	out[n] = '\0';
 	return (int)n;
+}
+
+int json_path(const char *js, const struct json_token *tokens, int i, ...)
+{
+	va_list ap;
+	const char *key;
+
+	va_start(ap, i);
+	while (i >= 0 && (key = va_arg(ap, const char *)) != NULL)
+		i = json_get(js, tokens, i, key);
+	va_end(ap);
+	return i;
+}
+
+/* ---- streaming a list ---- */
+
+enum {
+	JL_OPEN,       /* before the opening brace */
+	JL_FIRST_KEY,  /* a key or the closing brace */
+	JL_KEY,	       /* a key (after a comma) */
+	JL_COLON,      /* the colon after a key */
+	JL_ARRAY_OPEN, /* the value of array_key: '[' expected (anything else is a member) */
+	JL_FIRST_ITEM, /* an element or ']' */
+	JL_ITEM,       /* an element */
+	JL_ITEM_NEXT,  /* ',' or ']' */
+	JL_VALUE,      /* a member's value */
+	JL_NEXT,       /* ',' or '}' */
+	JL_DONE,       /* after the closing brace: only white space */
+};
+
+static int json_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/*
+ * json_list_scan scans the value starting at js[at], resuming after l->scanned bytes. Returns
+ * its length, 0 when it is not complete yet, or a negative json_error.
+ */
+static long json_list_scan(struct json_list *l, const char *js, size_t len, size_t at)
+{
+	size_t i = at + l->scanned;
+	char first = js[at];
+
+	if (first != '{' && first != '[' && first != '"') {
+		/* A number or a literal ends at a delimiter; json_parse checks what it is. */
+		while (i < len && !json_space(js[i]) && js[i] != ',' && js[i] != ']' &&
+		       js[i] != '}')
+			i++;
+		l->scanned = i - at;
+		return i < len ? (long)(i - at) : 0;
+	}
+	for (; i < len; i++) {
+		char c = js[i];
+		if (l->in_string) {
+			if (l->escape)
+				l->escape = 0;
+			else if (c == '\\')
+				l->escape = 1;
+			else if (c == '"') {
+				l->in_string = 0;
+				if (l->depth == 0)
+					return (long)(i + 1 - at);
+			}
+			continue;
+		}
+		if (c == '"') {
+			l->in_string = 1;
+		} else if (c == '{' || c == '[') {
+			if (++l->depth > JSON_MAX_DEPTH)
+				return JSON_E_DEPTH;
+		} else if (c == '}' || c == ']') {
+			if (--l->depth == 0)
+				return (long)(i + 1 - at);
+			if (l->depth < 0)
+				return JSON_E_INVAL;
+		}
+	}
+	l->scanned = i - at;
+	return 0;
+}
+
+int json_list_next(struct json_list *l, const char *js, size_t len, size_t *pos,
+		   const char *array_key, size_t *start, size_t *end)
+{
+	size_t p = *pos;
+
+	for (;;) {
+		long n;
+
+		if (l->state != JL_ITEM && l->state != JL_VALUE) {
+			while (p < len && json_space(js[p]))
+				p++;
+			*pos = p;
+			if (p == len)
+				return JSON_E_PART;
+		}
+		switch (l->state) {
+		case JL_OPEN:
+			if (js[p] != '{')
+				return JSON_E_INVAL;
+			l->state = JL_FIRST_KEY;
+			p++;
+			break;
+		case JL_FIRST_KEY:
+		case JL_KEY: {
+			const char *q;
+			size_t k;
+			if (js[p] == '}' && l->state == JL_FIRST_KEY) {
+				l->state = JL_DONE;
+				*pos = p + 1;
+				return JSON_LIST_END;
+			}
+			if (js[p] != '"')
+				return JSON_E_INVAL;
+			for (q = js + p + 1; q < js + len && *q != '"'; q++)
+				if (*q == '\\' && ++q == js + len)
+					break;
+			if (q >= js + len)
+				return JSON_E_PART; /* *pos stays at the key's quote */
+			k = (size_t)(q - (js + p + 1));
+			if (k >= sizeof(l->key))
+				k = sizeof(l->key) - 1;
+			memcpy(l->key, js + p + 1, k);
+			l->key[k] = '\0';
+			p = (size_t)(q - js) + 1;
+			l->state = JL_COLON;
+			break;
+		}
+		case JL_COLON:
+			if (js[p] != ':')
+				return JSON_E_INVAL;
+			p++;
+			l->state = strcmp(l->key, array_key) == 0 ? JL_ARRAY_OPEN : JL_VALUE;
+			break;
+		case JL_ARRAY_OPEN:
+			if (js[p] == '[') {
+				l->state = JL_FIRST_ITEM;
+				p++;
+			} else {
+				l->state = JL_VALUE; /* "items": null, say: an ordinary member */
+			}
+			break;
+		case JL_FIRST_ITEM:
+			if (js[p] == ']') {
+				l->state = JL_NEXT;
+				p++;
+				break;
+			}
+			l->state = JL_ITEM;
+			l->scanned = 0;
+			l->depth = l->in_string = l->escape = 0;
+			break;
+		case JL_ITEM_NEXT:
+			if (js[p] == ']') {
+				l->state = JL_NEXT;
+			} else if (js[p] == ',') {
+				l->state = JL_ITEM;
+				l->scanned = 0;
+				l->depth = l->in_string = l->escape = 0;
+			} else {
+				return JSON_E_INVAL;
+			}
+			p++;
+			break;
+		case JL_ITEM:
+		case JL_VALUE:
+			if (l->scanned == 0) {
+				while (p < len && json_space(js[p]))
+					p++;
+				*pos = p;
+				if (p == len)
+					return JSON_E_PART;
+				if (js[p] == ',' || js[p] == ']' || js[p] == '}')
+					return JSON_E_INVAL; /* a missing value */
+			}
+			n = json_list_scan(l, js, len, p);
+			if (n < 0)
+				return (int)n;
+			if (n == 0) {
+				*pos = p; /* the value starts here; keep it */
+				return JSON_E_PART;
+			}
+			*start = p;
+			*end = p + (size_t)n;
+			*pos = *end;
+			l->scanned = 0;
+			l->depth = l->in_string = l->escape = 0;
+			if (l->state == JL_ITEM) {
+				l->state = JL_ITEM_NEXT;
+				return JSON_LIST_ITEM;
+			}
+			l->state = JL_NEXT;
+			return JSON_LIST_MEMBER;
+		case JL_NEXT:
+			if (js[p] == '}') {
+				l->state = JL_DONE;
+				*pos = p + 1;
+				return JSON_LIST_END;
+			}
+			if (js[p] != ',')
+				return JSON_E_INVAL;
+			l->state = JL_KEY;
+			p++;
+			break;
+		case JL_DONE:
+			return JSON_E_INVAL; /* something after the closing brace */
+		}
+		*pos = p;
+	}
+}
+
+int json_list_done(const struct json_list *l)
+{
+	return l->state == JL_DONE;
 }

@@ -75,4 +75,38 @@ int json_string(const char *js, const struct json_token *tokens, int i, char *ou
 /* json_is reports whether tokens[i] is a string whose raw bytes equal s. */
 int json_is(const char *js, const struct json_token *tokens, int i, const char *s);
 
+/*
+ * Streaming one big object, such as a Kubernetes list, out of a buffer that grows as bytes
+ * arrive: json_list_next returns each element of the array member named array_key (a list's
+ * "items") and each other top-level member as soon as its last byte is in, so the document
+ * is never held whole. It scans only the structure (strings, brackets, commas); the caller
+ * parses each returned value with json_parse, which checks everything else.
+ *
+ * Call it with the bytes js[0..len) and *pos where the last call stopped (0 at first). It
+ * returns JSON_LIST_ITEM or JSON_LIST_MEMBER with the value at js[*start..*end) (a member's
+ * key, raw and truncated to 63 bytes, in l->key), JSON_LIST_END after the closing brace,
+ * JSON_E_PART when it needs more bytes, or JSON_E_INVAL / JSON_E_DEPTH. Bytes before *pos
+ * are no longer needed: the caller may drop them (and then subtract them from *pos) before
+ * the next call. The scan of a value already begun resumes where it stopped.
+ */
+enum json_list_event { JSON_LIST_ITEM = 1, JSON_LIST_MEMBER = 2, JSON_LIST_END = 3 };
+
+struct json_list {
+	int state, depth, in_string, escape;
+	size_t scanned; /* bytes of the current value scanned so far */
+	char key[64];
+};
+
+int json_list_next(struct json_list *l, const char *js, size_t len, size_t *pos,
+		   const char *array_key, size_t *start, size_t *end);
+
+/* json_list_done reports whether the list's closing brace has been seen. */
+int json_list_done(const struct json_list *l);
+
+/*
+ * json_path follows object members from tokens[i]: json_path(js, t, 0, "metadata", "name",
+ * NULL). Returns the token index, or -1 when a member is missing or a step is not an object.
+ */
+int json_path(const char *js, const struct json_token *tokens, int i, ...);
+
 #endif /* KUBEZONNET_JSON_H */

@@ -130,6 +130,8 @@ struct server {
 	struct metrics_family records, reports, frames_rejected, agents_connected, last_report;
 	struct metrics_family agent_lost_bytes, agent_lost_packets, endpoints, build_info;
 	struct metrics_family http_requests, http_rejected, topology_reloads;
+	struct metrics_family kube_events, kube_relists, kube_errors, kube_rejected, kube_synced;
+	unsigned long long kube_errors_logged[2];
 };
 
 static volatile sig_atomic_t server_reload;
@@ -204,6 +206,22 @@ static void server_metrics_init(struct server *s)
 	       METRICS_COUNTER, "reason");
 	FAMILY(topology_reloads, "kubezonnet_topology_reloads_total",
 	       "Topology file loads, by result.", METRICS_COUNTER, "result");
+	FAMILY(kube_events, "kubezonnet_kube_watch_events_total",
+	       "Watch events received from the Kubernetes API, bookmarks included.",
+	       METRICS_COUNTER, "resource");
+	FAMILY(kube_relists, "kubezonnet_kube_relists_total",
+	       "Full lists after the first one (an expired resourceVersion or continue token).",
+	       METRICS_COUNTER, "resource");
+	FAMILY(kube_errors, "kubezonnet_kube_errors_total",
+	       "Failed Kubernetes API requests (connection, TLS, HTTP status, malformed or cut "
+	       "responses); each is retried after a back-off.",
+	       METRICS_COUNTER, "resource");
+	FAMILY(kube_rejected, "kubezonnet_kube_objects_rejected_total",
+	       "List items and watch events that could not be decoded.", METRICS_COUNTER,
+	       "resource");
+	FAMILY(kube_synced, "kubezonnet_kube_synced",
+	       "1 once a resource has been listed in full (the index waits for both).",
+	       METRICS_GAUGE, "resource");
 #undef FAMILY
 }
 
@@ -844,6 +862,8 @@ static void server_render_metrics(struct server *s, struct buf *b)
 		&s->records,	 &s->reports,	       &s->frames_rejected,    &s->agents_connected,
 		&s->last_report, &s->agent_lost_bytes, &s->agent_lost_packets, &s->endpoints,
 		&s->build_info,	 &s->http_requests,    &s->http_rejected,      &s->topology_reloads,
+		&s->kube_events, &s->kube_relists,     &s->kube_errors,	       &s->kube_rejected,
+		&s->kube_synced,
 	};
 	static const char *const kinds[] = {"pod", "node", "external"};
 	struct metrics_series *x;
@@ -861,6 +881,20 @@ static void server_render_metrics(struct server *s, struct buf *b)
 		x->count = s->stats.reports_stored;
 	if ((x = metrics_get(&s->reports, (const char *const[]){"duplicate"})))
 		x->count = s->stats.reports_duplicate;
+	for (int i = 0; s->kube && i < 2; i++) {
+		const struct k8s_watch *w = &s->kube->watches[i];
+		const char *const r[] = {w->resource};
+		if ((x = metrics_get(&s->kube_events, r)))
+			x->count = w->events;
+		if ((x = metrics_get(&s->kube_relists, r)))
+			x->count = w->relists;
+		if ((x = metrics_get(&s->kube_errors, r)))
+			x->count = w->errors;
+		if ((x = metrics_get(&s->kube_rejected, r)))
+			x->count = w->rejected;
+		if ((x = metrics_get(&s->kube_synced, r)))
+			x->gauge = w->synced;
+	}
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		metrics_render(all[i], b);
 }
@@ -1145,6 +1179,14 @@ static void server_agent_accept(struct server *s)
 static void server_kube_step(struct server *s, const struct pollfd *pfds, int n, long long now)
 {
 	k8s_client_step(s->kube, pfds, n, now);
+	for (int i = 0; i < 2; i++) {
+		const struct k8s_watch *w = &s->kube->watches[i];
+		if (w->errors != s->kube_errors_logged[i]) {
+			s->kube_errors_logged[i] = w->errors;
+			server_log("kubernetes: %s: %s (retrying in %lld ms)", w->resource,
+				   w->last_error, w->retry_at_ms - now);
+		}
+	}
 	if (!k8s_client_synced(s->kube) || !s->kube->changed || now - s->kube_indexed_ms < 1000)
 		return;
 	struct endpoint_index *x = k8s_store_index(s->kube->store);
@@ -1173,6 +1215,15 @@ static void server_usage(FILE *out)
 		"  --agent-listen [HOST]:PORT  agent reports (default :8081, IPv4 and IPv6)\n"
 		"  --topology FILE             nodes, pods and external networks as JSON; re-read\n"
 		"                              on SIGHUP (a bad file keeps the previous one)\n"
+		"  --kube-api URL              list and watch pods and nodes at this API server:\n"
+		"                              https://HOST:PORT, or http://HOST:PORT (kubectl\n"
+		"                              proxy). Default in a pod: the in-cluster API "
+		"server\n"
+		"                              with the service account's CA and token\n"
+		"  --kube-ca FILE              CA certificates for an https --kube-api (default:\n"
+		"                              the system's)\n"
+		"  --kube-token-file FILE      bearer token, read again every minute and on 401\n"
+		"  --kube-timeout DURATION     connect, TLS and list timeout (default 30s)\n"
 		"  --flow-logs MODE            JSON flow logs on stdout: cross-zone (default), "
 		"all,\n"
 		"                              or none\n"
@@ -1218,6 +1269,9 @@ int main(int argc, char **argv)
 		OPT_MAX_FRAME,
 		OPT_DUMP,
 		OPT_KUBE_API,
+		OPT_KUBE_CA,
+		OPT_KUBE_TOKEN,
+		OPT_KUBE_TIMEOUT,
 	};
 	static const struct option options[] = {
 		{"agent-listen", required_argument, NULL, OPT_AGENT_LISTEN},
@@ -1229,6 +1283,9 @@ int main(int argc, char **argv)
 		{"max-frame", required_argument, NULL, OPT_MAX_FRAME},
 		{"dump-records", no_argument, NULL, OPT_DUMP},
 		{"kube-api", required_argument, NULL, OPT_KUBE_API},
+		{"kube-ca", required_argument, NULL, OPT_KUBE_CA},
+		{"kube-token-file", required_argument, NULL, OPT_KUBE_TOKEN},
+		{"kube-timeout", required_argument, NULL, OPT_KUBE_TIMEOUT},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1237,6 +1294,7 @@ int main(int argc, char **argv)
 	struct pollfd *pfds;
 	const char *agent_listen = ":8081", *http_listen = ":8080";
 	struct sigaction sa = {.sa_handler = server_on_signal}, hup = {.sa_handler = server_on_hup};
+	struct k8s_options kube = {0};
 	long long next_sweep, sweep_ms;
 	int opt;
 
@@ -1309,12 +1367,20 @@ int main(int argc, char **argv)
 			s.flow_logs = FLOW_LOGS_NONE;
 			break;
 		case OPT_KUBE_API:
-			s.kube = calloc(1, sizeof(*s.kube));
-			if (!s.kube || k8s_client_init(s.kube, optarg) != 0) {
+			kube.url = optarg;
+			break;
+		case OPT_KUBE_CA:
+			kube.ca_file = optarg;
+			break;
+		case OPT_KUBE_TOKEN:
+			kube.token_file = optarg;
+			break;
+		case OPT_KUBE_TIMEOUT:
+			if (server_parse_duration(optarg, &kube.timeout_ms) != 0 ||
+			    kube.timeout_ms < 100) {
 				fprintf(stderr,
-					"kubezonnet-server: --kube-api: want http://HOST:PORT (an "
-					"API "
-					"server behind kubectl proxy), got '%s'\n",
+					"kubezonnet-server: --kube-timeout: want a duration of at "
+					"least 100ms, such as 30s, got '%s'\n",
 					optarg);
 				return 2;
 			}
@@ -1347,10 +1413,28 @@ int main(int argc, char **argv)
 		server_log("out of memory for %d HTTP connections", s.http_max);
 		return 1;
 	}
-	if (s.topology_path && s.kube) {
+	if (s.topology_path && kube.url) {
 		fprintf(stderr, "kubezonnet-server: --topology and --kube-api cannot be used "
 				"together yet\n");
 		return 2;
+	}
+	if ((kube.ca_file || kube.token_file) && !kube.url && !getenv("KUBERNETES_SERVICE_HOST")) {
+		fprintf(stderr,
+			"kubezonnet-server: --kube-ca and --kube-token-file need --kube-api\n");
+		return 2;
+	}
+	/* The source of endpoints: --topology, --kube-api, or in a cluster its API server. */
+	if (kube.url || (!s.topology_path && getenv("KUBERNETES_SERVICE_HOST"))) {
+		char err[512];
+		s.kube = calloc(1, sizeof(*s.kube));
+		if (!s.kube || k8s_client_init(s.kube, &kube, err, sizeof(err)) != 0) {
+			fprintf(stderr, "kubezonnet-server: kubernetes: %s\n",
+				s.kube ? err : "out of memory");
+			return 2;
+		}
+		server_log("kubernetes: API server %s://%s:%s%s", s.kube->tls ? "https" : "http",
+			   s.kube->host, s.kube->port,
+			   kube.url ? "" : " (in-cluster configuration)");
 	}
 	if (s.kube) {
 		s.index = endpoint_index_new(); /* until the first lists arrive; not ready before */
@@ -1402,7 +1486,7 @@ int main(int argc, char **argv)
 		k0 = np;
 		if (s.kube)
 			np += nk = k8s_client_pollfds(s.kube, pfds + np);
-		n = poll(pfds, (nfds_t)np, s.kube ? 200 : 1000);
+		n = poll(pfds, (nfds_t)np, s.kube ? (s.kube->busy ? 0 : 200) : 1000);
 		if (n < 0 && errno != EINTR) {
 			server_log("poll: %s", strerror(errno));
 			return 1;

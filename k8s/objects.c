@@ -6,6 +6,31 @@
 
 #include "objects.h"
 
+int k8s_tokens_parse(struct k8s_tokens *b, const char *js, size_t len)
+{
+	int n = b->t ? json_parse(js, len, b->t, b->cap, NULL) : JSON_E_NOMEM;
+	struct json_token *t;
+
+	if (n != JSON_E_NOMEM)
+		return n;
+	n = json_parse(js, len, NULL, 0, NULL);
+	if (n <= 0)
+		return n;
+	t = realloc(b->t, sizeof(*t) * (size_t)n);
+	if (!t)
+		return JSON_E_NOMEM;
+	b->t = t;
+	b->cap = (uint32_t)n;
+	return json_parse(js, len, b->t, b->cap, NULL);
+}
+
+void k8s_tokens_free(struct k8s_tokens *b)
+{
+	free(b->t);
+	b->t = NULL;
+	b->cap = 0;
+}
+
 /* k8s_copy decodes the string at tokens[i] into out; an absent value leaves it empty. */
 static int k8s_copy(const char *js, const struct json_token *t, int i, char *out, size_t cap)
 {

@@ -53,6 +53,16 @@ struct k8s_node {
 	int n_ips;
 };
 
+/* A growing token buffer, reused from one object to the next. */
+struct k8s_tokens {
+	struct json_token *t;
+	uint32_t cap;
+};
+
+/* k8s_tokens_parse parses js[0..len) into b->t. Returns the token count, or a json_error. */
+int k8s_tokens_parse(struct k8s_tokens *b, const char *js, size_t len);
+void k8s_tokens_free(struct k8s_tokens *b);
+
 /*
  * k8s_pod_decode fills *pod from the Pod object at tokens[obj]. Returns 0, or -1 when the
  * object lacks metadata.name, metadata.namespace or metadata.uid, or a field does not fit.

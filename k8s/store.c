@@ -26,24 +26,23 @@ struct k8s_store {
 	int relisting[3];
 };
 
-int k8s_event_decode(const char *js, size_t len, struct k8s_event *ev)
+int k8s_event_decode(const char *js, size_t len, struct k8s_event *ev, struct k8s_tokens *tokens)
 {
 	static const char *const types[] = {NULL,      "ADDED",	   "MODIFIED",
 					    "DELETED", "BOOKMARK", "ERROR"};
-	int n = json_parse(js, len, NULL, 0, NULL), type, obj, rc = -1;
-	struct json_token *t;
+	int n = k8s_tokens_parse(tokens, js, len), type, obj;
+	const struct json_token *t = tokens->t;
 
 	memset(ev, 0, sizeof(*ev));
-	if (n <= 0 || !(t = malloc(sizeof(*t) * (size_t)n)))
+	if (n <= 0)
 		return -1;
-	json_parse(js, len, t, (uint32_t)n, NULL);
 	type = json_get(js, t, 0, "type");
 	obj = json_get(js, t, 0, "object");
 	for (int k = K8S_ADDED; k <= K8S_ERROR; k++)
 		if (json_is(js, t, type, types[k]))
 			ev->type = (enum k8s_event_type)k;
 	if (!ev->type || obj < 0 || t[obj].type != JSON_OBJECT)
-		goto out;
+		return -1;
 	if (ev->type == K8S_ERROR) {
 		int code = json_get(js, t, obj, "code");
 		char num[16];
@@ -53,25 +52,20 @@ int k8s_event_decode(const char *js, size_t len, struct k8s_event *ev)
 			num[t[code].end - t[code].start] = '\0';
 			ev->code = atoi(num);
 		}
-		rc = 0;
-		goto out;
+		return 0;
 	}
 	json_string(js, t, json_get(js, t, json_get(js, t, obj, "metadata"), "resourceVersion"),
 		    ev->resource_version, sizeof(ev->resource_version));
 	if (ev->type == K8S_BOOKMARK) {
-		rc = 0;
-		goto out;
+		return 0;
 	}
 	if (json_is(js, t, json_get(js, t, obj, "kind"), "Node")) {
 		ev->kind = K8S_NODE;
-		rc = k8s_node_decode(js, t, obj, &ev->node);
+		return k8s_node_decode(js, t, obj, &ev->node);
 	} else {
 		ev->kind = K8S_POD; /* watch events of a pod watch may omit kind */
-		rc = k8s_pod_decode(js, t, obj, &ev->pod);
+		return k8s_pod_decode(js, t, obj, &ev->pod);
 	}
-out:
-	free(t);
-	return rc;
 }
 
 struct k8s_store *k8s_store_new(void)

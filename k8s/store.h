@@ -40,8 +40,9 @@ struct k8s_event {
 /*
  * k8s_event_decode decodes one watch event line js[0..len). Returns 0, or -1 for anything
  * that is not a valid event (a type other than the five, an object that does not decode).
+ * tokens is a buffer kept between calls.
  */
-int k8s_event_decode(const char *js, size_t len, struct k8s_event *ev);
+int k8s_event_decode(const char *js, size_t len, struct k8s_event *ev, struct k8s_tokens *tokens);
 
 struct k8s_store;
 

@@ -5,7 +5,7 @@ with Python's standard library only, serving the real responses in ../shared/fix
   fake_apiserver.py PORT FIXTURES LOG
 
 Nodes: the kind NodeList in pages of 2; the first request for page 2 gets a plain HTTP 410
-(an expired continue token), so the client must list again from the start. The node watch
+(an expired continue token), so the client must list again, in full without pages. The node watch
 streams the node events fixture and then ends normally (the client should resume from the
 last resourceVersion, 1900, without listing again).
 Pods: the kind kube-system PodList; its watch streams the recreated-pod events fixture, in
@@ -75,6 +75,9 @@ class Handler(BaseHTTPRequestHandler):
             return self.watch(kind, q)
         if kind == "nodes":
             items = NODES["items"]
+            if "limit" not in q:  # one full list (after an expired continue token)
+                return self.send_json(200, {"kind": "NodeList", "apiVersion": "v1",
+                                            "metadata": {"resourceVersion": "1500"}, "items": items})
             if q.get("continue") == "page2":
                 with lock:
                     state["node_page2"] += 1

@@ -234,6 +234,7 @@ static int apply_lines(struct k8s_store *st, const char *file, struct k8s_event 
 {
 	size_t len;
 	char *js = test_fixture(file, &len);
+	struct k8s_tokens tokens = {0};
 	int n = 0;
 
 	if (!js)
@@ -244,7 +245,7 @@ static int apply_lines(struct k8s_store *st, const char *file, struct k8s_event 
 			nl = line + strlen(line);
 		if (nl == line)
 			break;
-		if (k8s_event_decode(line, (size_t)(nl - line), &evs[n]) != 0)
+		if (k8s_event_decode(line, (size_t)(nl - line), &evs[n], &tokens) != 0)
 			test_fail(__FILE__, __LINE__, "%s: event %d does not decode", file, n + 1);
 		k8s_store_apply(st, &evs[n]);
 		n++;
@@ -252,6 +253,7 @@ static int apply_lines(struct k8s_store *st, const char *file, struct k8s_event 
 			break;
 	}
 	free(js);
+	k8s_tokens_free(&tokens);
 	return n;
 }
 
@@ -361,8 +363,10 @@ static void test_event_rejects(void)
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct k8s_event ev;
-		if (k8s_event_decode(bad[i], strlen(bad[i]), &ev) != -1)
+		struct k8s_tokens tokens = {0};
+		if (k8s_event_decode(bad[i], strlen(bad[i]), &ev, &tokens) != -1)
 			test_fail(__FILE__, __LINE__, "accepted bad event %zu: %s", i, bad[i]);
+		k8s_tokens_free(&tokens);
 	}
 }
 

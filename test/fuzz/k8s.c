@@ -5,9 +5,10 @@
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
 	static struct k8s_event ev;
+	static struct k8s_tokens tokens;
 	struct k8s_store *st;
 
-	if (k8s_event_decode((const char *)data, size, &ev) != 0)
+	if (k8s_event_decode((const char *)data, size, &ev, &tokens) != 0)
 		return 0;
 	st = k8s_store_new();
 	k8s_store_apply(st, &ev);
