@@ -307,8 +307,7 @@ static int k8s_build_request(struct k8s_client *c, struct k8s_watch *w, unsigned
 		 * resourceVersion). Continued pages carry only the token.
 		 */
 		if (w->unpaged)
-			snprintf(query, sizeof(query), "%s",
-				 w->synced ? "" : "resourceVersion=0");
+			snprintf(query, sizeof(query), "%s", w->synced ? "" : "resourceVersion=0");
 		else if (w->continue_token[0])
 			snprintf(query, sizeof(query), "limit=500&continue=%s", cont);
 		else
@@ -544,8 +543,8 @@ static int k8s_list_feed(struct k8s_client *c, struct k8s_watch *w, long long no
 			return -1;
 		}
 		if (r == JSON_LIST_END) {
-			w->page_done = 1;
-			return changed;
+			w->page_done = 1; /* only white space may follow */
+			continue;
 		}
 		if (r == JSON_LIST_MEMBER) {
 			if (strcmp(w->list.key, "metadata") == 0)
@@ -668,8 +667,8 @@ static int k8s_head(struct k8s_client *c, struct k8s_watch *w, long long now, si
 	case 410: /* an expired continue token or resourceVersion */
 		if (w->listing && w->continue_token[0])
 			w->unpaged = 1; /* recover with one full list */
-		k8s_relist(w);
-		k8s_fail(w, now, "410 Gone: listing again");
+		k8s_relist(w);		/* not a failure: no back-off */
+		k8s_close(w);
 		w->retry_at_ms = now;
 		return -1;
 	case 401:

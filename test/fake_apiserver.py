@@ -2,7 +2,8 @@
 """A stand-in Kubernetes API server for tests, written from the API's documented behaviour
 with Python's standard library only, serving the real responses in ../shared/fixtures/k8s/.
 
-  fake_apiserver.py PORT FIXTURES LOG
+  fake_apiserver.py PORT FIXTURES LOG [--tls CERT KEY] [--token TOKEN] [--bind ADDR]
+                   [--cut-node-watch] [--429-pod-watch] [--hang]
 
 Nodes: the kind NodeList in pages of 2; the first request for page 2 gets a plain HTTP 410
 (an expired continue token), so the client must list again, in full without pages. The node watch
@@ -11,8 +12,18 @@ last resourceVersion, 1900, without listing again).
 Pods: the kind kube-system PodList; its watch streams the recreated-pod events fixture, in
 chunks of odd sizes that split events, ending with an ERROR 410; the next list (the client
 must relist) returns the dual-stack PodList; later watches stay open with no events.
-Every request line is appended to LOG.
+Every request's path is appended to LOG.
+
+--tls serves HTTPS with that certificate; --bind ADDR listens there ("::" takes IPv4 and
+IPv6). --token answers 401 to any request without "Authorization: Bearer TOKEN" (and logs
+"401 <the token it got>"). --cut-node-watch: the first node watch stops in the middle of its
+third event, without the last chunk; the next one must resume from the second event's
+resourceVersion (1700) and gets the rest. --429-pod-watch: the first pod watch answers 429.
+--hang: accept every connection and never answer.
 """
+import argparse
+import socket
+import ssl
 import json
 import os
 import sys
@@ -21,9 +32,20 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-PORT, FIX, LOG = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ap = argparse.ArgumentParser()
+ap.add_argument("port", type=int)
+ap.add_argument("fixtures")
+ap.add_argument("log")
+ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+ap.add_argument("--token")
+ap.add_argument("--bind", default="127.0.0.1")
+ap.add_argument("--cut-node-watch", action="store_true")
+ap.add_argument("--429-pod-watch", dest="pod_watch_429", action="store_true")
+ap.add_argument("--hang", action="store_true")
+ARGS = ap.parse_args()
+PORT, FIX, LOG = ARGS.port, ARGS.fixtures, ARGS.log
 lock = threading.Lock()
-state = {"node_page2": 0, "pod_lists": 0, "pod_watches": 0}
+state = {"node_page2": 0, "pod_lists": 0, "pod_watches": 0, "node_watches": 0}
 
 
 def load(name):
@@ -65,9 +87,21 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
+    def log_line(self, line):
+        with lock, open(LOG, "a") as f:
+            f.write(line + "\n")
+
     def do_GET(self):
-        with open(LOG, "a") as f:
-            f.write(self.path + "\n")
+        if ARGS.hang:
+            while True:
+                time.sleep(1)
+        if ARGS.token is not None:
+            got = self.headers.get("Authorization", "")
+            if got != "Bearer " + ARGS.token:
+                self.log_line("401 " + got.removeprefix("Bearer "))
+                return self.send_json(401, {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                            "reason": "Unauthorized", "code": 401})
+        self.log_line(self.path)
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         kind = url.path.rsplit("/", 1)[-1]
@@ -102,8 +136,35 @@ class Handler(BaseHTTPRequestHandler):
         self.send_json(404, {"kind": "Status", "code": 404})
 
     def watch(self, kind, q):
+        if kind == "pods" and ARGS.pod_watch_429:
+            with lock:
+                state["pod_watches"] += 1
+                first = state["pod_watches"] == 1
+                if first:
+                    state["pod_watches"] = 0
+                    ARGS.pod_watch_429 = False
+            if first:
+                self.send_response(429)
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         self.start_chunked()
-        if kind == "nodes":
+        if kind == "nodes" and ARGS.cut_node_watch:
+            with lock:
+                state["node_watches"] += 1
+                n = state["node_watches"]
+            cut = NODE_EVENTS.index(b"\n", NODE_EVENTS.index(b"\n") + 1) + 1  # two events
+            if n == 1 and q.get("resourceVersion") == "1500":
+                self.chunk(NODE_EVENTS[:cut + 1000])  # and a third of the third
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if n == 2 and q.get("resourceVersion") == "1700":
+                self.chunk(NODE_EVENTS[cut:])
+                self.wfile.write(b"0\r\n\r\n")
+                return
+        elif kind == "nodes":
             if q.get("resourceVersion") == "1500":
                 self.chunk(NODE_EVENTS)
                 self.wfile.write(b"0\r\n\r\n")  # a watch that ends normally
@@ -131,5 +192,22 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
 
-ThreadingHTTPServer.daemon_threads = True
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    address_family = socket.AF_INET6 if ":" in ARGS.bind else socket.AF_INET
+
+    def server_bind(self):
+        if self.address_family == socket.AF_INET6:
+            self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+    def handle_error(self, request, client_address):
+        pass  # a client that refuses our certificate, or goes away: not our concern
+
+
+httpd = Server((ARGS.bind, PORT), Handler)
+if ARGS.tls:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*ARGS.tls)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+httpd.serve_forever()

@@ -231,6 +231,96 @@ static char *slurp(const char *path, size_t *len)
 }
 
 /* Every fixture: .json parses whole; .jsonl parses line by line. */
+/*
+ * stream_list feeds doc to json_list_next `step` bytes at a time (the buffer keeps only what
+ * is not consumed, as the client does) and checks each item against the whole document's
+ * items. Returns the number of items, or the negative error.
+ */
+static int stream_list(const char *doc, size_t len, size_t step, const struct json_token *t,
+		       int items)
+{
+	struct json_list l = {0};
+	char *buf = malloc(len + 1);
+	size_t have = 0, fed = 0, pos = 0, dropped = 0;
+	int n = 0, r, metadata = 0;
+
+	for (;;) {
+		size_t s, e;
+		r = json_list_next(&l, buf, have, &pos, "items", &s, &e);
+		if (r == JSON_LIST_ITEM) {
+			int want = items >= 0 ? json_child(t, items, (uint32_t)n) : -1;
+			if (t && (want < 0 || t[want].start != dropped + s ||
+				  t[want].end != dropped + e))
+				test_fail(__FILE__, __LINE__, "item %d at %zu..%zu (step %zu)", n,
+					  dropped + s, dropped + e, step);
+			n++;
+			continue;
+		}
+		if (r == JSON_LIST_END)
+			continue; /* only white space may follow */
+		if (r == JSON_LIST_MEMBER) {
+			metadata += strcmp(l.key, "metadata") == 0;
+			continue;
+		}
+		if (r != JSON_E_PART)
+			break;
+		if (fed == len)
+			break;
+		memmove(buf, buf + pos, have - pos); /* drop what was consumed */
+		have -= pos;
+		dropped += pos;
+		pos = 0;
+		size_t k = len - fed < step ? len - fed : step;
+		memcpy(buf + have, doc + fed, k);
+		have += k;
+		fed += k;
+	}
+	free(buf);
+	if (r == JSON_E_PART && metadata != 1 && t)
+		test_fail(__FILE__, __LINE__, "metadata seen %d times", metadata);
+	return r == JSON_E_PART ? (json_list_done(&l) ? n : JSON_E_PART) : r;
+}
+
+static void test_list_stream(void)
+{
+	static const struct {
+		const char *doc;
+		int items; /* or the error */
+	} cases[] = {
+		{"{\"kind\":\"PodList\",\"metadata\":{\"continue\":\"x\"},\"items\":[{\"a\":1},"
+		 "[2,{\"b\":\"}]\\\"\"}],3,\"s\",null]}",
+		 5},
+		{"  {\"items\":[],\"metadata\":{}}  ", 0},
+		{"{}", 0},
+		{"{\"metadata\":{},\"items\":null}", 0},
+		{"{\"metadata\":{},\"items\":[1,]}", JSON_E_INVAL},
+		{"{\"metadata\":{},\"items\":[,1]}", JSON_E_INVAL},
+		{"{\"metadata\":{},\"items\":[1] 2}", JSON_E_INVAL},
+		{"{\"metadata\":{},}", JSON_E_INVAL},
+		{"{\"metadata\" {}}", JSON_E_INVAL},
+		{"[1,2]", JSON_E_INVAL},
+		{"{\"metadata\":{}} x", JSON_E_INVAL},
+		{"{\"metadata\":{}}}", JSON_E_INVAL},
+	};
+	char deep[200];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (size_t step = 1; step < 9; step += 3) {
+			int got = stream_list(cases[i].doc, strlen(cases[i].doc), step, NULL, -1);
+			if (cases[i].items >= 0 && got == cases[i].items)
+				continue;
+			if (cases[i].items < 0 && got < 0)
+				continue;
+			test_fail(__FILE__, __LINE__, "case %zu step %zu: got %d, want %d", i, step,
+				  got, cases[i].items);
+		}
+	/* Items nested deeper than JSON_MAX_DEPTH are refused. */
+	memcpy(deep, "{\"items\":[", 10);
+	memset(deep + 10, '[', 100);
+	deep[110] = '\0';
+	EXPECT_EQ(stream_list(deep, strlen(deep), 16, NULL, -1), JSON_E_DEPTH);
+}
+
 static void test_fixtures(void)
 {
 	const char *dir =
@@ -265,6 +355,14 @@ static void test_fixtures(void)
 			else
 				EXPECT(t[0].type == JSON_OBJECT &&
 				       json_get(buf, t, 0, "kind") >= 0);
+			/* Streamed in pieces of many sizes, the items are the same. */
+			int items = n > 0 ? json_get(buf, t, 0, "items") : -1;
+			if (items >= 0 && t[items].type == JSON_ARRAY) {
+				static const size_t steps[] = {1, 2, 3, 7, 100, 4095, 65536};
+				for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++)
+					EXPECT_EQ(stream_list(buf, len, steps[k], t, items),
+						  (int)t[items].size);
+			}
 			free(t);
 		} else {
 			for (char *line = buf, *nl; *line; line = nl + 1) {
@@ -298,6 +396,7 @@ int main(void)
 	RUN(test_depth_limit);
 	RUN(test_error_position);
 	RUN(test_prefixes);
+	RUN(test_list_stream);
 	test_fixtures();
 	return test_done();
 }

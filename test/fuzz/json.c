@@ -1,8 +1,47 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* libFuzzer target: json_parse, then every accessor over what it accepted. */
+/*
+ * libFuzzer target: json_parse, then every accessor over what it accepted; and the list
+ * streamer fed in pieces, which must find the same items as json_parse in every document
+ * json_parse accepts.
+ */
 #include <stdlib.h>
+#include <string.h>
 
 #include "../../json.h"
+
+/* stream returns the items json_list_next finds in pieces of step bytes, or -1. */
+static long stream(const char *js, size_t len, size_t step)
+{
+	struct json_list l = {0};
+	char *buf = malloc(len + 1);
+	size_t have = 0, fed = 0, pos = 0;
+	long items = 0;
+	int r;
+
+	for (;;) {
+		size_t s, e;
+		r = json_list_next(&l, buf, have, &pos, "items", &s, &e);
+		if (r == JSON_LIST_ITEM || r == JSON_LIST_MEMBER) {
+			if (s >= e || e > have || pos > have)
+				abort();
+			items += r == JSON_LIST_ITEM;
+			continue;
+		}
+		if (r == JSON_LIST_END)
+			continue;
+		if (r != JSON_E_PART || fed == len)
+			break;
+		memmove(buf, buf + pos, have - pos);
+		have -= pos;
+		pos = 0;
+		size_t k = len - fed < step ? len - fed : step;
+		memcpy(buf + have, js + fed, k);
+		have += k;
+		fed += k;
+	}
+	free(buf);
+	return r == JSON_E_PART && json_list_done(&l) ? items : -1;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -10,6 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int n = json_parse(js, size, NULL, 0, NULL);
 	struct json_token *t;
 	char buf[256];
+	long streamed = stream(js, size, size ? (size_t)data[0] % 13 + 1 : 1), want = 0;
 
 	if (n <= 0)
 		return 0;
@@ -28,6 +68,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 		if (t[i].type == JSON_ARRAY && t[i].size)
 			json_child(t, i, t[i].size - 1);
+	}
+	if (t[0].type == JSON_OBJECT) {
+		for (uint32_t k = 0; k < t[0].size; k++) {
+			int key = json_child(t, 0, k);
+			if (json_is(js, t, key, "items") && t[key + 1].type == JSON_ARRAY)
+				want += t[key + 1].size;
+		}
+		if (streamed != want)
+			abort(); /* the streamer disagrees with the parser */
 	}
 	free(t);
 	return 0;
