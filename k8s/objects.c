@@ -205,10 +205,15 @@ int k8s_node_decode(const char *js, const struct json_token *t, int obj, struct 
 	return 0;
 }
 
+int k8s_owns_ips(const char *node, int host_network, enum k8s_phase phase)
+{
+	return node[0] && !host_network && phase != K8S_PHASE_SUCCEEDED &&
+	       phase != K8S_PHASE_FAILED;
+}
+
 int k8s_pod_owns_ips(const struct k8s_pod *pod)
 {
-	return pod->node[0] && !pod->host_network && pod->phase != K8S_PHASE_SUCCEEDED &&
-	       pod->phase != K8S_PHASE_FAILED;
+	return k8s_owns_ips(pod->node, pod->host_network, pod->phase);
 }
 
 /* k8s_tokens parses a whole document into a malloc'd token array; NULL on error. */

@@ -79,6 +79,7 @@ int k8s_node_decode(const char *js, const struct json_token *tokens, int obj,
  * (their podIP stays set after the address is freed for reuse).
  */
 int k8s_pod_owns_ips(const struct k8s_pod *pod);
+int k8s_owns_ips(const char *node, int host_network, enum k8s_phase phase);
 
 /*
  * k8s_index_from_lists builds an endpoint index from a NodeList and a PodList (JSON

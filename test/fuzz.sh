@@ -17,6 +17,7 @@ mkdir -p build/fuzz/seeds-json build/fuzz/seeds-topology build/fuzz/seeds-http b
 cp ../shared/fixtures/k8s/*.json build/fuzz/seeds-json/ 2>/dev/null
 cp deploy/topology.example.json build/fuzz/seeds-topology/
 (cd build/fuzz/seeds-k8s && split -l 1 ../../../../shared/fixtures/k8s/watch_events_pods_recreated_bookmark_410_derived.jsonl pods- && split -l 1 ../../../../shared/fixtures/k8s/watch_events_nodes_zone_label_added_deleted_derived.jsonl nodes-) 2>/dev/null
+cp ../shared/fixtures/k8s/watch_events_*.jsonl build/fuzz/seeds-k8s/ 2>/dev/null
 printf 'GET /metrics HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n' >build/fuzz/seeds-http/get
 printf '\x00\x00\x00\x0c\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x07' >build/fuzz/seeds-wire/ack
 for t in wire json http topology k8s; do
