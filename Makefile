@@ -61,6 +61,9 @@ build/bench/%: bench/%.c bench/bench.h $(HEADERS) | build/bench
 build/bench/server_bench: bench/server_bench.c bench/bench.h $(HEADERS) | build/bench
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(MODULES) $(SERVER_LIBS)
 
+build/bench/k8s_bench: bench/k8s_bench.c bench/bench.h $(HEADERS) $(MODULES) | build/bench
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter-out k8s/client.c,$(MODULES)) $(SERVER_LIBS)
+
 build/bench/bpf_bench: build/bench.skel.h build/kubezonnet.skel.h bpf/kubezonnet.h
 build/bench/drain_bench: agent.c build/kubezonnet.skel.h bpf/kubezonnet.h
 build/bench/server_bench: server.c $(MODULES)

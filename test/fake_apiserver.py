@@ -20,6 +20,9 @@ IPv6). --token answers 401 to any request without "Authorization: Bearer TOKEN" 
 third event, without the last chunk; the next one must resume from the second event's
 resourceVersion (1700) and gets the rest. --429-pod-watch: the first pod watch answers 429.
 --hang: accept every connection and never answer.
+--lists DIR: serve DIR/nodelist.json and DIR/podlist.json as they are (one page whatever the
+limit), and on the first pod watch the events in DIR/events.jsonl (if any) after 3 s; the
+watches then stay open and quiet.
 """
 import argparse
 import socket
@@ -42,6 +45,7 @@ ap.add_argument("--bind", default="127.0.0.1")
 ap.add_argument("--cut-node-watch", action="store_true")
 ap.add_argument("--429-pod-watch", dest="pod_watch_429", action="store_true")
 ap.add_argument("--hang", action="store_true")
+ap.add_argument("--lists")
 ARGS = ap.parse_args()
 PORT, FIX, LOG = ARGS.port, ARGS.fixtures, ARGS.log
 lock = threading.Lock()
@@ -105,6 +109,8 @@ class Handler(BaseHTTPRequestHandler):
         url = urlparse(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
         kind = url.path.rsplit("/", 1)[-1]
+        if ARGS.lists:
+            return self.serve_lists(kind, q)
         if q.get("watch") == "1":
             return self.watch(kind, q)
         if kind == "nodes":
@@ -134,6 +140,36 @@ class Handler(BaseHTTPRequestHandler):
                                         "metadata": {"resourceVersion": "247000" if n == 1 else "249000"},
                                         "items": lst["items"]})
         self.send_json(404, {"kind": "Status", "code": 404})
+
+    def serve_lists(self, kind, q):
+        if kind not in ("pods", "nodes"):
+            return self.send_json(404, {"kind": "Status", "code": 404})
+        if q.get("watch") == "1":
+            self.start_chunked()
+            events = os.path.join(ARGS.lists, "events.jsonl")
+            with lock:
+                first = kind == "pods" and not state.get("events_sent")
+                state["events_sent"] = state.get("events_sent") or first
+            try:
+                if first and os.path.exists(events):
+                    time.sleep(3)
+                    self.chunk(open(events, "rb").read())
+                while True:
+                    time.sleep(1)
+                    self.wfile.write(b"")
+            except OSError:
+                return
+        path = os.path.join(ARGS.lists, "podlist.json" if kind == "pods" else "nodelist.json")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(os.path.getsize(path)))
+        self.end_headers()
+        with open(path, "rb") as f:
+            while True:
+                block = f.read(1 << 20)
+                if not block:
+                    break
+                self.wfile.write(block)
 
     def watch(self, kind, q):
         if kind == "pods" and ARGS.pod_watch_429:
