@@ -6,12 +6,20 @@
 #
 #   zone-a: node-a (10.88.0.1)  pod1 10.77.1.2 fd77:1::2   pod2 10.77.2.2
 #   zone-b: node-b (10.88.0.2)  pod3 10.77.3.2 fd77:3::2
+#
+# With E2E_KUBE=1 (test/server_e2e_k8s.sh) the same cluster comes from the Kubernetes API
+# instead: test/topology_to_k8s.py turns the topology into Node and Pod objects (owner
+# references, podIPs, zone labels) that test/fake_apiserver.py serves, and the server lists
+# and watches them; the traffic checks run, the HTTP and Prometheus ones are left to the
+# topology run.
 . "$(dirname "$0")/lib.sh"
+E=e2e
+[ -n "$E2E_KUBE" ] && E="e2e kube-api"
 
-NAMES=("e2e: pod1 cross-zone bytes equal nftables" "e2e: pod3 cross-zone bytes equal nftables"
-	"e2e: same-zone traffic adds nothing to cross-zone counters" "e2e: workload and zone metrics"
-	"e2e: promtool check metrics" "e2e: flow logs name both pods"
-	"http: keep-alive" "http: HEAD" "http: 404" "http: 405" "http: gzip" "http: readyz"
+NAMES=("$E: pod1 cross-zone bytes equal nftables" "$E: pod3 cross-zone bytes equal nftables"
+	"$E: same-zone traffic adds nothing to cross-zone counters" "$E: workload and zone metrics"
+	"$E: promtool check metrics" "$E: flow logs name both pods")
+[ -z "$E2E_KUBE" ] && NAMES+=("http: keep-alive" "http: HEAD" "http: 404" "http: 405" "http: gzip" "http: readyz"
 	"hostile agent peer: rejected and counted, others unaffected"
 	"prometheus: topk(20, rate(pod_cross_zone_network_traffic_bytes_total[5m]))")
 skip_unless_root "${NAMES[@]}"
@@ -92,10 +100,22 @@ cat >"$WORK/topology.json" <<EOF
   {"namespace": "shop", "name": "pod2", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.2.2", "fd77:2::2"]},
   {"namespace": "data", "name": "pod3", "node": "node-b", "workload": "db", "workload_kind": "StatefulSet", "ips": ["10.77.3.2", "fd77:3::2"]}]}
 EOF
-ip netns exec "$A" "$SERVER" --topology "$WORK/topology.json" --http-listen 127.0.0.1:18080 \
+SOURCE=(--topology "$WORK/topology.json")
+if [ -n "$E2E_KUBE" ]; then
+	python3 "$TOP/test/topology_to_k8s.py" "$WORK/topology.json" "$WORK/k8s"
+	ip netns exec "$A" python3 "$TOP/test/fake_apiserver.py" 18090 "$TOP/../shared/fixtures/k8s" \
+		"$WORK/api-requests" --lists "$WORK/k8s" 2>"$WORK/api.log" &
+	PIDS+=($!)
+	wait_for 5 ip netns exec "$A" python3 -c "import socket; socket.create_connection(('127.0.0.1', 18090), 1)"
+	SOURCE=(--kube-api http://127.0.0.1:18090)
+fi
+ip netns exec "$A" "$SERVER" "${SOURCE[@]}" --http-listen 127.0.0.1:18080 \
 	--agent-listen :18081 >"$WORK/flows" 2>"$WORK/server.log" &
 PIDS+=($!)
 wait_for 5 grep -q listening "$WORK/server.log" || { sed 's/^/#   /' "$WORK/server.log"; exit 1; }
+if [ -n "$E2E_KUBE" ]; then
+	wait_for 10 grep -q "ready" "$WORK/server.log" || { sed 's/^/#   /' "$WORK/server.log"; exit 1; }
+fi
 for n in a b; do
 	ns=${NS_PREFIX}node-$n
 	ip netns exec "$ns" "$AGENT" --server 10.88.0.1:18081 --node node-$n --interval 1s \
@@ -127,33 +147,35 @@ settled() { [ "$(pod_metric shop pod1)" = "$want1" ] && [ "$(pod_metric data pod
 wait_for 20 settled
 got1=$(pod_metric shop pod1)
 got3=$(pod_metric data pod3)
-check_eq "e2e: pod1 cross-zone bytes equal nftables" "$got1" "$want1"
-check_eq "e2e: pod3 cross-zone bytes equal nftables" "$got3" "$want3"
+check_eq "$E: pod1 cross-zone bytes equal nftables" "$got1" "$want1"
+check_eq "$E: pod3 cross-zone bytes equal nftables" "$got3" "$want3"
 got2=$(pod_metric shop pod2)
 if [ -z "$got2" ] || [ "$got2" = 0 ]; then
 	same=$(metric zone_network_traffic_bytes_total 'src_zone="zone-a",dst_zone="zone-a"')
 	if [ -n "$same" ] && [ "$same" -ge $((500 * 1228)) ]; then
-		ok "e2e: same-zone traffic adds nothing to cross-zone counters (zone-a to zone-a: $same bytes)"
+		ok "$E: same-zone traffic adds nothing to cross-zone counters (zone-a to zone-a: $same bytes)"
 	else
-		not_ok "e2e: same-zone traffic adds nothing to cross-zone counters" "zone-a to zone-a is '$same'"
+		not_ok "$E: same-zone traffic adds nothing to cross-zone counters" "zone-a to zone-a is '$same'"
 	fi
 else
-	not_ok "e2e: same-zone traffic adds nothing to cross-zone counters" "pod2 has $got2 cross-zone bytes"
+	not_ok "$E: same-zone traffic adds nothing to cross-zone counters" "pod2 has $got2 cross-zone bytes"
 fi
 wl=$(metric workload_cross_zone_network_traffic_bytes_total 'namespace="shop",workload="web",workload_kind="Deployment",direction="sent"')
 zab=$(metric zone_network_traffic_bytes_total 'src_zone="zone-a",dst_zone="zone-b"')
 if [ "$wl" = "$want1" ] && [ -n "$zab" ] && [ "$zab" -ge "$want1" ]; then
-	ok "e2e: workload and zone metrics (web sent $wl, zone-a to zone-b $zab)"
+	ok "$E: workload and zone metrics (web sent $wl, zone-a to zone-b $zab)"
 else
-	not_ok "e2e: workload and zone metrics" "workload web sent '$wl' (want $want1), zone-a to zone-b '$zab'"
+	not_ok "$E: workload and zone metrics" "workload web sent '$wl' (want $want1), zone-a to zone-b '$zab'"
 fi
 metrics >"$WORK/metrics.txt"
-check "e2e: promtool check metrics" bash -c "out=\$(promtool check metrics <'$WORK/metrics.txt' 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
+check "$E: promtool check metrics" bash -c "out=\$(promtool check metrics <'$WORK/metrics.txt' 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
 if grep -q '"class":"cross_zone"' "$WORK/flows" && grep '"pod":"pod1"' "$WORK/flows" | grep -q '"pod":"pod3"'; then
-	ok "e2e: flow logs name both pods"
+	ok "$E: flow logs name both pods"
 else
-	not_ok "e2e: flow logs name both pods" "$(head -c 300 "$WORK/flows")"
+	not_ok "$E: flow logs name both pods" "$(head -c 300 "$WORK/flows")"
 fi
+
+[ -n "$E2E_KUBE" ] && exit 0
 
 # HTTP behaviour, with curl as the client.
 url=http://127.0.0.1:18080
