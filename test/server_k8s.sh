@@ -7,7 +7,8 @@
 FIX=$TOP/../shared/fixtures/k8s
 NAMES=("k8s: not ready before the first lists, ready after" "k8s: relist after an expired continue token"
 	"k8s: relist after an in-stream ERROR 410" "k8s: watch resumed from its last resourceVersion"
-	"k8s: the index follows the lists and events" "k8s: attribution with Kubernetes names")
+	"k8s: the index follows the lists and events" "k8s: attribution with Kubernetes names"
+	"k8s: only list and watch of pods and nodes")
 if [ ! -d "$FIX" ]; then
 	for n in "${NAMES[@]}"; do skip "$n" "fixtures not found at $FIX"; done
 	exit 0
@@ -67,3 +68,11 @@ acked=$(python3 "$TOP/test/wire_agent.py" 127.0.0.1 $AG kind-worker2 9 1 fd00:10
 [ "$acked" = 1 ] || echo "#   the test agent: $acked"
 check_eq "k8s: attribution with Kubernetes names" \
 	"$(metric pod_cross_zone_network_traffic_bytes_total 'namespace="sonobuoy",pod="sonobuoy-dualstack"')" 4242
+# RBAC: every request was a GET (the stand-in answers nothing else) of the pods or nodes
+# collection, a list or a watch: list and watch on pods and nodes are all the server needs.
+others=$(grep -vE '^/api/v1/(pods|nodes)(\?|$)' "$WORK/requests" | head -3)
+if [ -z "$others" ] && [ "$(wc -l <"$WORK/requests")" -ge 6 ]; then
+	ok "k8s: only list and watch of pods and nodes ($(wc -l <"$WORK/requests") requests)"
+else
+	not_ok "k8s: only list and watch of pods and nodes" "$others"
+fi
