@@ -95,7 +95,7 @@ bench:
 demo:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory all
-	@DEMO_SECONDS=$(DEMO_SECONDS) DEMO_REPORT=$(DEMO_REPORT) demo/demo.sh
+	@DEMO_SECONDS=$(DEMO_SECONDS) DEMO_REPORT=$(DEMO_REPORT) DEMO_K8S=$(DEMO_K8S) demo/demo.sh
 
 demo-stop:
 	@demo/demo.sh stop

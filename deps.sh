@@ -8,7 +8,7 @@
 set -eu
 
 PACKAGES="gcc make libc6-dev clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libssl-dev
-pkg-config iproute2 iputils-ping nftables curl python3 prometheus ethtool iperf3 libclang-rt-dev python3-yaml"
+pkg-config iproute2 iputils-ping nftables curl openssl python3 prometheus ethtool iperf3 libclang-rt-dev python3-yaml"
 BACKPORTED="libbpf-dev libbpf1 bpftool"
 MIN_LIBBPF="1:1.3"
 MIN_BPFTOOL="7.3"

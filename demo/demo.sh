@@ -11,6 +11,8 @@
 # DEMO_SECONDS=N runs N seconds without a live table, prints the final table and tears down.
 # DEMO_REPORT=FILE also writes the final numbers, with nftables counters from inside the
 # nodes as an independent oracle, as JSON (for the test).
+# DEMO_K8S=1: the server lists and watches the pods and nodes from a stand-in Kubernetes API
+# server over HTTPS (test/fake_apiserver.py) instead of reading the topology file.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 STATE=/run/kubezonnet-demo
@@ -214,7 +216,32 @@ done
 
 # ---- kubezonnet ----
 say "setting up: kubezonnet-server and 6 agents"
-run_in "$net" server.log "$TOP/kubezonnet-server" --topology "$STATE/topology.json" \
+SOURCE=(--topology "$STATE/topology.json")
+if [ "${DEMO_K8S:-}" = 1 ]; then
+	# The same cluster as Kubernetes objects, served over HTTPS by a stand-in API server
+	# with a throwaway CA and a bearer token; the server lists and watches them.
+	say "setting up: a stand-in Kubernetes API server (DEMO_K8S=1)"
+	k8s=$STATE/k8s
+	mkdir -p "$k8s"
+	python3 "$TOP/test/topology_to_k8s.py" "$STATE/topology.json" "$k8s/lists" || die "cannot write the Kubernetes objects"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$k8s/ca.key" \
+		-out "$k8s/ca.crt" -days 1 -subj /CN=kubezonnet-demo-ca >/dev/null 2>&1 &&
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$k8s/api.key" \
+			-out "$k8s/api.csr" -subj /CN=kube-apiserver >/dev/null 2>&1 &&
+		printf 'subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc\n' >"$k8s/ext" &&
+		openssl x509 -req -in "$k8s/api.csr" -CA "$k8s/ca.crt" -CAkey "$k8s/ca.key" -CAcreateserial \
+			-days 1 -out "$k8s/api.crt" -extfile "$k8s/ext" >/dev/null 2>&1 ||
+		die "openssl could not make the demo's certificates"
+	head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$k8s/token"
+	run_in "$net" apiserver.log python3 "$TOP/test/fake_apiserver.py" 6443 "$k8s" "$STATE/log/api-requests" \
+		--lists "$k8s/lists" --tls "$k8s/api.crt" "$k8s/api.key" --token "$(cat "$k8s/token")"
+	for _ in $(seq 50); do
+		ip netns exec "$net" python3 -c "import socket; socket.create_connection(('127.0.0.1', 6443), 1)" 2>/dev/null && break
+		sleep 0.1
+	done
+	SOURCE=(--kube-api https://127.0.0.1:6443 --kube-ca "$k8s/ca.crt" --kube-token-file "$k8s/token")
+fi
+run_in "$net" server.log "$TOP/kubezonnet-server" "${SOURCE[@]}" \
 	--http-listen :8080 --agent-listen :8081 --flow-logs none
 for n in "${NODES[@]}"; do
 	run_in "$PREFIX$n" "agent-$n.log" "$TOP/kubezonnet-agent" --server 10.90.0.254:8081 \
@@ -234,6 +261,16 @@ for n in "${NODES[@]}"; do
 		die "kubezonnet could not load its BPF program here (see above); nothing left behind"
 	fi
 done
+
+if [ "${DEMO_K8S:-}" = 1 ]; then
+	for _ in $(seq 100); do
+		grep -q "kubernetes: listed" "$STATE/log/server.log" 2>/dev/null && break
+		sleep 0.1
+	done
+	grep -q "kubernetes: listed" "$STATE/log/server.log" 2>/dev/null ||
+		die "the server did not list the stand-in API server: $(tail -3 "$STATE/log/server.log")"
+	say "$(grep -m1 -o "kubernetes: listed.*" "$STATE/log/server.log") (from https://127.0.0.1:6443)"
+fi
 
 # ---- traffic: services and their callers ----
 say "setting up: traffic"

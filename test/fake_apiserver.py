@@ -60,11 +60,12 @@ def lines(name):
     return open(os.path.join(FIX, name), "rb").read()
 
 
-NODES = load("nodelist_kind_no_zone_labels_podcidrs_sonobuoy.json")
-PODS1 = load("podlist_kind_kube_system_static_mirror_pending_unscheduled_sonobuoy.json")
-PODS2 = load("podlist_dualstack_and_ipv6_primary_derived.json")
-NODE_EVENTS = lines("watch_events_nodes_zone_label_added_deleted_derived.jsonl")
-POD_EVENTS = lines("watch_events_pods_recreated_bookmark_410_derived.jsonl")
+if not ARGS.lists:  # the fixtures' scenario (--lists needs no fixtures)
+    NODES = load("nodelist_kind_no_zone_labels_podcidrs_sonobuoy.json")
+    PODS1 = load("podlist_kind_kube_system_static_mirror_pending_unscheduled_sonobuoy.json")
+    PODS2 = load("podlist_dualstack_and_ipv6_primary_derived.json")
+    NODE_EVENTS = lines("watch_events_nodes_zone_label_added_deleted_derived.jsonl")
+    POD_EVENTS = lines("watch_events_pods_recreated_bookmark_410_derived.jsonl")
 
 
 class Handler(BaseHTTPRequestHandler):
