@@ -40,14 +40,6 @@ static int k8s_copy(const char *js, const struct json_token *t, int i, char *out
 	return json_string(js, t, i, out, cap) < 0 ? -1 : 0;
 }
 
-static int k8s_path(const char *js, const struct json_token *t, int obj, const char *a,
-		    const char *b)
-{
-	int i = json_get(js, t, obj, a);
-
-	return b ? json_get(js, t, i, b) : i;
-}
-
 static enum k8s_phase k8s_phase_of(const char *s)
 {
 	if (strcmp(s, "Pending") == 0)
@@ -92,8 +84,8 @@ static int k8s_workload(const char *js, const struct json_token *t, int meta, st
 	char gen[K8S_NAME_MAX], hash[K8S_NAME_MAX], kind[K8S_KIND_MAX], name[K8S_NAME_MAX];
 
 	if (k8s_copy(js, t, json_get(js, t, meta, "generateName"), gen, sizeof(gen)) ||
-	    k8s_copy(js, t, json_get(js, t, json_get(js, t, meta, "labels"), "pod-template-hash"),
-		     hash, sizeof(hash)))
+	    k8s_copy(js, t, json_path(js, t, meta, "labels", "pod-template-hash", NULL), hash,
+		     sizeof(hash)))
 		return -1;
 	/* The controller owner, else the first owner. */
 	for (uint32_t k = 0; owners >= 0 && t[owners].type == JSON_ARRAY && k < t[owners].size;
@@ -171,7 +163,7 @@ int k8s_pod_decode(const char *js, const struct json_token *t, int obj, struct k
 int k8s_node_decode(const char *js, const struct json_token *t, int obj, struct k8s_node *node)
 {
 	int meta = json_get(js, t, obj, "metadata"), labels = json_get(js, t, meta, "labels");
-	int addrs = k8s_path(js, t, obj, "status", "addresses");
+	int addrs = json_path(js, t, obj, "status", "addresses", NULL);
 	static const char *const zone_keys[] = {"topology.kubernetes.io/zone",
 						"failure-domain.beta.kubernetes.io/zone"};
 	static const char *const region_keys[] = {"topology.kubernetes.io/region",

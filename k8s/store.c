@@ -69,7 +69,7 @@ int k8s_event_decode(const char *js, size_t len, struct k8s_event *ev, struct k8
 		}
 		return 0;
 	}
-	json_string(js, t, json_get(js, t, json_get(js, t, obj, "metadata"), "resourceVersion"),
+	json_string(js, t, json_path(js, t, obj, "metadata", "resourceVersion", NULL),
 		    ev->resource_version, sizeof(ev->resource_version));
 	if (ev->type == K8S_BOOKMARK) {
 		return 0;

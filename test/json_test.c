@@ -129,6 +129,10 @@ static void test_tokens_and_lookup(void)
 	EXPECT_EQ(json_get(js, t, 0, "absent"), -1);
 	EXPECT_EQ(json_get(js, t, ips, "x"), -1);
 	EXPECT_EQ(t[json_get(js, t, 0, "n")].type, JSON_NUMBER);
+	EXPECT(json_is(js, t, json_path(js, t, 0, "metadata", "labels", "a", NULL), "b"));
+	EXPECT_EQ(json_path(js, t, 0, "metadata", "labels", "zzz", NULL), -1);
+	EXPECT_EQ(json_path(js, t, 0, "ips", "x", "y", NULL), -1);
+	EXPECT_EQ(json_path(js, t, 0, NULL), 0);
 	EXPECT_EQ(json_parse(js, strlen(js), t, 5, NULL), JSON_E_NOMEM);
 }
 
