@@ -1550,5 +1550,11 @@ int main(int argc, char **argv)
 		server_http_close(&s, i);
 	close(s.agent_listen_fd);
 	close(s.http_listen_fd);
+	if (s.kube) {
+		k8s_client_free(s.kube);
+		free(s.kube);
+	}
+	free(s.http);
+	free(pfds);
 	return 0;
 }
