@@ -84,17 +84,19 @@ check_eq "k8s tls: a refused token is read again from its file" \
 	"not-ready, then ready ($(grep -c '^401' "$WORK/req1") refusals)"
 [ $((t1 - t0)) -le 35 ] || echo "#   ready $((t1 - t0)) s after the token changed"
 pods_are() { [ "$(metric $((P + 1)) kubezonnet_endpoints 'kind="pod"')" = "$1" ]; }
-wait_for 15 pods_are 2
+wait_for 40 pods_are 2
 check_eq "k8s tls: ready over https with the CA and the token file" \
 	"$(metric $((P + 1)) kubezonnet_endpoints 'kind="pod"') pods, $(metric $((P + 1)) kubezonnet_kube_synced 'resource="nodes"') synced" \
 	"2 pods, 1 synced"
 resumed() { grep -q 'nodes?watch=1&resourceVersion=1700&' "$WORK/req1"; }
-wait_for 15 resumed
+wait_for 40 resumed
 got=$(next_after "$WORK/req1" "$(grep -m1 'nodes?watch=1&resourceVersion=1500&' "$WORK/req1")" '^/api/v1/nodes')
 case $got in
 /api/v1/nodes\?watch=1\&resourceVersion=1700\&*) ok "k8s tls: a watch cut mid-event resumes from the last whole event" ;;
 *) not_ok "k8s tls: a watch cut mid-event resumes from the last whole event" "next node request: ${got:-none}" ;;
 esac
+rewatched() { [ "$(grep -c '^/api/v1/pods?watch=1' "$WORK/req1")" -ge 2 ]; }
+wait_for 40 rewatched # after a back-off, which the 401s have already doubled a few times
 first_watch=$(grep -m1 '^/api/v1/pods?watch=1' "$WORK/req1")
 got=$(next_after "$WORK/req1" "$first_watch" '^/api/v1/pods')
 case "$first_watch $got" in
