@@ -553,7 +553,8 @@ int json_list_next(struct json_list *l, const char *js, size_t len, size_t *pos,
 	for (;;) {
 		long n;
 
-		if (l->state != JL_ITEM && l->state != JL_VALUE) {
+		/* White space before anything but the rest of a value already begun. */
+		if ((l->state != JL_ITEM && l->state != JL_VALUE) || l->scanned == 0) {
 			while (p < len && json_space(js[p]))
 				p++;
 			*pos = p;
@@ -630,15 +631,8 @@ int json_list_next(struct json_list *l, const char *js, size_t len, size_t *pos,
 			break;
 		case JL_ITEM:
 		case JL_VALUE:
-			if (l->scanned == 0) {
-				while (p < len && json_space(js[p]))
-					p++;
-				*pos = p;
-				if (p == len)
-					return JSON_E_PART;
-				if (js[p] == ',' || js[p] == ']' || js[p] == '}')
-					return JSON_E_INVAL; /* a missing value */
-			}
+			if (l->scanned == 0 && (js[p] == ',' || js[p] == ']' || js[p] == '}'))
+				return JSON_E_INVAL; /* a missing value */
 			n = json_list_scan(l, js, len, p);
 			if (n < 0)
 				return (int)n;

@@ -72,26 +72,10 @@ else
 fi
 sed -n '/^kubezonnet demo/,/^Totals/p' "$WORK/out" | sed 's/^/#   /'
 
-python3 - "$WORK/report.json" <<'PY' >"$WORK/verdicts"
-import json, sys
-r = json.load(open(sys.argv[1]))
-pods, oracle = r["pods"], r["oracle"]
-bad = [f"{p}: table {pods.get(p, 0):.0f}, nftables {o}" for p, o in oracle.items() if pods.get(p, 0) != o]
-sent = [p for p, o in oracle.items() if o > 0]
-print("exact", "ok" if not bad and len(sent) >= 5 else "bad", "; ".join(bad) or f"{len(sent)} pods sending across zones")
-print("top", "ok" if r["top_pod"] == "batch/report-29000000-x7k2q" else "bad", r["top_pod"])
-print("same", "ok" if oracle.get("shop/cache-0") == 0 and pods.get("shop/cache-0", 0) == 0 else "bad",
-      f"cache-0: table {pods.get('shop/cache-0', 0)}, nftables {oracle.get('shop/cache-0')}")
-PY
-verdict() {
-	local line
-	line=$(grep "^$1 " "$WORK/verdicts")
-	read -r _ v msg <<<"$line"
-	if [ "$v" = ok ]; then ok "$2 ($msg)"; else not_ok "$2" "${msg:-no report}"; fi
-}
-verdict exact "demo: every pod's cross-zone bytes equal nftables"
-verdict top "demo: the noisy talker is first"
-verdict same "demo: same-zone-only pod shows no cross-zone bytes"
+python3 "$TOP/test/demo_verdicts.py" "$WORK/report.json" >"$WORK/verdicts"
+demo_verdict "$WORK/verdicts" exact "demo: every pod's cross-zone bytes equal nftables"
+demo_verdict "$WORK/verdicts" top "demo: the noisy talker is first"
+demo_verdict "$WORK/verdicts" same "demo: same-zone-only pod shows no cross-zone bytes"
 
 snapshot >"$WORK/after"
 if diff "$WORK/before" "$WORK/after" >"$WORK/diff"; then

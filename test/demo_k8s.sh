@@ -17,16 +17,5 @@ else
 	not_ok "demo k8s: the server lists pods and nodes from the API server" "exit $rc"
 	tail -5 "$WORK/out" | sed 's/^/#   /'
 fi
-verdict=$(python3 - "$WORK/report.json" <<'PY' 2>&1
-import json, sys
-r = json.load(open(sys.argv[1]))
-pods, oracle = r["pods"], r["oracle"]
-bad = [f"{p}: table {pods.get(p, 0):.0f}, nftables {o}" for p, o in oracle.items() if pods.get(p, 0) != o]
-sent = [p for p, o in oracle.items() if o > 0]
-print("ok" if not bad and len(sent) >= 5 else "bad", "; ".join(bad) or f"{len(sent)} pods sending across zones")
-PY
-)
-case $verdict in
-ok*) ok "demo k8s: every pod's cross-zone bytes equal nftables (${verdict#ok })" ;;
-*) not_ok "demo k8s: every pod's cross-zone bytes equal nftables" "$verdict" ;;
-esac
+python3 "$TOP/test/demo_verdicts.py" "$WORK/report.json" >"$WORK/verdicts" 2>&1
+demo_verdict "$WORK/verdicts" exact "demo k8s: every pod's cross-zone bytes equal nftables"

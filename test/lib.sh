@@ -40,6 +40,23 @@ skip_unless_root() {
 	fi
 }
 
+# The real API responses the Kubernetes tests serve (see ../shared/fixtures/k8s/SOURCES.md).
+FIX=$TOP/../shared/fixtures/k8s
+# skip_unless_fixtures NAME...: skips every named test and exits when they are missing.
+skip_unless_fixtures() {
+	[ -d "$FIX" ] && return 0
+	for n in "$@"; do skip "$n" "fixtures not found at $FIX"; done
+	exit 0
+}
+
+# demo_verdict FILE NAME TEST: reports the verdict NAME of test/demo_verdicts.py's output.
+demo_verdict() {
+	local line v msg
+	line=$(grep "^$2 " "$1")
+	read -r _ v msg <<<"$line"
+	if [ "$v" = ok ]; then ok "$3 ($msg)"; else not_ok "$3" "${msg:-no report}"; fi
+}
+
 # wait_for SECONDS COMMAND...: polls the command every 0.1 s until it succeeds.
 wait_for() {
 	local deadline=$((SECONDS + $1))

@@ -103,7 +103,7 @@ EOF
 SOURCE=(--topology "$WORK/topology.json")
 if [ -n "$E2E_KUBE" ]; then
 	python3 "$TOP/test/topology_to_k8s.py" "$WORK/topology.json" "$WORK/k8s"
-	ip netns exec "$A" python3 "$TOP/test/fake_apiserver.py" 18090 "$TOP/../shared/fixtures/k8s" \
+	ip netns exec "$A" python3 "$TOP/test/fake_apiserver.py" 18090 "$FIX" \
 		"$WORK/api-requests" --lists "$WORK/k8s" 2>"$WORK/api.log" &
 	PIDS+=($!)
 	wait_for 5 ip netns exec "$A" python3 -c "import socket; socket.create_connection(('127.0.0.1', 18090), 1)"

@@ -4,15 +4,11 @@
 # streams split at odd chunk boundaries, bookmarks, an in-stream ERROR 410 that must trigger
 # a relist, and a watch that ends and must be resumed from its last resourceVersion.
 . "$(dirname "$0")/lib.sh"
-FIX=$TOP/../shared/fixtures/k8s
 NAMES=("k8s: not ready before the first lists, ready after" "k8s: relist after an expired continue token"
 	"k8s: relist after an in-stream ERROR 410" "k8s: watch resumed from its last resourceVersion"
 	"k8s: the index follows the lists and events" "k8s: attribution with Kubernetes names"
 	"k8s: only list and watch of pods and nodes")
-if [ ! -d "$FIX" ]; then
-	for n in "${NAMES[@]}"; do skip "$n" "fixtures not found at $FIX"; done
-	exit 0
-fi
+skip_unless_fixtures "${NAMES[@]}"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 API=$((21000 + $$ % 9000))

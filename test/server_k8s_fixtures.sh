@@ -5,7 +5,6 @@
 # test/k8s_oracle.py (the rules of ../shared/K8S-API.md, in Python) says the lists imply:
 # pod, namespace, workload and kind, node, zone, or unknown.
 . "$(dirname "$0")/lib.sh"
-FIX=$TOP/../shared/fixtures/k8s
 PAIRS=(
 	"podlist_kind_kube_system_static_mirror_pending_unscheduled_sonobuoy nodelist_kind_no_zone_labels_podcidrs_sonobuoy"
 	"podlist_kind_succeeded_pod_owned_by_pod_sonobuoy nodelist_kind_no_zone_labels_podcidrs_sonobuoy"
@@ -15,17 +14,14 @@ PAIRS=(
 	"podlist_onprem_calico_hostnetwork_daemonsets_honeycomb nodelist_eks_topology_zone_region_honeycomb"
 	"podlist_dualstack_and_ipv6_primary_derived nodelist_zone_label_variants_derived"
 )
-if [ ! -d "$FIX" ]; then
-	for p in "${PAIRS[@]}"; do skip "k8s fixture: ${p% *}" "fixtures not found at $FIX"; done
-	exit 0
-fi
+skip_unless_fixtures "${PAIRS[@]/#/k8s fixture: }"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 PORT=$((24000 + $$ % 6000))
 i=0
 for pair in "${PAIRS[@]}"; do
 	pods=${pair% *} nodes=${pair#* }
-	name="k8s fixture: $pods with $nodes"
+	name="k8s fixture: $pair"
 	d=$WORK/$i
 	mkdir -p "$d/lists"
 	cp "$FIX/$pods.json" "$d/lists/podlist.json"

@@ -5,7 +5,6 @@
 # server that hangs, and the in-cluster configuration (service account files, an IPv6
 # KUBERNETES_SERVICE_HOST).
 . "$(dirname "$0")/lib.sh"
-FIX=$TOP/../shared/fixtures/k8s
 NAMES=("k8s tls: ready over https with the CA and the token file"
 	"k8s tls: a refused token is read again from its file"
 	"k8s tls: a watch cut mid-event resumes from the last whole event"
@@ -14,10 +13,7 @@ NAMES=("k8s tls: ready over https with the CA and the token file"
 	"k8s tls: a certificate for another name is refused"
 	"k8s tls: a hung API server does not delay /metrics"
 	"k8s tls: in-cluster configuration with an IPv6 service host")
-if [ ! -d "$FIX" ]; then
-	for n in "${NAMES[@]}"; do skip "$n" "fixtures not found at $FIX"; done
-	exit 0
-fi
+skip_unless_fixtures "${NAMES[@]}"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "$KEEP" ] && cp -r "$WORK" /tmp/k8stls; rm -rf "$WORK"' EXIT
 BASE=$((12000 + $$ % 8000))
