@@ -358,6 +358,8 @@ static void k8s_start(struct k8s_client *c, struct k8s_watch *w, long long now)
 		return;
 	}
 	w->first_page = w->listing && !w->continue_token[0];
+	w->started_ms = now;
+	w->events_at_start = w->events;
 	/* An IPv6 address comes in brackets in the URL, without them to getaddrinfo. */
 	if (c->host[0] == '[') {
 		memcpy(host, c->host + 1, hl - 2);
@@ -720,7 +722,14 @@ static void k8s_finish(struct k8s_client *c, struct k8s_watch *w, long long now)
 
 	if (!complete || (w->listing && !w->page_done)) {
 		k8s_fail(w, now,
-			 w->listing ? "the list was cut short" : "the watch was cut mid-event");
+			 w->listing		     ? "the list was cut short"
+			 : w->body_len > w->body_pos ? "the watch was cut mid-event"
+						     : "the watch was cut (no last chunk)");
+		return;
+	}
+	if (!w->listing && w->events == w->events_at_start && now - w->started_ms < 1000) {
+		/* A watch that ends at once with nothing: not a reason to ask again at once. */
+		k8s_fail(w, now, "the watch ended at once with no events");
 		return;
 	}
 	if (w->listing)
@@ -895,7 +904,7 @@ int k8s_client_step(struct k8s_client *c, const struct pollfd *pfds, int n, long
 		if (now > w->deadline_ms) {
 			k8s_fail(w, now,
 				 w->state == K8S_BODY && !w->listing
-					 ? "the watch went quiet past its timeout"
+					 ? "the watch outlived its timeout"
 					 : "the API server did not answer in time");
 			continue;
 		}

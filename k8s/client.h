@@ -70,6 +70,8 @@ struct k8s_watch {
 	unsigned backoff_ms;
 	long long retry_at_ms, healthy_since_ms;
 	long long deadline_ms; /* a hung API server is given up on then */
+	long long started_ms;  /* of the current request */
+	unsigned long long events_at_start;
 	unsigned long long events, relists, errors, rejected, unauthorized;
 	char last_error[256];
 };

@@ -20,6 +20,7 @@ IPv6). --token answers 401 to any request without "Authorization: Bearer TOKEN" 
 third event, without the last chunk; the next one must resume from the second event's
 resourceVersion (1700) and gets the rest. --429-pod-watch: the first pod watch answers 429.
 --hang: accept every connection and never answer.
+--empty-watches: every watch ends at once, with no events.
 --lists DIR: serve DIR/nodelist.json and DIR/podlist.json as they are (one page whatever the
 limit), and on the first pod watch the events in DIR/events.jsonl (if any) after 3 s; the
 watches then stay open and quiet.
@@ -45,6 +46,7 @@ ap.add_argument("--bind", default="127.0.0.1")
 ap.add_argument("--cut-node-watch", action="store_true")
 ap.add_argument("--429-pod-watch", dest="pod_watch_429", action="store_true")
 ap.add_argument("--hang", action="store_true")
+ap.add_argument("--empty-watches", action="store_true")
 ap.add_argument("--lists")
 ARGS = ap.parse_args()
 PORT, FIX, LOG = ARGS.port, ARGS.fixtures, ARGS.log
@@ -173,6 +175,10 @@ class Handler(BaseHTTPRequestHandler):
                 self.wfile.write(block)
 
     def watch(self, kind, q):
+        if ARGS.empty_watches:
+            self.start_chunked()
+            self.wfile.write(b"0\r\n\r\n")
+            return
         if kind == "pods" and ARGS.pod_watch_429:
             with lock:
                 state["pod_watches"] += 1

@@ -12,6 +12,7 @@ NAMES=("k8s tls: ready over https with the CA and the token file"
 	"k8s tls: an untrusted CA is refused and the token never sent"
 	"k8s tls: a certificate for another name is refused"
 	"k8s tls: a hung API server does not delay /metrics"
+	"k8s: a watch that ends at once is retried after a back-off"
 	"k8s tls: in-cluster configuration with an IPv6 service host")
 skip_unless_fixtures "${NAMES[@]}"
 WORK=$(mktemp -d)
@@ -152,7 +153,21 @@ else
 		"slowest ${slowest}s, errors $(metric $((P + 1)) kubezonnet_kube_errors_total 'resource="pods"')"
 fi
 
-# 5. In a pod: KUBERNETES_SERVICE_HOST/PORT (IPv6, so the URL needs brackets) and the service
+# 5. Watches that end at once with no events (a broken proxy, say): asked again after a
+# back-off, not in a tight loop.
+P=$((BASE + 50))
+api $P "$WORK/req6" --empty-watches
+server $((P + 1)) "$WORK/log6" --kube-api "http://127.0.0.1:$P"
+wait_for 10 ready $((P + 1))
+sleep 6
+watches=$(grep -c '^/api/v1/pods?watch=1' "$WORK/req6")
+if [ "$watches" -ge 2 ] && [ "$watches" -le 6 ] && ready $((P + 1)); then
+	ok "k8s: a watch that ends at once is retried after a back-off ($watches pod watches in about 6 s)"
+else
+	not_ok "k8s: a watch that ends at once is retried after a back-off" "$watches pod watches in about 6 s"
+fi
+
+# 6. In a pod: KUBERNETES_SERVICE_HOST/PORT (IPv6, so the URL needs brackets) and the service
 # account's token and CA at their fixed path, made in a private mount namespace.
 P=$((BASE + 40))
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null; then
