@@ -313,7 +313,8 @@ static int endpoint_cidr_match(const struct endpoint_cidr *c, const uint8_t addr
 	return rest == 0 || ((addr[full] ^ c->addr[full]) & (0xff << (8 - rest)) & 0xff) == 0;
 }
 
-const struct endpoint *endpoint_lookup(const struct endpoint_index *x, const uint8_t addr[16])
+/* endpoint_exact returns the endpoint of exactly addr, or NULL. */
+static struct endpoint *endpoint_exact(const struct endpoint_index *x, const uint8_t addr[16])
 {
 	if (x->slots_cap) {
 		size_t i = endpoint_hash_addr(addr) & (x->slots_cap - 1);
@@ -323,6 +324,15 @@ const struct endpoint *endpoint_lookup(const struct endpoint_index *x, const uin
 			i = (i + 1) & (x->slots_cap - 1);
 		}
 	}
+	return NULL;
+}
+
+const struct endpoint *endpoint_lookup(const struct endpoint_index *x, const uint8_t addr[16])
+{
+	const struct endpoint *e = endpoint_exact(x, addr);
+
+	if (e)
+		return e;
 	for (size_t i = 0; i < x->cidrs_len; i++)
 		if (endpoint_cidr_match(&x->cidrs[i], addr))
 			return x->cidrs[i].e;
@@ -427,4 +437,46 @@ void endpoint_attribute(const struct endpoint_index *x, const char *node, const 
 	} else {
 		out->class = TRAFFIC_CROSS_ZONE;
 	}
+}
+
+/* endpoint_copy adds a copy of src's endpoint e to dst (pods onto dst's node of that name). */
+static struct endpoint *endpoint_copy(struct endpoint_index *dst, const struct endpoint *e)
+{
+	switch (e->kind) {
+	case ENDPOINT_NODE: {
+		struct endpoint *n = (struct endpoint *)endpoint_node(dst, e->name);
+		return n ? n : endpoint_add_node(dst, e->name, e->zone, e->region);
+	}
+	case ENDPOINT_POD:
+		if (!endpoint_node(dst, e->node->name) &&
+		    !endpoint_add_node(dst, e->node->name, e->node->zone, e->node->region))
+			return NULL;
+		return endpoint_add_pod(dst, e->namespace, e->name, e->workload, e->workload_kind,
+					e->node->name);
+	default:
+		return endpoint_add_external(dst, e->name, e->zone, e->region);
+	}
+}
+
+int endpoint_index_merge(struct endpoint_index *dst, struct endpoint_index *src)
+{
+	/* Nodes first, so that pods find theirs; src's user fields map to dst's endpoints. */
+	for (int pass = 0; pass < 2; pass++)
+		for (struct endpoint_block *b = src->blocks; b; b = b->next)
+			for (size_t i = 0; i < b->used; i++) {
+				struct endpoint *e = &b->items[i];
+				if ((e->kind == ENDPOINT_NODE) != (pass == 0))
+					continue;
+				if (!(e->user = endpoint_copy(dst, e)))
+					return -ENOMEM;
+			}
+	for (size_t i = 0; i < src->slots_cap; i++)
+		if (src->slots[i].e && !endpoint_exact(dst, src->slots[i].addr) &&
+		    endpoint_add_address(dst, src->slots[i].addr, src->slots[i].e->user) != 0)
+			return -ENOMEM;
+	for (size_t i = 0; i < src->cidrs_len; i++)
+		if (endpoint_add_cidr(dst, src->cidrs[i].addr, src->cidrs[i].prefix_len,
+				      src->cidrs[i].e->user) != 0)
+			return -ENOMEM;
+	return 0;
 }

@@ -78,6 +78,14 @@ const struct endpoint *endpoint_node(const struct endpoint_index *index, const c
 /* endpoint_count returns how many endpoints of kind the index holds. */
 size_t endpoint_count(const struct endpoint_index *index, enum endpoint_kind kind);
 
+/*
+ * endpoint_index_merge adds to dst what src knows and dst does not: src's nodes that dst lacks
+ * (by name), its pods and external networks, its addresses that dst does not map, and all
+ * its CIDRs. What dst already maps stays (the Kubernetes API wins over a topology file).
+ * src's endpoints' user fields are overwritten: src must not be a live index. 0 or -ENOMEM.
+ */
+int endpoint_index_merge(struct endpoint_index *dst, struct endpoint_index *src);
+
 /* endpoint_each calls fn for every endpoint. */
 void endpoint_each(struct endpoint_index *index, void (*fn)(struct endpoint *e, void *arg),
 		   void *arg);

@@ -115,6 +115,7 @@ struct server {
 	unsigned generation;
 	struct k8s_client *kube; /* --kube-api, or NULL */
 	long long kube_next_index_ms;
+	struct endpoint_index *topology_extra; /* with --kube-api: the topology file's index */
 	struct metrics_series *class_series[TRAFFIC_CLASSES];
 	/* Kept between scrapes: a large fresh buffer costs a page fault per 4 KiB every time. */
 	struct buf render, gzipped;
@@ -847,9 +848,18 @@ static int server_load_topology(struct server *s, int initial)
 		return -1;
 	}
 	SERVER_COUNT(&s->topology_reloads, 1, "ok");
-	server_log("topology %s: %zu nodes, %zu pods, %zu external networks", s->topology_path,
+	server_log("topology %s: %zu nodes, %zu pods, %zu external networks%s", s->topology_path,
 		   endpoint_count(x, ENDPOINT_NODE), endpoint_count(x, ENDPOINT_POD),
-		   endpoint_count(x, ENDPOINT_EXTERNAL));
+		   endpoint_count(x, ENDPOINT_EXTERNAL),
+		   s->kube ? ", added to what the Kubernetes API knows" : "");
+	if (s->kube) {
+		/* Merged into every index built from the API; rebuild now. */
+		endpoint_index_free(s->topology_extra);
+		s->topology_extra = x;
+		s->kube->changed = 1;
+		s->kube_next_index_ms = 0;
+		return 0;
+	}
 	server_set_index(s, x);
 	return 0;
 }
@@ -1192,6 +1202,10 @@ static void server_kube_step(struct server *s, const struct pollfd *pfds, int n,
 	if (!k8s_client_synced(s->kube) || !s->kube->changed || now < s->kube_next_index_ms)
 		return;
 	struct endpoint_index *x = k8s_store_index(s->kube->store);
+	if (x && s->topology_extra && endpoint_index_merge(x, s->topology_extra) != 0) {
+		endpoint_index_free(x);
+		x = NULL;
+	}
 	long long took = log_now_ms() - now;
 	/* At most once a second, and never more than a tenth of the loop's time. */
 	s->kube_next_index_ms = now + (took * 10 > 1000 ? took * 10 : 1000);
@@ -1299,6 +1313,7 @@ int main(int argc, char **argv)
 	const char *agent_listen = ":8081", *http_listen = ":8080";
 	struct sigaction sa = {.sa_handler = server_on_signal}, hup = {.sa_handler = server_on_hup};
 	struct k8s_options kube = {0};
+	int kube_off = 0;
 	long long next_sweep, sweep_ms;
 	int opt;
 
@@ -1417,18 +1432,19 @@ int main(int argc, char **argv)
 		server_log("out of memory for %d HTTP connections", s.http_max);
 		return 1;
 	}
-	if (s.topology_path && kube.url) {
-		fprintf(stderr, "kubezonnet-server: --topology and --kube-api cannot be used "
-				"together yet\n");
-		return 2;
-	}
+	if (kube.url && strcmp(kube.url, "off") == 0)
+		kube_off = 1, kube.url = NULL;
 	if ((kube.ca_file || kube.token_file) && !kube.url && !getenv("KUBERNETES_SERVICE_HOST")) {
 		fprintf(stderr,
 			"kubezonnet-server: --kube-ca and --kube-token-file need --kube-api\n");
 		return 2;
 	}
-	/* The source of endpoints: --topology, --kube-api, or in a cluster its API server. */
-	if (kube.url || (!s.topology_path && getenv("KUBERNETES_SERVICE_HOST"))) {
+	/*
+	 * The sources of endpoints: the Kubernetes API (--kube-api, or in a pod the in-cluster
+	 * API server unless --kube-api off) and the topology file; with both, the file adds
+	 * what the API does not know (external networks, machines outside the cluster).
+	 */
+	if (!kube_off && (kube.url || getenv("KUBERNETES_SERVICE_HOST"))) {
 		char err[512];
 		s.kube = calloc(1, sizeof(*s.kube));
 		if (!s.kube || k8s_client_init(s.kube, &kube, err, sizeof(err)) != 0) {
@@ -1440,12 +1456,11 @@ int main(int argc, char **argv)
 			   s.kube->host, s.kube->port,
 			   kube.url ? "" : " (in-cluster configuration)");
 	}
-	if (s.kube) {
+	if (s.topology_path && server_load_topology(&s, 1) != 0)
+		return 1;
+	if (s.kube)
 		s.index = endpoint_index_new(); /* until the first lists arrive; not ready before */
-	} else if (s.topology_path) {
-		if (server_load_topology(&s, 1) != 0)
-			return 1;
-	} else {
+	else if (!s.topology_path) {
 		s.index = endpoint_index_new();
 		s.ready = 1; /* no endpoint source to wait for */
 	}
@@ -1558,6 +1573,7 @@ int main(int argc, char **argv)
 		k8s_client_free(s.kube);
 		free(s.kube);
 	}
+	endpoint_index_free(s.topology_extra);
 	free(s.http);
 	free(pfds);
 	return 0;

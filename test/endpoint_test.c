@@ -223,11 +223,57 @@ static void test_many_pods(void)
 	endpoint_index_free(x);
 }
 
+static const struct endpoint *at(const struct endpoint_index *x, const char *ip)
+{
+	uint8_t a[16];
+
+	return endpoint_parse_address(ip, a, NULL) == 0 ? endpoint_lookup(x, a) : NULL;
+}
+
+/* The Kubernetes index keeps what it knows; the topology file adds the rest. */
+static void test_merge(void)
+{
+	struct endpoint_index *k = endpoint_index_new(), *t = endpoint_index_new();
+	uint8_t a[16];
+	unsigned int prefix;
+	struct endpoint *n1 = endpoint_add_node(k, "n1", "z1", "r1"), *e;
+
+	endpoint_parse_address("10.0.0.1", a, NULL);
+	endpoint_add_address(k, a, n1);
+	e = endpoint_add_node(t, "n1", "zone-from-file", NULL); /* known: the API's wins */
+	endpoint_parse_address("10.0.0.2", a, NULL);
+	endpoint_add_address(t, a, e);
+	e = endpoint_add_node(t, "vm", "z9", NULL);
+	endpoint_parse_address("10.0.0.1", a, NULL); /* claimed by both: the API's wins */
+	endpoint_add_address(t, a, e);
+	endpoint_parse_address("10.0.0.3", a, NULL);
+	endpoint_add_address(t, a, e);
+	e = endpoint_add_pod(t, "ns", "p", "w", "Deployment", "vm");
+	endpoint_parse_address("10.1.0.1", a, NULL);
+	endpoint_add_address(t, a, e);
+	e = endpoint_add_external(t, "internet", NULL, NULL);
+	endpoint_parse_address("0.0.0.0/0", a, &prefix);
+	endpoint_add_cidr(t, a, prefix, e);
+
+	EXPECT_EQ(endpoint_index_merge(k, t), 0);
+	endpoint_index_free(t); /* the merged index owns copies */
+	EXPECT(at(k, "10.0.0.1") == n1);
+	EXPECT(at(k, "10.0.0.2") == n1);
+	EXPECT(strcmp(n1->zone, "z1") == 0);
+	EXPECT(at(k, "10.0.0.3") && strcmp(at(k, "10.0.0.3")->name, "vm") == 0);
+	EXPECT(at(k, "10.1.0.1") && strcmp(at(k, "10.1.0.1")->zone, "z9") == 0 &&
+	       at(k, "10.1.0.1")->node == endpoint_node(k, "vm"));
+	EXPECT(at(k, "8.8.8.8") && at(k, "8.8.8.8")->kind == ENDPOINT_EXTERNAL);
+	EXPECT_EQ(endpoint_count(k, ENDPOINT_NODE), 2);
+	endpoint_index_free(k);
+}
+
 int main(void)
 {
 	test_attribution();
 	test_topology_errors();
 	RUN(test_example_file);
 	RUN(test_many_pods);
+	RUN(test_merge);
 	return test_done();
 }

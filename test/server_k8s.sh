@@ -7,7 +7,7 @@
 NAMES=("k8s: not ready before the first lists, ready after" "k8s: relist after an expired continue token"
 	"k8s: relist after an in-stream ERROR 410" "k8s: watch resumed from its last resourceVersion"
 	"k8s: the index follows the lists and events" "k8s: attribution with Kubernetes names"
-	"k8s: only list and watch of pods and nodes")
+	"k8s: only list and watch of pods and nodes" "k8s: a topology file adds external networks and machines")
 skip_unless_fixtures "${NAMES[@]}"
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -72,3 +72,27 @@ if [ -z "$others" ] && [ "$(wc -l <"$WORK/requests")" -ge 6 ]; then
 else
 	not_ok "k8s: only list and watch of pods and nodes" "$others"
 fi
+
+# --kube-api with --topology: the file adds what the API does not know (an external network,
+# a machine outside the cluster); an address both know keeps the API's answer.
+cat >"$WORK/extra.json" <<'JSON'
+{"nodes": [{"name": "vm-1", "zone": "zone-z", "ips": ["192.0.2.50"]},
+           {"name": "impostor", "zone": "zone-z", "ips": ["172.18.0.2"]}],
+ "external": [{"name": "internet", "cidr": "0.0.0.0/0"}]}
+JSON
+"$SERVER" --kube-api http://127.0.0.1:$API --topology "$WORK/extra.json" --http-listen 127.0.0.1:$((API + 3)) \
+	--agent-listen 127.0.0.1:$((API + 4)) --flow-logs all >"$WORK/flows2" 2>"$WORK/log2" &
+url=http://127.0.0.1:$((API + 3))
+ready2() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ]; }
+wait_for 15 ready2
+python3 "$TOP/test/wire_agent.py" 127.0.0.1 $((API + 4)) kind-worker2 11 1 fd00:10:244:1::3 9.9.9.9 100 \
+	2 fd00:10:244:1::3 192.0.2.50 200 3 fd00:10:244:1::3 172.18.0.2 300 >/dev/null 2>&1
+flows() { [ "$(wc -l <"$WORK/flows2")" -ge 3 ]; }
+wait_for 5 flows
+got=$(python3 -c '
+import json, sys
+for l in open(sys.argv[1]):
+    d = json.loads(l)["dst"]
+    print(d["ip"], d["kind"], d.get("name"), d.get("zone") if d.get("name") == "vm-1" else "")' "$WORK/flows2" | tr '\n' ';')
+check_eq "k8s: a topology file adds external networks and machines" "$got" \
+	"9.9.9.9 external internet ;192.0.2.50 node vm-1 zone-z;172.18.0.2 node kind-worker ;"
