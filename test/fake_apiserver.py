@@ -21,6 +21,8 @@ third event, without the last chunk; the next one must resume from the second ev
 resourceVersion (1700) and gets the rest. --429-pod-watch: the first pod watch answers 429.
 --hang: accept every connection and never answer.
 --empty-watches: every watch ends at once, with no events.
+--token-log FILE: append each request's bearer token (or "-") to FILE.
+--watch-seconds N (with --lists): a watch sends a BOOKMARK and ends normally after N s.
 --lists DIR: serve DIR/nodelist.json and DIR/podlist.json as they are (one page whatever the
 limit), and on the first pod watch the events in DIR/events.jsonl (if any) after 3 s; the
 watches then stay open and quiet.
@@ -47,6 +49,8 @@ ap.add_argument("--cut-node-watch", action="store_true")
 ap.add_argument("--429-pod-watch", dest="pod_watch_429", action="store_true")
 ap.add_argument("--hang", action="store_true")
 ap.add_argument("--empty-watches", action="store_true")
+ap.add_argument("--token-log")
+ap.add_argument("--watch-seconds", type=float)
 ap.add_argument("--lists")
 ARGS = ap.parse_args()
 PORT, FIX, LOG = ARGS.port, ARGS.fixtures, ARGS.log
@@ -102,6 +106,9 @@ class Handler(BaseHTTPRequestHandler):
         if ARGS.hang:
             while True:
                 time.sleep(1)
+        if ARGS.token_log:
+            with lock, open(ARGS.token_log, "a") as f:
+                f.write(self.headers.get("Authorization", "-").removeprefix("Bearer ") + "\n")
         if ARGS.token is not None:
             got = self.headers.get("Authorization", "")
             if got != "Bearer " + ARGS.token:
@@ -157,6 +164,13 @@ class Handler(BaseHTTPRequestHandler):
                 if first and os.path.exists(events):
                     time.sleep(3)
                     self.chunk(open(events, "rb").read())
+                if ARGS.watch_seconds:
+                    time.sleep(ARGS.watch_seconds)
+                    rv = q.get("resourceVersion", "1000")
+                    self.chunk(b'{"type":"BOOKMARK","object":{"kind":"%s","metadata":{"resourceVersion":"%s"}}}\n'
+                               % (b"Pod" if kind == "pods" else b"Node", rv.encode()))
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 while True:
                     time.sleep(1)
                     self.wfile.write(b"")
