@@ -1095,6 +1095,8 @@ static void server_http_read(struct server *s, struct server_http *c, long long 
 	}
 }
 
+#define SERVER_HTTP_KEEP_BUFFER (64u << 10)
+
 static void server_http_write(struct server_http *c)
 {
 	while (c->out_off < c->out.len) {
@@ -1107,6 +1109,9 @@ static void server_http_write(struct server_http *c)
 		c->out_off += (size_t)n;
 	}
 	c->out.len = c->out_off = 0;
+	/* An idle keep-alive connection does not keep a /metrics-sized buffer. */
+	if (c->out.cap > SERVER_HTTP_KEEP_BUFFER)
+		buf_free(&c->out);
 }
 
 static void server_http_close(struct server *s, int i)

@@ -121,3 +121,51 @@ fi
 check "http: ':PORT' answers on IPv4 (127.0.0.1)" curl -sf "http://127.0.0.1:$HTTP/healthz"
 acked=$(python3 "$TOP/test/wire_agent.py" ::1 $PORT n1 5 1 10.0.0.1 10.0.0.2 1 2>&1)
 check_eq "agents: ':PORT' takes agents over IPv6" "$acked" 1
+
+# Idle keep-alive connections do not each keep a /metrics-sized buffer: 4,000 pods with
+# cross-zone bytes (about 1 MiB of metrics), 40 scrapers that each fetch /metrics once and
+# stay connected; the server's RSS may not grow by anything like 40 responses.
+python3 - "$WORK/many.json" <<'PY'
+import json, sys
+pods = [{"namespace": "ns", "name": "pod-%04d" % i, "node": "n1", "workload": "w%d" % (i % 50),
+         "workload_kind": "Deployment", "ips": ["10.7.%d.%d" % (i // 250, i % 250 + 1)]} for i in range(4000)]
+json.dump({"nodes": [{"name": "n1", "zone": "a", "ips": ["10.6.0.1"]}, {"name": "n2", "zone": "b", "ips": ["10.6.0.2"]}],
+           "pods": pods}, open(sys.argv[1], "w"))
+PY
+P2=$((PORT + 7))
+"$SERVER" --topology "$WORK/many.json" --http-listen 127.0.0.1:$((P2 + 1)) --agent-listen 127.0.0.1:$P2 \
+	--flow-logs none 2>"$WORK/many.log" &
+many=$!
+wait_for 5 curl -sf -o /dev/null "http://127.0.0.1:$((P2 + 1))/readyz"
+args=()
+for i in $(seq 0 3999); do args+=($((i + 1)) 10.7.$((i / 250)).$((i % 250 + 1)) 10.6.0.2 1000); done
+python3 "$TOP/test/wire_agent.py" 127.0.0.1 $P2 n1 5 "${args[@]}" >/dev/null
+rss() { awk '$1 == "VmRSS:" { print $2 }' /proc/$many/status; }
+size=$(curl -s "http://127.0.0.1:$((P2 + 1))/metrics" | wc -c)
+before=$(rss)
+grown=$(python3 - $((P2 + 1)) "$many" <<'PY'
+import socket, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+conns = []
+for _ in range(40):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(65536)
+    head, body = data.split(b"\r\n\r\n", 1)
+    n = int([l.split(b":")[1] for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(body) < n:
+        body += s.recv(1 << 20)
+    conns.append(s)  # kept open, idle
+time.sleep(0.5)
+print(open("/proc/%s/status" % pid).read().split("VmRSS:")[1].split()[0])
+PY
+)
+growth=$((grown - before))
+if [ "$size" -gt 500000 ] && [ "$growth" -lt $((size * 40 / 1024 / 4)) ]; then
+	ok "server: idle keep-alive scrapers keep no response buffers ($((size / 1024)) KiB metrics, 40 idle: +${growth} KiB RSS)"
+else
+	not_ok "server: idle keep-alive scrapers keep no response buffers" "$((size / 1024)) KiB metrics, 40 idle connections: +${growth} KiB RSS"
+fi
+kill $many
