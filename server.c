@@ -132,6 +132,7 @@ struct server {
 	struct metrics_family agent_lost_bytes, agent_lost_packets, endpoints, build_info;
 	struct metrics_family http_requests, http_rejected, topology_reloads;
 	struct metrics_family kube_events, kube_relists, kube_errors, kube_rejected, kube_synced;
+	struct metrics_family out_dropped;
 	unsigned long long kube_errors_logged[2];
 };
 
@@ -207,6 +208,9 @@ static void server_metrics_init(struct server *s)
 	       METRICS_COUNTER, "reason");
 	FAMILY(topology_reloads, "kubezonnet_topology_reloads_total",
 	       "Topology file loads, by result.", METRICS_COUNTER, "result");
+	FAMILY(out_dropped, "kubezonnet_flow_logs_dropped_total",
+	       "Flow log (and --dump-records) lines dropped because stdout did not keep up.",
+	       METRICS_COUNTER, );
 	FAMILY(kube_events, "kubezonnet_kube_watch_events_total",
 	       "Watch events received from the Kubernetes API, bookmarks included.",
 	       METRICS_COUNTER, "resource");
@@ -390,18 +394,94 @@ static struct server_instance *server_instance(struct server *s, uint64_t id)
 	return oldest;
 }
 
+/*
+ * ---- stdout: flow logs and --dump-records ----
+ * Lines are buffered here and written only as fast as stdout takes them (at most 4 KiB per
+ * write, each after poll() says it is writable): a stalled log reader never blocks the loop.
+ * Past SERVER_OUT_MAX pending bytes, whole lines are dropped and counted.
+ */
+#define SERVER_OUT_MAX (8u << 20)
+
+static struct buf server_out;
+static size_t server_out_off, server_out_mark;
+static unsigned long long server_out_dropped;
+
+static void server_out_begin(void)
+{
+	server_out_mark = server_out.len;
+}
+
+static void server_out_end(void)
+{
+	if (server_out.oom || server_out.len - server_out_off > SERVER_OUT_MAX) {
+		server_out.len = server_out_mark; /* drop the whole line */
+		server_out.oom = 0;
+		server_out_dropped++;
+	}
+}
+
+#define OUT(...) buf_printf(&server_out, __VA_ARGS__)
+
+static void server_out_char(char c)
+{
+	buf_append(&server_out, &c, 1);
+}
+
+/*
+ * server_out_flush writes what stdout takes now; with block set (at exit), what it takes
+ * within two seconds.
+ */
+static void server_out_flush(int block)
+{
+	size_t budget = 1u << 20;
+	long long deadline = log_now_ms() + 2000;
+
+	while (server_out_off < server_out.len && (block || budget)) {
+		struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
+		size_t n = server_out.len - server_out_off;
+		ssize_t w;
+		long long left = deadline - log_now_ms();
+
+		if (poll(&p, 1, block && left > 0 ? (int)left : 0) <= 0 || !(p.revents & POLLOUT))
+			break;
+		w = write(STDOUT_FILENO, server_out.p + server_out_off, n < 4096 ? n : 4096);
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (w <= 0) { /* stdout is gone: nothing written to it will be read */
+			server_out_off = server_out.len;
+			break;
+		}
+		server_out_off += (size_t)w;
+		budget = budget > (size_t)w ? budget - (size_t)w : 0;
+	}
+	if (server_out_off == server_out.len) {
+		server_out.len = server_out_off = 0;
+	} else if (server_out_off > server_out.len / 2) {
+		memmove(server_out.p, server_out.p + server_out_off,
+			server_out.len - server_out_off);
+		server_out.len -= server_out_off;
+		server_out_off = 0;
+	}
+}
+
+static int server_out_pending(void)
+{
+	return server_out.len > server_out_off;
+}
+
 static void server_dump(const struct server_agent *a, const struct wire_stats *st)
 {
-	printf("{\"type\":\"report\",\"node\":\"%s\",\"instance\":\"%016llx\",\"sequence\":%llu,"
-	       "\"start_ns\":%llu,\"end_ns\":%llu,\"records\":%u,"
-	       "\"lost_map_full_packets\":%llu,\"lost_map_full_bytes\":%llu,"
-	       "\"lost_other_packets\":%llu,\"lost_other_bytes\":%llu}\n",
-	       a->node, (unsigned long long)a->instance_id, (unsigned long long)st->sequence,
-	       (unsigned long long)st->start_ns, (unsigned long long)st->end_ns, st->count,
-	       (unsigned long long)st->loss.map_full_packets,
-	       (unsigned long long)st->loss.map_full_bytes,
-	       (unsigned long long)st->loss.other_packets,
-	       (unsigned long long)st->loss.other_bytes);
+	server_out_begin();
+	OUT("{\"type\":\"report\",\"node\":\"%s\",\"instance\":\"%016llx\",\"sequence\":%llu,"
+	    "\"start_ns\":%llu,\"end_ns\":%llu,\"records\":%u,"
+	    "\"lost_map_full_packets\":%llu,\"lost_map_full_bytes\":%llu,"
+	    "\"lost_other_packets\":%llu,\"lost_other_bytes\":%llu}\n",
+	    a->node, (unsigned long long)a->instance_id, (unsigned long long)st->sequence,
+	    (unsigned long long)st->start_ns, (unsigned long long)st->end_ns, st->count,
+	    (unsigned long long)st->loss.map_full_packets,
+	    (unsigned long long)st->loss.map_full_bytes, (unsigned long long)st->loss.other_packets,
+	    (unsigned long long)st->loss.other_bytes);
+	server_out_end();
 	for (uint32_t i = 0; i < st->count; i++) {
 		struct wire_record r;
 		char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
@@ -409,13 +489,14 @@ static void server_dump(const struct server_agent *a, const struct wire_stats *s
 		wire_record_get(st, i, &r);
 		endpoint_format_address(r.src, src, sizeof(src));
 		endpoint_format_address(r.dst, dst, sizeof(dst));
-		printf("{\"type\":\"record\",\"node\":\"%s\",\"sequence\":%llu,\"family\":%u,"
-		       "\"protocol\":%u,\"port\":%u,\"src\":\"%s\",\"dst\":\"%s\",\"bytes\":%llu,"
-		       "\"packets\":%llu}\n",
-		       a->node, (unsigned long long)st->sequence, r.family, r.protocol, r.port, src,
-		       dst, (unsigned long long)r.bytes, (unsigned long long)r.packets);
+		server_out_begin();
+		OUT("{\"type\":\"record\",\"node\":\"%s\",\"sequence\":%llu,\"family\":%u,"
+		    "\"protocol\":%u,\"port\":%u,\"src\":\"%s\",\"dst\":\"%s\",\"bytes\":%llu,"
+		    "\"packets\":%llu}\n",
+		    a->node, (unsigned long long)st->sequence, r.family, r.protocol, r.port, src,
+		    dst, (unsigned long long)r.bytes, (unsigned long long)r.packets);
+		server_out_end();
 	}
-	fflush(stdout);
 }
 
 /* server_handle_stats decodes, deduplicates and acknowledges one STATS frame. */
@@ -639,17 +720,17 @@ static struct server_endpoint_series *server_series(struct server *s, const stru
 
 static void server_json_string(const char *v)
 {
-	putchar('"');
+	server_out_char('"');
 	for (; v && *v; v++) {
 		unsigned char c = (unsigned char)*v;
 		if (c == '"' || c == '\\')
-			printf("\\%c", c);
+			OUT("\\%c", c);
 		else if (c < 0x20)
-			printf("\\u%04x", c);
+			OUT("\\u%04x", c);
 		else
-			putchar(c);
+			server_out_char(c);
 	}
-	putchar('"');
+	server_out_char('"');
 }
 
 static void server_flow_endpoint(const char *key, const uint8_t addr[16], const struct endpoint *e)
@@ -658,29 +739,29 @@ static void server_flow_endpoint(const char *key, const uint8_t addr[16], const 
 	char ip[INET6_ADDRSTRLEN];
 
 	endpoint_format_address(addr, ip, sizeof(ip));
-	printf("\"%s\":{\"ip\":\"%s\",\"kind\":\"%s\"", key, ip, kinds[e ? e->kind : 0]);
+	OUT("\"%s\":{\"ip\":\"%s\",\"kind\":\"%s\"", key, ip, kinds[e ? e->kind : 0]);
 	if (e) {
 		if (e->kind == ENDPOINT_POD) {
-			printf(",\"namespace\":");
+			OUT(",\"namespace\":");
 			server_json_string(e->namespace);
-			printf(",\"pod\":");
+			OUT(",\"pod\":");
 			server_json_string(e->name);
-			printf(",\"workload\":");
+			OUT(",\"workload\":");
 			server_json_string(e->workload);
-			printf(",\"workload_kind\":");
+			OUT(",\"workload_kind\":");
 			server_json_string(e->workload_kind);
 		} else {
-			printf(",\"name\":");
+			OUT(",\"name\":");
 			server_json_string(e->name);
 		}
 		if (e->node) {
-			printf(",\"node\":");
+			OUT(",\"node\":");
 			server_json_string(e->node->name);
 		}
-		printf(",\"zone\":");
+		OUT(",\"zone\":");
 		server_json_string(server_zone_label(e));
 	}
-	putchar('}');
+	server_out_char('}');
 }
 
 static void server_flow_log(const struct server_agent *a, const struct wire_record *r,
@@ -689,15 +770,17 @@ static void server_flow_log(const struct server_agent *a, const struct wire_reco
 	char when[40];
 
 	log_time(when, sizeof(when), 1);
-	printf("{\"time\":\"%s\",\"node\":\"%s\",\"class\":\"%s\",\"direction\":\"%s\","
-	       "\"protocol\":%u,\"port\":%u,\"bytes\":%llu,\"packets\":%llu,",
-	       when, a->node, traffic_class_name(at->class),
-	       at->direction == TRAFFIC_SENT ? "sent" : "received", r->protocol, r->port,
-	       (unsigned long long)r->bytes, (unsigned long long)r->packets);
+	server_out_begin();
+	OUT("{\"time\":\"%s\",\"node\":\"%s\",\"class\":\"%s\",\"direction\":\"%s\","
+	    "\"protocol\":%u,\"port\":%u,\"bytes\":%llu,\"packets\":%llu,",
+	    when, a->node, traffic_class_name(at->class),
+	    at->direction == TRAFFIC_SENT ? "sent" : "received", r->protocol, r->port,
+	    (unsigned long long)r->bytes, (unsigned long long)r->packets);
 	server_flow_endpoint("src", r->src, at->src);
-	putchar(',');
+	server_out_char(',');
 	server_flow_endpoint("dst", r->dst, at->dst);
-	puts("}");
+	OUT("}\n");
+	server_out_end();
 }
 
 /* server_zone_pair returns the zone-pair series, through a cache keyed by string identity. */
@@ -777,8 +860,6 @@ static void server_account_report(struct server *s, const struct server_agent *a
 		wire_record_get(st, i, &r);
 		server_account(s, a, &r);
 	}
-	if (s->flow_logs != FLOW_LOGS_NONE)
-		fflush(stdout);
 }
 
 static void server_free_series(struct endpoint *e, void *arg)
@@ -873,7 +954,7 @@ static void server_render_metrics(struct server *s, struct buf *b)
 		&s->last_report, &s->agent_lost_bytes, &s->agent_lost_packets, &s->endpoints,
 		&s->build_info,	 &s->http_requests,    &s->http_rejected,      &s->topology_reloads,
 		&s->kube_events, &s->kube_relists,     &s->kube_errors,	       &s->kube_rejected,
-		&s->kube_synced,
+		&s->kube_synced, &s->out_dropped,
 	};
 	static const char *const kinds[] = {"pod", "node", "external"};
 	struct metrics_series *x;
@@ -887,6 +968,9 @@ static void server_render_metrics(struct server *s, struct buf *b)
 					    : 0;
 	if ((x = metrics_get(&s->build_info, (const char *const[]){KUBEZONNET_VERSION})))
 		x->gauge = 1;
+	if ((s->flow_logs != FLOW_LOGS_NONE || s->dump_records) &&
+	    (x = metrics_get(&s->out_dropped, NULL)))
+		x->count = server_out_dropped;
 	if ((x = metrics_get(&s->reports, (const char *const[]){"stored"})))
 		x->count = s->stats.reports_stored;
 	if ((x = metrics_get(&s->reports, (const char *const[]){"duplicate"})))
@@ -1432,7 +1516,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &hup, NULL);
 	s.http = calloc((size_t)s.http_max, sizeof(*s.http));
-	pfds = calloc((size_t)(4 + SERVER_MAX_AGENTS + s.http_max), sizeof(*pfds));
+	pfds = calloc((size_t)(5 + SERVER_MAX_AGENTS + s.http_max), sizeof(*pfds));
 	if (!s.http || !pfds) {
 		server_log("out of memory for %d HTTP connections", s.http_max);
 		return 1;
@@ -1510,6 +1594,8 @@ int main(int argc, char **argv)
 		k0 = np;
 		if (s.kube)
 			np += nk = k8s_client_pollfds(s.kube, pfds + np);
+		if (server_out_pending()) /* woken when stdout takes more */
+			pfds[np++] = (struct pollfd){.fd = STDOUT_FILENO, .events = POLLOUT};
 		n = poll(pfds, (nfds_t)np, s.kube ? (s.kube->busy ? 0 : 200) : 1000);
 		if (n < 0 && errno != EINTR) {
 			server_log("poll: %s", strerror(errno));
@@ -1561,6 +1647,7 @@ int main(int argc, char **argv)
 			server_http_accept(&s);
 		if (s.kube)
 			server_kube_step(&s, pfds + k0, nk, now);
+		server_out_flush(0);
 		if (now >= next_sweep) {
 			server_sweep(&s, now);
 			next_sweep = now + sweep_ms;
@@ -1568,6 +1655,7 @@ int main(int argc, char **argv)
 	}
 	server_log("stopping: %llu reports stored, %llu duplicates", s.stats.reports_stored,
 		   s.stats.reports_duplicate);
+	server_out_flush(1);
 	for (int i = s.n_agents - 1; i >= 0; i--)
 		server_agent_close(&s, i);
 	for (int i = s.n_http - 1; i >= 0; i--)

@@ -169,3 +169,23 @@ else
 	not_ok "server: idle keep-alive scrapers keep no response buffers" "$((size / 1024)) KiB metrics, 40 idle connections: +${growth} KiB RSS"
 fi
 kill $many
+
+# A flow log reader that stops reading (a full pipe) never stalls the server: /metrics and the
+# agents are still served, and the lines that cannot be written are dropped and counted.
+mkfifo "$WORK/fifo"
+exec 3<>"$WORK/fifo" # held open and never read
+P3=$((PORT + 9))
+"$SERVER" --topology "$WORK/many.json" --http-listen 127.0.0.1:$((P3 + 1)) --agent-listen 127.0.0.1:$P3 \
+	--flow-logs all >"$WORK/fifo" 2>"$WORK/stalled.log" &
+stalled=$!
+wait_for 5 curl -sf -o /dev/null "http://127.0.0.1:$((P3 + 1))/readyz"
+acks=$(timeout 60 python3 "$TOP/test/wire_agent.py" 127.0.0.1 $P3 n1 6 --bulk 40 1000 10.7.0.1 10.6.0.2 100 | wc -w)
+t=$(curl -s -o "$WORK/stalled.txt" -w '%{time_total}' --max-time 5 "http://127.0.0.1:$((P3 + 1))/metrics")
+dropped=$(awk '$1 == "kubezonnet_flow_logs_dropped_total" { print $2 }' "$WORK/stalled.txt")
+if [ "$acks" = 40 ] && [ "${dropped:-0}" -gt 0 ] && awk -v t="$t" 'BEGIN { exit !(t < 1) }'; then
+	ok "server: a stalled flow log reader stalls nothing (40,000 records acknowledged, $dropped lines dropped, /metrics in ${t}s)"
+else
+	not_ok "server: a stalled flow log reader stalls nothing" "$acks of 40 reports acknowledged, dropped '${dropped}', /metrics took ${t}s"
+fi
+kill -9 $stalled # (a server blocked on its stdout would not stop otherwise)
+exec 3>&-

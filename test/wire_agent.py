@@ -7,6 +7,11 @@ with records of their choosing.
 
 Each (SEQ, SRC, DST, BYTES) becomes one STATS frame with one UDP record on port 53; it
 prints the acknowledged sequence numbers.
+
+  wire_agent.py HOST PORT NODE INSTANCE --bulk FRAMES RECORDS SRC DST BYTES
+
+sends FRAMES frames (sequences 1..FRAMES) of RECORDS records each, from SRC to DST on ports
+1..RECORDS.
 """
 import ipaddress
 import socket
@@ -33,6 +38,21 @@ def main():
     hello = struct.pack(">IHQH", 0x4B5A4E54, 1, instance, len(n)) + n + struct.pack(">H", 4) + b"test"
     s.sendall(frame(1, hello))
     acked = []
+    if rest and rest[0] == "--bulk":
+        frames, count, src, dst, nbytes = int(rest[1]), int(rest[2]), rest[3], rest[4], int(rest[5])
+        s16, fam = addr16(src)
+        d16, _ = addr16(dst)
+        records = b"".join(struct.pack(">BBH", fam, 17, port) + s16 + d16 + struct.pack(">QQ", nbytes, 1)
+                           for port in range(1, count + 1))
+        rest = []
+        for seq in range(1, frames + 1):
+            s.sendall(frame(2, struct.pack(">QQQQQQQI", seq, 1, 2, 0, 0, 0, 0, count) + records))
+            head = s.recv(8, socket.MSG_WAITALL)
+            length, ftype, _ = struct.unpack(">IHH", head)
+            body = s.recv(length - 4, socket.MSG_WAITALL)
+            if ftype != 3:
+                sys.exit("expected ACK, got frame type %d: %r" % (ftype, body))
+            acked.append(struct.unpack(">Q", body)[0])
     for i in range(0, len(rest), 4):
         seq, src, dst, nbytes = int(rest[i]), rest[i + 1], rest[i + 2], int(rest[i + 3])
         s16, fam = addr16(src)
