@@ -387,6 +387,7 @@ static void k8s_start(struct k8s_client *c, struct k8s_watch *w, long long now)
 	w->chunked = 0;
 	w->body_complete = 0;
 	w->page_done = 0;
+	w->continue_unusable = 0;
 	w->content_left = -1;
 	memset(&w->dechunk, 0, sizeof(w->dechunk));
 	memset(&w->list, 0, sizeof(w->list));
@@ -514,9 +515,13 @@ static void k8s_list_meta(struct k8s_client *c, struct k8s_watch *w, const char 
 	if (k8s_tokens_parse(&c->tokens, js, len) <= 0)
 		return;
 	t = c->tokens.t;
-	if (json_string(js, t, json_get(js, t, 0, "continue"), w->next_continue,
-			sizeof(w->next_continue)) < 0)
+	int ci = json_get(js, t, 0, "continue");
+	if (json_string(js, t, ci, w->next_continue, sizeof(w->next_continue)) < 0) {
 		w->next_continue[0] = '\0';
+		/* A token we cannot keep: not the last page, so list again in full. */
+		if (ci >= 0 && t[ci].type == JSON_STRING && t[ci].end > t[ci].start)
+			w->continue_unusable = 1;
+	}
 	json_string(js, t, json_get(js, t, 0, "resourceVersion"), w->resource_version,
 		    sizeof(w->resource_version));
 }
@@ -571,6 +576,15 @@ static int k8s_list_feed(struct k8s_client *c, struct k8s_watch *w, long long no
 /* k8s_page_end finishes a list page that arrived whole. */
 static void k8s_page_end(struct k8s_client *c, struct k8s_watch *w)
 {
+	if (w->continue_unusable && !w->unpaged) {
+		w->continue_unusable = 0;
+		snprintf(w->last_error, sizeof(w->last_error),
+			 "a continue token over 2 KiB: listing again without pages");
+		k8s_relist(w);
+		w->unpaged = 1;
+		return;
+	}
+	w->continue_unusable = 0;
 	if (w->next_continue[0] && !w->unpaged) {
 		memcpy(w->continue_token, w->next_continue, sizeof(w->continue_token));
 		return;

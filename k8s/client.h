@@ -54,7 +54,8 @@ struct k8s_watch {
 	int listing; /* 1: listing (pages), 0: watching */
 	int unpaged; /* the next list asks for everything at once (after an expired continue) */
 	int first_page, page_done;
-	int synced; /* a full list has completed */
+	int continue_unusable; /* this page's continue token did not fit */
+	int synced;	       /* a full list has completed */
 	char resource_version[64];
 	char continue_token[2048], next_continue[2048];
 	char *request;

@@ -21,6 +21,7 @@ third event, without the last chunk; the next one must resume from the second ev
 resourceVersion (1700) and gets the rest. --429-pod-watch: the first pod watch answers 429.
 --hang: accept every connection and never answer.
 --empty-watches: every watch ends at once, with no events.
+--long-continue: the first node page's continue token is 3,000 bytes long.
 --token-log FILE: append each request's bearer token (or "-") to FILE.
 --watch-seconds N (with --lists): a watch sends a BOOKMARK and ends normally after N s.
 --lists DIR: serve DIR/nodelist.json and DIR/podlist.json as they are (one page whatever the
@@ -49,6 +50,7 @@ ap.add_argument("--cut-node-watch", action="store_true")
 ap.add_argument("--429-pod-watch", dest="pod_watch_429", action="store_true")
 ap.add_argument("--hang", action="store_true")
 ap.add_argument("--empty-watches", action="store_true")
+ap.add_argument("--long-continue", action="store_true")
 ap.add_argument("--token-log")
 ap.add_argument("--watch-seconds", type=float)
 ap.add_argument("--lists")
@@ -139,7 +141,8 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_json(200, {"kind": "NodeList", "apiVersion": "v1",
                                             "metadata": {"resourceVersion": "1500"}, "items": items[2:]})
             return self.send_json(200, {"kind": "NodeList", "apiVersion": "v1",
-                                        "metadata": {"resourceVersion": "1500", "continue": "page2"},
+                                        "metadata": {"resourceVersion": "1500",
+                                                     "continue": "x" * 3000 if ARGS.long_continue else "page2"},
                                         "items": items[:2]})
         if kind == "pods":
             with lock:

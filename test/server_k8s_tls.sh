@@ -13,6 +13,7 @@ NAMES=("k8s tls: ready over https with the CA and the token file"
 	"k8s tls: a certificate for another name is refused"
 	"k8s tls: a hung API server does not delay /metrics"
 	"k8s: a watch that ends at once is retried after a back-off"
+	"k8s: a continue token too long to keep: one full list instead"
 	"k8s tls: in-cluster configuration with an IPv6 service host")
 skip_unless_fixtures "${NAMES[@]}"
 WORK=$(mktemp -d)
@@ -167,7 +168,21 @@ else
 	not_ok "k8s: a watch that ends at once is retried after a back-off" "$watches pod watches in about 6 s"
 fi
 
-# 6. In a pod: KUBERNETES_SERVICE_HOST/PORT (IPv6, so the URL needs brackets) and the service
+# 6. A continue token longer than the client keeps (2 KiB): rather than take the first page
+# for the whole list, it lists again in full.
+P=$((BASE + 60))
+api $P "$WORK/req7" --long-continue
+server $((P + 1)) "$WORK/log7" --kube-api "http://127.0.0.1:$P"
+nodes_are() { [ "$(metric $((P + 1)) kubezonnet_endpoints 'kind="node"')" = 3 ]; }
+wait_for 10 nodes_are
+if nodes_are && grep -q '^/api/v1/nodes?resourceVersion=0$' "$WORK/req7" && ! grep -q 'continue=' "$WORK/req7"; then
+	ok "k8s: a continue token too long to keep: one full list instead"
+else
+	not_ok "k8s: a continue token too long to keep: one full list instead" \
+		"$(metric $((P + 1)) kubezonnet_endpoints 'kind="node"') nodes; $(grep nodes "$WORK/req7" | tr '\n' ' ')"
+fi
+
+# 7. In a pod: KUBERNETES_SERVICE_HOST/PORT (IPv6, so the URL needs brackets) and the service
 # account's token and CA at their fixed path, made in a private mount namespace.
 P=$((BASE + 40))
 if [ "$(id -u)" != 0 ] || ! command -v unshare >/dev/null; then
