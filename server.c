@@ -1521,8 +1521,10 @@ int main(int argc, char **argv)
 		server_log("out of memory for %d HTTP connections", s.http_max);
 		return 1;
 	}
-	if (kube.url && strcmp(kube.url, "off") == 0)
-		kube_off = 1, kube.url = NULL;
+	if (kube.url && strcmp(kube.url, "off") == 0) {
+		kube_off = 1;
+		kube.url = NULL;
+	}
 	if ((kube.ca_file || kube.token_file) && !kube.url && !getenv("KUBERNETES_SERVICE_HOST")) {
 		fprintf(stderr,
 			"kubezonnet-server: --kube-ca and --kube-token-file need --kube-api\n");

@@ -106,6 +106,12 @@ static int k8s_parse_url(struct k8s_client *c, const char *url)
 		return -1;
 	memcpy(c->host, h, hl);
 	c->host[hl] = '\0';
+	if (c->host[0] == '[') {
+		memcpy(c->name, c->host + 1, hl - 2);
+		c->name[hl - 2] = '\0';
+	} else {
+		memcpy(c->name, c->host, hl + 1);
+	}
 	if (colon) {
 		size_t pl = (size_t)(end - colon - 1);
 		if (!pl || pl >= sizeof(c->port) || strspn(colon + 1, "0123456789") < pl)
@@ -132,7 +138,7 @@ static void k8s_ssl_error(char *err, size_t err_len, const char *what)
 int k8s_client_init(struct k8s_client *c, const struct k8s_options *o, char *err, size_t err_len)
 {
 	const char *ca = o->ca_file;
-	static char sa_ca[4200];
+	char sa_ca[4200];
 
 	memset(c, 0, sizeof(*c));
 	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : K8S_TIMEOUT_DEFAULT;
@@ -340,9 +346,7 @@ static void k8s_start(struct k8s_client *c, struct k8s_watch *w, long long now)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
 	struct addrinfo *res = NULL;
-	char host[256];
 	unsigned timeout = 300 + k8s_random(301);
-	size_t hl = strlen(c->host);
 
 	if (c->token_file[0] && (!c->token_read_ms || now - c->token_read_ms >= K8S_TOKEN_REREAD)) {
 		char err[512];
@@ -360,14 +364,7 @@ static void k8s_start(struct k8s_client *c, struct k8s_watch *w, long long now)
 	w->first_page = w->listing && !w->continue_token[0];
 	w->started_ms = now;
 	w->events_at_start = w->events;
-	/* An IPv6 address comes in brackets in the URL, without them to getaddrinfo. */
-	if (c->host[0] == '[') {
-		memcpy(host, c->host + 1, hl - 2);
-		host[hl - 2] = '\0';
-	} else {
-		memcpy(host, c->host, hl + 1);
-	}
-	if (getaddrinfo(host, c->port, &hints, &res) != 0 || !res) {
+	if (getaddrinfo(c->name, c->port, &hints, &res) != 0 || !res) {
 		k8s_fail(w, now, "cannot resolve the API server");
 		return;
 	}
@@ -397,24 +394,16 @@ static void k8s_start(struct k8s_client *c, struct k8s_watch *w, long long now)
 /* k8s_tls_begin creates the TLS session: SNI for names, and the name or IP to verify. */
 static int k8s_tls_begin(struct k8s_client *c, struct k8s_watch *w)
 {
-	char host[256];
-	size_t hl = strlen(c->host);
 	SSL *ssl = SSL_new(c->ssl_ctx);
 
 	if (!ssl)
 		return -1;
 	w->ssl = ssl;
-	if (c->host[0] == '[') {
-		memcpy(host, c->host + 1, hl - 2);
-		host[hl - 2] = '\0';
-	} else {
-		memcpy(host, c->host, hl + 1);
-	}
 	if (!SSL_set_fd(ssl, w->fd))
 		return -1;
-	if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) == 1) {
+	if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), c->name) == 1) {
 		/* an IP address: checked against the certificate's IP SANs, no SNI */
-	} else if (!SSL_set_tlsext_host_name(ssl, host) || !SSL_set1_host(ssl, host)) {
+	} else if (!SSL_set_tlsext_host_name(ssl, c->name) || !SSL_set1_host(ssl, c->name)) {
 		return -1;
 	}
 	SSL_set_connect_state(ssl);

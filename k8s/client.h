@@ -79,6 +79,7 @@ struct k8s_watch {
 
 struct k8s_client {
 	char host[256]; /* as written in a URL: an IPv6 address in brackets */
+	char name[256]; /* the same without brackets: to resolve, and to verify */
 	char port[8];
 	int tls;
 	void *ssl_ctx; /* SSL_CTX * */

@@ -10,11 +10,7 @@ NAMES=("exact: UDP IPv4" "exact: UDP IPv6" "exact: ICMP IPv4" "exact: ICMP IPv6"
 	"exact: TCP IPv4, offloads off" "exact: TCP IPv6, offloads off"
 	"exact: IPv4 fragments" "exact: IPv6 fragments"
 	"GSO: TCP IPv4 bytes are wire bytes" "GSO: TCP IPv6 bytes are wire bytes")
-skip_unless_root "${NAMES[@]}"
-trap scenario_cleanup EXIT
-WORK=$(mktemp -d)
-TRAFFIC=$TOP/test/traffic.py
-bpffs_setup
+scenario_begin "${NAMES[@]}"
 topology_setup
 offload off
 nft_setup

@@ -9,11 +9,7 @@ NAMES=("full map: counted plus lost equals the total, loss reported"
 	"concurrency: 100 ms drains while both CPUs add new flows for 20 s"
 	"restart: kill -9 mid-traffic, then start again"
 	"server unreachable for 30 s: nothing lost, nothing counted twice")
-skip_unless_root "${NAMES[@]}"
-trap scenario_cleanup EXIT
-WORK=$(mktemp -d)
-TRAFFIC=$TOP/test/traffic.py
-bpffs_setup
+scenario_begin "${NAMES[@]}"
 topology_setup
 offload off
 # IPv4 only: the loss counters cover every family, and IPv6 neighbour discovery on the veths

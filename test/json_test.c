@@ -211,30 +211,6 @@ static void test_prefixes(void)
 	EXPECT(parse_guarded(js, len, t, 32) > 0);
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf;
-	long n;
-
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
-	if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	buf[n] = '\0';
-	*len = (size_t)n;
-	return buf;
-}
-
-/* Every fixture: .json parses whole; .jsonl parses line by line. */
 /*
  * stream_list feeds doc to json_list_next `step` bytes at a time (the buffer keeps only what
  * is not consumed, as the client does) and checks each item against the whole document's
@@ -325,6 +301,10 @@ static void test_list_stream(void)
 	EXPECT_EQ(stream_list(deep, strlen(deep), 16, NULL, -1), JSON_E_DEPTH);
 }
 
+/*
+ * Every fixture: .json parses whole (and a list item by item when streamed); .jsonl parses
+ * line by line.
+ */
 static void test_fixtures(void)
 {
 	const char *dir =
@@ -347,7 +327,7 @@ static void test_fixtures(void)
 				     strcmp(e->d_name + name_len - 6, ".jsonl") != 0))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		buf = slurp(path, &len);
+		buf = test_slurp(path, &len);
 		EXPECT(buf != NULL);
 		if (!buf)
 			continue;

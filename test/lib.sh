@@ -87,6 +87,17 @@ bpffs_setup() {
 	mount -t bpf bpf "$BPFFS"
 }
 
+# scenario_begin NAME...: starts a root scenario: without root the named tests skip; on exit
+# everything is cleaned up (scenario_cleanup). Sets WORK (a scratch directory), TRAFFIC
+# (test/traffic.py) and BPFFS (a bpf filesystem of the test's own).
+scenario_begin() {
+	skip_unless_root "$@"
+	trap scenario_cleanup EXIT
+	WORK=$(mktemp -d)
+	TRAFFIC=$TOP/test/traffic.py
+	bpffs_setup
+}
+
 PIDS=()
 # bg CMD...: runs a command in the background and remembers it for cleanup.
 bg() {

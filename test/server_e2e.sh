@@ -22,11 +22,7 @@ NAMES=("$E: pod1 cross-zone bytes equal nftables" "$E: pod3 cross-zone bytes equ
 [ -z "$E2E_KUBE" ] && NAMES+=("http: keep-alive" "http: HEAD" "http: 404" "http: 405" "http: gzip" "http: readyz"
 	"hostile agent peer: rejected and counted, others unaffected"
 	"prometheus: topk(20, rate(pod_cross_zone_network_traffic_bytes_total[5m]))")
-skip_unless_root "${NAMES[@]}"
-trap scenario_cleanup EXIT
-WORK=$(mktemp -d)
-TRAFFIC=$TOP/test/traffic.py
-bpffs_setup
+scenario_begin "${NAMES[@]}"
 
 A=${NS_PREFIX}node-a B=${NS_PREFIX}node-b
 P1=${NS_PREFIX}pod1 P2=${NS_PREFIX}pod2 P3=${NS_PREFIX}pod3

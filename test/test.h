@@ -131,26 +131,19 @@ static inline size_t test_unhex(const char *s, unsigned char *out, size_t cap)
 	return n;
 }
 
-/*
- * test_fixture reads ../shared/fixtures/k8s/NAME (or $KZN_FIXTURES/NAME) into a malloc'd,
- * NUL-terminated buffer; NULL when it is not there (tests then skip).
- */
-static inline char *test_fixture(const char *name, size_t *len)
+/* test_slurp reads path into a malloc'd, NUL-terminated buffer; NULL when it cannot. */
+static inline char *test_slurp(const char *path, size_t *len)
 {
-	const char *dir =
-		getenv("KZN_FIXTURES") ? getenv("KZN_FIXTURES") : "../shared/fixtures/k8s";
-	char path[1024];
-	FILE *f;
+	FILE *f = fopen(path, "rb");
 	char *buf;
 	long n;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (!(f = fopen(path, "rb")))
+	if (!f)
 		return NULL;
 	fseek(f, 0, SEEK_END);
 	n = ftell(f);
 	fseek(f, 0, SEEK_SET);
-	buf = malloc((size_t)n + 1);
+	buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
 	if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
 		free(buf);
 		fclose(f);
@@ -160,6 +153,20 @@ static inline char *test_fixture(const char *name, size_t *len)
 	buf[n] = '\0';
 	*len = (size_t)n;
 	return buf;
+}
+
+/*
+ * test_fixture reads ../shared/fixtures/k8s/NAME (or $KZN_FIXTURES/NAME) into a malloc'd,
+ * NUL-terminated buffer; NULL when it is not there (tests then skip).
+ */
+static inline char *test_fixture(const char *name, size_t *len)
+{
+	const char *dir =
+		getenv("KZN_FIXTURES") ? getenv("KZN_FIXTURES") : "../shared/fixtures/k8s";
+	char path[1024];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return test_slurp(path, len);
 }
 
 #endif /* KUBEZONNET_TEST_H */

@@ -30,6 +30,15 @@ def addr16(text):
     return a.packed, 6
 
 
+def read_ack(s):
+    """The sequence number of the next frame, which must be an ACK."""
+    length, ftype, _ = struct.unpack(">IHH", s.recv(8, socket.MSG_WAITALL))
+    body = s.recv(length - 4, socket.MSG_WAITALL)
+    if ftype != 3:
+        sys.exit("expected ACK, got frame type %d: %r" % (ftype, body))
+    return struct.unpack(">Q", body)[0]
+
+
 def main():
     host, port, node, instance = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     rest = sys.argv[5:]
@@ -47,12 +56,7 @@ def main():
         rest = []
         for seq in range(1, frames + 1):
             s.sendall(frame(2, struct.pack(">QQQQQQQI", seq, 1, 2, 0, 0, 0, 0, count) + records))
-            head = s.recv(8, socket.MSG_WAITALL)
-            length, ftype, _ = struct.unpack(">IHH", head)
-            body = s.recv(length - 4, socket.MSG_WAITALL)
-            if ftype != 3:
-                sys.exit("expected ACK, got frame type %d: %r" % (ftype, body))
-            acked.append(struct.unpack(">Q", body)[0])
+            acked.append(read_ack(s))
     for i in range(0, len(rest), 4):
         seq, src, dst, nbytes = int(rest[i]), rest[i + 1], rest[i + 2], int(rest[i + 3])
         s16, fam = addr16(src)
@@ -60,12 +64,7 @@ def main():
         record = struct.pack(">BBH", fam, 17, 53) + s16 + d16 + struct.pack(">QQ", nbytes, 1)
         stats = struct.pack(">QQQQQQQI", seq, 1, 2, 0, 0, 0, 0, 1) + record
         s.sendall(frame(2, stats))
-        head = s.recv(8, socket.MSG_WAITALL)
-        length, ftype, _ = struct.unpack(">IHH", head)
-        body = s.recv(length - 4, socket.MSG_WAITALL)
-        if ftype != 3:
-            sys.exit("expected ACK, got frame type %d: %r" % (ftype, body))
-        acked.append(struct.unpack(">Q", body)[0])
+        acked.append(read_ack(s))
     print(" ".join(map(str, acked)))
 
 
