@@ -6,8 +6,10 @@
  *
  * Nothing is lost:
  * - The kernel maps, links and the agent's own state are pinned under --pin-path, so counting
- *   goes on while the agent restarts (even after kill -9), and a new agent continues the same
- *   report stream (instance id, sequence) where the old one stopped.
+ *   goes on while the agent restarts (SIGTERM, kill -9) or is upgraded, and a new agent
+ *   continues the same report stream (instance id, sequence) where the old one stopped. The
+ *   links run a dispatcher that never changes; an upgrade swaps the counting program behind
+ *   it atomically. Only --uninstall detaches.
  * - A drain swaps the active flow map for the idle one (the swap waits for running programs),
  *   builds one STATS frame from the frozen map, and clears that map only once the server has
  *   acknowledged the frame. Until then the active map keeps counting; when it fills up, the
@@ -18,6 +20,7 @@
  * Life cycle, as in libbpf-bootstrap: open -> configure -> load -> attach -> loop -> cleanup.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -35,8 +38,10 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <linux/magic.h>
 #include <linux/netfilter.h>
 #include <bpf/bpf.h>
@@ -63,6 +68,8 @@ struct agent_config {
 	unsigned int interval_ms;
 	unsigned int map_entries;
 	const char *pin_path;
+	enum { AGENT_RUN, AGENT_UNINSTALL, AGENT_MOUNT_BPFFS } mode;
+	int pause; /* after --uninstall or --mount-bpffs: sleep until SIGTERM */
 };
 
 enum agent_conn_state { AGENT_DISCONNECTED, AGENT_CONNECTING, AGENT_CONNECTED };
@@ -373,41 +380,197 @@ static int agent_acknowledged(struct agent *a)
 /* ---- BPF set-up ---- */
 
 /*
- * agent_ensure_bpffs makes sure the pin path's directory is on a bpf filesystem: it mounts
- * one on /sys/fs/bpf when the default path is used and nothing is mounted there (as a node
- * without systemd's mount would have), and creates the pin directory.
+ * ---- capabilities ----
+ * A container that lacks one of the capabilities the agent needs fails in the bpf() call
+ * that needs it, with a bare EPERM. The agent reads its effective set (capget, no libcap) to
+ * say which one is missing.
  */
-static int agent_ensure_bpffs(const char *pin_path)
+#ifndef CAP_PERFMON
+#define CAP_PERFMON 38
+#endif
+#ifndef CAP_BPF
+#define CAP_BPF 39
+#endif
+
+/* agent_has_cap tells whether cap is in this process's effective set. */
+static int agent_has_cap(int cap)
 {
-	char parent[PATH_MAX];
-	struct statfs fs;
+	struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct d[2] = {{0}};
+
+	if (syscall(SYS_capget, &h, d) != 0)
+		return 1; /* cannot tell: assume present, name nothing */
+	return (d[cap / 32].effective >> (cap % 32)) & 1;
+}
+
+/*
+ * agent_missing_caps writes into buf the capabilities of the agent's set (CAP_BPF,
+ * CAP_NET_ADMIN, CAP_PERFMON) that this process lacks, as " (missing capability CAP_X,
+ * CAP_Y)", or an empty string when it has them all. CAP_SYS_ADMIN stands in for CAP_BPF and
+ * CAP_PERFMON, as in the kernel.
+ */
+static const char *agent_missing_caps(char *buf, size_t len)
+{
+	static const struct {
+		int cap;
+		const char *name;
+	} need[] = {{CAP_BPF, "CAP_BPF"},
+		    {CAP_NET_ADMIN, "CAP_NET_ADMIN"},
+		    {CAP_PERFMON, "CAP_PERFMON"}};
+	int admin = agent_has_cap(CAP_SYS_ADMIN);
+	size_t n = 0;
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+		if (agent_has_cap(need[i].cap) || (admin && need[i].cap != CAP_NET_ADMIN))
+			continue;
+		n += (size_t)snprintf(buf + n, n < len ? len - n : 0, "%s%s",
+				      n ? ", " : " (missing capability ", need[i].name);
+	}
+	if (n)
+		snprintf(buf + n, n < len ? len - n : 0, ")");
+	return buf;
+}
+
+/* ---- BPF set-up ---- */
+
+/* agent_pin_parent writes the pin path's parent directory into parent (PATH_MAX bytes). */
+static int agent_pin_parent(const char *pin_path, char *parent)
+{
 	char *slash;
 
-	if (snprintf(parent, sizeof(parent), "%s", pin_path) >= (int)sizeof(parent))
-		return -ENAMETOOLONG;
+	snprintf(parent, PATH_MAX, "%s", pin_path);
 	slash = strrchr(parent, '/');
-	if (!slash || slash == parent) {
+	if (strlen(pin_path) >= PATH_MAX || !slash || slash == parent) {
 		agent_log("--pin-path %s: want a directory below a bpf filesystem", pin_path);
 		return -EINVAL;
 	}
 	*slash = '\0';
-	if (statfs(parent, &fs) != 0 || fs.f_type != BPF_FS_MAGIC) {
-		if (strcmp(parent, "/sys/fs/bpf") != 0) {
-			agent_log(
-				"%s is not a bpf filesystem: mount one with 'mount -t bpf bpf %s'",
-				parent, parent);
-			return -EINVAL;
-		}
-		if (mount("bpf", parent, "bpf", 0, "mode=0700") != 0) {
-			agent_log("mount bpf filesystem on %s: %s", parent, strerror(errno));
-			return -errno;
-		}
-		agent_log("mounted a bpf filesystem on %s", parent);
+	return 0;
+}
+
+static int agent_is_bpffs(const char *path)
+{
+	struct statfs fs;
+
+	return statfs(path, &fs) == 0 && fs.f_type == BPF_FS_MAGIC;
+}
+
+/*
+ * agent_check_bpffs makes sure the pin path's parent is a bpf filesystem and creates the pin
+ * directory. The agent never mounts one itself: a bpffs mounted inside the agent's container
+ * would vanish with it, and its pins (the counts of a restart or upgrade) with them. It must
+ * be the node's own (systemd mounts one on /sys/fs/bpf); --mount-bpffs does that, for an
+ * init container that may mount on the host.
+ */
+static int agent_check_bpffs(const char *pin_path)
+{
+	char parent[PATH_MAX];
+
+	if (agent_pin_parent(pin_path, parent) != 0)
+		return -EINVAL;
+	if (!agent_is_bpffs(parent)) {
+		agent_log(
+			"%s is not a bpf filesystem: the node must mount one there ('mount -t bpf "
+			"bpf %s' on the node, or deploy.yaml's mount-bpffs init container, which "
+			"runs 'kubezonnet-agent --mount-bpffs'), and the agent's container must "
+			"see the node's mount (a hostPath volume)",
+			parent, parent);
+		return -ENOENT;
 	}
 	if (mkdir(pin_path, 0700) != 0 && errno != EEXIST) {
 		agent_log("mkdir %s: %s", pin_path, strerror(errno));
 		return -errno;
 	}
+	return 0;
+}
+
+/*
+ * agent_mount_bpffs mounts a bpf filesystem on the pin path's parent unless one is there
+ * (--mount-bpffs). Needs CAP_SYS_ADMIN; in a pod, a volume with Bidirectional mount
+ * propagation, so that the mount is the node's and outlives the container.
+ */
+static int agent_mount_bpffs(const char *pin_path)
+{
+	char parent[PATH_MAX];
+
+	if (agent_pin_parent(pin_path, parent) != 0)
+		return -EINVAL;
+	if (agent_is_bpffs(parent)) {
+		agent_log("%s is a bpf filesystem already", parent);
+		return 0;
+	}
+	if (mkdir(parent, 0700) != 0 && errno != EEXIST) {
+		agent_log("mkdir %s: %s", parent, strerror(errno));
+		return -errno;
+	}
+	if (mount("bpf", parent, "bpf", 0, "mode=0700") != 0) {
+		int err = errno;
+		agent_log("mount bpf filesystem on %s: %s%s", parent, strerror(err),
+			  err == EPERM && !agent_has_cap(CAP_SYS_ADMIN)
+				  ? " (missing capability CAP_SYS_ADMIN)"
+				  : "");
+		return -err;
+	}
+	agent_log("mounted a bpf filesystem on %s", parent);
+	return 0;
+}
+
+/*
+ * agent_uninstall detaches every link pinned under the pin path (a pinned link is attached
+ * for as long as its pin exists, and no agent holds one once it has exited) and removes the
+ * maps and state pinned beside them, then the directory. Counts not yet shipped are lost.
+ */
+static int agent_uninstall(const char *pin_path)
+{
+	static const char *const order[] = {"link_", ""}; /* links first: stop counting */
+	int removed = 0, failed = 0;
+	struct statfs fs;
+
+	if (statfs(pin_path, &fs) != 0) {
+		if (errno == ENOENT) {
+			agent_log("uninstall: nothing is pinned at %s", pin_path);
+			return 0;
+		}
+		agent_log("uninstall: %s: %s", pin_path, strerror(errno));
+		return -errno;
+	}
+	if (!agent_is_bpffs(pin_path)) {
+		agent_log("uninstall: %s is not on a bpf filesystem", pin_path);
+		return -EINVAL;
+	}
+	for (size_t pass = 0; pass < 2; pass++) {
+		DIR *d = opendir(pin_path);
+		struct dirent *e;
+
+		if (!d) {
+			agent_log("uninstall: opendir %s: %s", pin_path, strerror(errno));
+			return -errno;
+		}
+		while ((e = readdir(d))) {
+			char path[PATH_MAX];
+
+			if (e->d_name[0] == '.' ||
+			    strncmp(e->d_name, order[pass], strlen(order[pass])) != 0)
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", pin_path, e->d_name);
+			if (unlink(path) == 0) {
+				removed++;
+			} else {
+				agent_log("uninstall: unlink %s: %s", path, strerror(errno));
+				failed++;
+			}
+		}
+		closedir(d);
+	}
+	if (rmdir(pin_path) != 0) {
+		agent_log("uninstall: rmdir %s: %s", pin_path, strerror(errno));
+		return -errno;
+	}
+	if (failed)
+		return -EIO;
+	agent_log("uninstalled: detached the program and removed %d pins and %s", removed,
+		  pin_path);
 	return 0;
 }
 
@@ -442,9 +605,10 @@ static int agent_prog_tag(int prog_fd, __u8 tag[BPF_TAG_SIZE])
 }
 
 /*
- * agent_reuse_link returns the link pinned at path when it runs the same program as ours (a
- * previous agent of this version, still counting), so that a restart loses no packet. A link
- * running another program (an older agent) is removed: the new one replaces it.
+ * agent_reuse_link returns the link pinned at path when it runs our dispatcher (kzn_dispatch
+ * never changes, so any earlier agent's link qualifies): the link stays attached and counting
+ * goes on. A link running anything else (an agent from before the dispatcher) is replaced;
+ * packets that pass in the microseconds between are not counted, once.
  */
 static struct bpf_link *agent_reuse_link(const char *path, int our_prog_fd)
 {
@@ -471,13 +635,13 @@ static struct bpf_link *agent_reuse_link(const char *path, int our_prog_fd)
 	return NULL;
 }
 
-/* agent_attach attaches our program at POSTROUTING for one family, reusing a pinned link. */
+/* agent_attach attaches the dispatcher at POSTROUTING for one family, reusing a pinned link. */
 static struct bpf_link *agent_attach(struct agent *a, int pf, const char *name, int *reused)
 {
 	LIBBPF_OPTS(bpf_netfilter_opts, opts, .pf = (__u32)pf, .hooknum = NF_INET_POST_ROUTING,
 		    .priority = KZN_NF_PRIORITY);
-	struct bpf_program *prog = a->skel->progs.kzn_postrouting;
-	char path[PATH_MAX];
+	struct bpf_program *prog = a->skel->progs.kzn_dispatch;
+	char path[PATH_MAX], caps[96];
 	struct bpf_link *link;
 
 	snprintf(path, sizeof(path), "%s/link_%s", a->config.pin_path, name);
@@ -488,7 +652,9 @@ static struct bpf_link *agent_attach(struct agent *a, int pf, const char *name, 
 	}
 	link = bpf_program__attach_netfilter(prog, &opts);
 	if (!link) {
-		agent_log("attach netfilter %s POSTROUTING: %s", name, strerror(errno));
+		int err = errno;
+		agent_log("attach netfilter %s POSTROUTING: %s%s", name, strerror(err),
+			  err == EPERM ? agent_missing_caps(caps, sizeof(caps)) : "");
 		return NULL;
 	}
 	if (bpf_link__pin(link, path) != 0) {
@@ -497,6 +663,35 @@ static struct bpf_link *agent_attach(struct agent *a, int pf, const char *name, 
 		return NULL;
 	}
 	return link;
+}
+
+/*
+ * agent_install_counter makes our counting program the one the dispatcher runs: one atomic
+ * update of kzn_progs, so every packet is counted by the old program or by ours, exactly
+ * once. Done before the first link is attached, and on every start (an upgrade).
+ */
+static int agent_install_counter(struct agent *a)
+{
+	int progs_fd = bpf_map__fd(a->skel->maps.kzn_progs);
+	int ours = bpf_program__fd(a->skel->progs.kzn_postrouting);
+	__u32 zero = 0, old_id = 0;
+	__u8 old_tag[BPF_TAG_SIZE], new_tag[BPF_TAG_SIZE];
+	int old_fd;
+
+	/* A prog array answers a lookup from user space with the program's id. */
+	if (bpf_map_lookup_elem(progs_fd, &zero, &old_id) == 0 && old_id &&
+	    (old_fd = bpf_prog_get_fd_by_id(old_id)) >= 0) {
+		if (agent_prog_tag(old_fd, old_tag) == 0 && agent_prog_tag(ours, new_tag) == 0 &&
+		    memcmp(old_tag, new_tag, BPF_TAG_SIZE) != 0)
+			agent_log("upgrading the counting program in place (program %u replaced)",
+				  old_id);
+		close(old_fd);
+	}
+	if (bpf_map_update_elem(progs_fd, &zero, &ours, BPF_ANY) != 0) {
+		agent_log("install the counting program in kzn_progs: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
 }
 
 /*
@@ -548,7 +743,7 @@ static int agent_open_bpf(struct agent *a)
 	unsigned int pinned;
 	int rc;
 
-	rc = agent_ensure_bpffs(a->config.pin_path);
+	rc = agent_check_bpffs(a->config.pin_path);
 	if (rc)
 		return rc;
 	a->map_entries = a->config.map_entries;
@@ -562,9 +757,12 @@ static int agent_open_bpf(struct agent *a)
 	/*
 	 * Counting GSO segments reads the skb's shared info; should a kernel refuse that from a
 	 * netfilter program, load again without it and count skb->len (one header per
-	 * super-packet).
+	 * super-packet). A missing capability is not such a kernel: it is named, and the agent
+	 * stops rather than count less than it should.
 	 */
 	for (int count_gso = 1; count_gso >= 0; count_gso--) {
+		char caps[96];
+
 		a->skel = kubezonnet_bpf__open_opts(&opts);
 		if (!a->skel) {
 			agent_log("open BPF object: %s", strerror(errno));
@@ -579,11 +777,12 @@ static int agent_open_bpf(struct agent *a)
 		rc = -errno;
 		kubezonnet_bpf__destroy(a->skel);
 		a->skel = NULL;
-		if (!count_gso) {
-			agent_log("load BPF program: %s (needs root, Linux 6.4+ with BTF; if the "
-				  "maps "
-				  "pinned at %s are from an incompatible version, remove them)",
-				  strerror(-rc), a->config.pin_path);
+		agent_missing_caps(caps, sizeof(caps));
+		if (!count_gso || caps[0]) {
+			agent_log("load BPF program: %s%s (needs Linux 6.4+ with BTF, and CAP_BPF, "
+				  "CAP_NET_ADMIN and CAP_PERFMON; if the maps pinned at %s are "
+				  "from an incompatible version, remove them with --uninstall)",
+				  strerror(-rc), caps, a->config.pin_path);
 			return rc;
 		}
 	}
@@ -839,46 +1038,39 @@ static void agent_step(struct agent *a, int timeout_cap_ms)
 }
 
 /*
- * agent_shutdown stops counting, then ships what is left within AGENT_SHUTDOWN_WAIT. When
- * everything was acknowledged the pins are removed; otherwise they stay for the next agent.
+ * agent_shutdown ships what was counted up to now within AGENT_SHUTDOWN_WAIT and leaves the
+ * program attached and everything pinned: a rolling update's SIGTERM is followed by a new
+ * agent seconds later, and the kernel counts on in between. A report the server has not
+ * acknowledged by then stays pinned, and the next agent sends it. (--uninstall is what
+ * detaches.)
  */
 static void agent_shutdown(struct agent *a)
 {
 	long long deadline = log_now_ms() + AGENT_SHUTDOWN_WAIT;
-	int swapped = 0;
+	int drained = 0;
 
-	for (int i = 0; i < 2; i++) {
-		bpf_link__unpin(a->links[i]);
-		bpf_link__destroy(a->links[i]);
-		a->links[i] = NULL;
-	}
 	a->drain_due = 0;
-	agent_log("detached; sending the last report");
 	a->next_connect_ms = 0;
 	a->backoff_ms = AGENT_BACKOFF_MIN;
+	a->next_drain_ms = deadline + 1000; /* no interval drains: only the last one below */
 	while (log_now_ms() < deadline) {
 		if (a->state.pending_sequence == 0) {
-			if (swapped)
+			if (drained || agent_drain(a) != 0)
 				break;
-			/* The swap also waits out programs still running on other CPUs. */
-			if (agent_swap(a) != 0 || agent_prepare_pending(a) != 0)
-				break;
-			swapped = 1;
+			drained = 1;
 		}
-		a->next_drain_ms = deadline + 1000; /* no interval drains while shutting down */
 		if (a->conn == AGENT_DISCONNECTED && log_now_ms() >= a->next_connect_ms)
 			agent_connect(a);
 		agent_step(a, 100);
 	}
-	if (a->state.pending_sequence == 0 && swapped) {
-		bpf_object__unpin_maps(a->skel->obj, NULL);
-		rmdir(a->config.pin_path);
-		agent_log("all counts acknowledged; removed %s", a->config.pin_path);
-	} else {
-		agent_log("server did not acknowledge the last report in time: kept it pinned in "
-			  "%s for the next agent",
+	if (a->state.pending_sequence == 0)
+		agent_log("last report acknowledged; the program keeps counting for the next agent "
+			  "(pinned at %s)",
 			  a->config.pin_path);
-	}
+	else
+		agent_log("the server did not acknowledge report %llu in time: it stays pinned at "
+			  "%s for the next agent, and the program keeps counting",
+			  (unsigned long long)a->state.pending_sequence, a->config.pin_path);
 }
 
 /* ---- flags ---- */
@@ -891,8 +1083,10 @@ static void agent_usage(FILE *out)
 		"Counts the bytes and packets of every flow leaving this node's network namespace\n"
 		"with an eBPF program on netfilter POSTROUTING (IPv4 and IPv6) and ships the "
 		"counts\n"
-		"to kubezonnet-server. Needs root (or CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON and\n"
-		"CAP_SYS_ADMIN to mount bpffs) and Linux 6.4 or newer with BTF.\n"
+		"to kubezonnet-server. Needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON (or root),\n"
+		"a bpf filesystem at --pin-path's parent) and Linux 6.4 or newer with BTF. On\n"
+		"SIGTERM it ships a last report and exits; the program keeps counting for the\n"
+		"next agent.\n"
 		"\n"
 		"  -s, --server HOST:PORT  kubezonnet-server's agent port (resolved on every "
 		"connect);\n"
@@ -903,6 +1097,15 @@ static void agent_usage(FILE *out)
 		"  -m, --map-entries N     flows held per interval (default %u, %u..%u)\n"
 		"  -p, --pin-path DIR      where maps, links and state are pinned on bpffs\n"
 		"                          (default %s)\n"
+		"      --uninstall         detach the program and remove everything pinned at\n"
+		"                          --pin-path, then exit (counts not yet shipped are "
+		"lost)\n"
+		"      --mount-bpffs       mount a bpf filesystem on --pin-path's parent unless "
+		"one\n"
+		"                          is there, then exit (needs CAP_SYS_ADMIN; for an init\n"
+		"                          container on a node without one)\n"
+		"      --pause             after --uninstall or --mount-bpffs, stay running until\n"
+		"                          SIGTERM (for a DaemonSet)\n"
 		"  -h, --help              this text\n"
 		"  -V, --version           print the version and exit\n",
 		KZN_MAP_ENTRIES_DEFAULT, KZN_MAP_ENTRIES_MIN, KZN_MAP_ENTRIES_MAX,
@@ -939,6 +1142,9 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		{"interval", required_argument, NULL, 'i'},
 		{"map-entries", required_argument, NULL, 'm'},
 		{"pin-path", required_argument, NULL, 'p'},
+		{"uninstall", no_argument, NULL, 'U'},
+		{"mount-bpffs", no_argument, NULL, 'M'},
+		{"pause", no_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -983,6 +1189,15 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		case 'p':
 			c->pin_path = optarg;
 			break;
+		case 'U':
+			c->mode = AGENT_UNINSTALL;
+			break;
+		case 'M':
+			c->mode = AGENT_MOUNT_BPFFS;
+			break;
+		case 'P':
+			c->pause = 1;
+			break;
 		case 'h':
 			agent_usage(stdout);
 			return 1;
@@ -998,6 +1213,17 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		fprintf(stderr, "kubezonnet-agent: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	if (c->pin_path[0] != '/') {
+		fprintf(stderr, "kubezonnet-agent: --pin-path: want an absolute path\n");
+		return 2;
+	}
+	if (c->pause && c->mode == AGENT_RUN) {
+		fprintf(stderr,
+			"kubezonnet-agent: --pause goes with --uninstall or --mount-bpffs\n");
+		return 2;
+	}
+	if (c->mode != AGENT_RUN)
+		return 0;
 	if (!c->server || !*c->server) {
 		fprintf(stderr, "kubezonnet-agent: --server HOST:PORT is required\n");
 		return 2;
@@ -1024,10 +1250,6 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 			c->node);
 		return 2;
 	}
-	if (c->pin_path[0] != '/') {
-		fprintf(stderr, "kubezonnet-agent: --pin-path: want an absolute path\n");
-		return 2;
-	}
 	return 0;
 }
 
@@ -1049,10 +1271,20 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 
+	if (a.config.mode != AGENT_RUN) {
+		rc = a.config.mode == AGENT_UNINSTALL ? agent_uninstall(a.config.pin_path)
+						      : agent_mount_bpffs(a.config.pin_path);
+		while (rc == 0 && a.config.pause && !agent_stop)
+			pause();
+		return rc ? 1 : 0;
+	}
+
 	rc = 1;
 	if (agent_open_bpf(&a) != 0)
 		goto cleanup;
 	if (agent_recover(&a) != 0)
+		goto cleanup;
+	if (agent_install_counter(&a) != 0)
 		goto cleanup;
 	a.links[0] = agent_attach(&a, NFPROTO_IPV4, "ipv4", &reused[0]);
 	a.links[1] = agent_attach(&a, NFPROTO_IPV6, "ipv6", &reused[1]);
@@ -1086,7 +1318,7 @@ int main(int argc, char **argv)
 cleanup:
 	if (a.sock >= 0)
 		close(a.sock);
-	/* On an error exit the links stay pinned: counting goes on for the next agent. */
+	/* Links stay pinned, on SIGTERM as on an error: counting goes on for the next agent. */
 	for (int i = 0; i < 2; i++)
 		bpf_link__destroy(a.links[i]);
 	kubezonnet_bpf__destroy(a.skel);

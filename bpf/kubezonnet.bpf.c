@@ -118,6 +118,19 @@ static __always_inline void kzn_count(void *flows, const struct kzn_flow_key *ke
 	__sync_fetch_and_add(&value->packets, packets);
 }
 
+/*
+ * Slot 0: the counting program (kzn_postrouting) that kzn_dispatch hands every packet to.
+ * Replacing it is one atomic pointer swap: each packet runs either the old or the new
+ * counting program, never both and never neither, which is how an upgrade loses nothing.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kzn_progs SEC(".maps");
+
 SEC("netfilter")
 int kzn_postrouting(struct bpf_nf_ctx *ctx)
 {
@@ -136,6 +149,21 @@ int kzn_postrouting(struct bpf_nf_ctx *ctx)
 		kzn_count(&kzn_flows_b, &key, bytes, packets);
 	else
 		kzn_count(&kzn_flows_a, &key, bytes, packets);
+	return NF_ACCEPT;
+}
+
+/*
+ * What the netfilter links run: a tail call into the counting program in kzn_progs. Its
+ * instructions must never change from one release to the next: a new agent recognises a
+ * running dispatcher by its tag and keeps its link (attaching anew leaves a gap in which
+ * packets pass uncounted), then swaps in its own counting program. The tail call never fails
+ * while the agent is installed: the slot is filled before the first link is attached and
+ * emptied only after the last one is gone (--uninstall).
+ */
+SEC("netfilter")
+int kzn_dispatch(struct bpf_nf_ctx *ctx)
+{
+	bpf_tail_call(ctx, &kzn_progs, 0);
 	return NF_ACCEPT;
 }
 

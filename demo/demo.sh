@@ -30,8 +30,8 @@ die() {
 teardown() {
 	local ns pid
 	pkill -f "$TOP/demo/table.py" 2>/dev/null
-	# Agents first, gently, while the server still runs: they detach, ship their last
-	# interval and remove their pins.
+	# Agents first, gently, while the server still runs: they ship their last interval. The
+	# programs they leave counting go with the bpf filesystem unmounted below.
 	pkill -TERM -f "kubezonnet-agent .*--pin-path $STATE/" 2>/dev/null
 	for _ in $(seq 80); do
 		pgrep -f "kubezonnet-agent .*--pin-path $STATE/" >/dev/null || break

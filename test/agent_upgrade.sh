@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Restarts and upgrades lose nothing and count nothing twice, against nftables counters in the
+# node namespace, with traffic flowing all along: the agent stopped with SIGTERM (what a
+# DaemonSet rolling update does) and started again seconds later, once with the server
+# reachable and once while the server's agent port drops every packet; and an upgrade to a
+# changed program (built here from a modified copy of the source, as a new release would be)
+# and back again.
+. "$(dirname "$0")/lib.sh"
+
+NAMES=("SIGTERM and restart, server reachable: nothing lost, nothing counted twice"
+	"SIGTERM and restart while the agent port drops every packet: nothing lost"
+	"upgrade to a changed program and back, mid-traffic: nothing lost, links kept"
+	"upgrade: the counting program is swapped in place, not re-attached")
+scenario_begin "${NAMES[@]}"
+topology_setup
+offload off
+# IPv4 only, as in agent_lossless.sh: IPv6 neighbour discovery adds packets no test controls.
+for ns in "$NODE" "$POD1" "$POD2"; do
+	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+done
+nft_setup
+
+# A new release: the same source with one constant of the program changed (a different
+# program tag), built into its own directory.
+VARIANT=$WORK/variant
+mkdir -p "$VARIANT"
+cp -r "$TOP/Makefile" "$TOP"/*.c "$TOP"/*.h "$TOP/bpf" "$VARIANT/"
+rm -f "$VARIANT/server.c"
+sed -i 's/^#define KZN_IPV6_EXT_MAX 6$/#define KZN_IPV6_EXT_MAX 5/' "$VARIANT/bpf/kubezonnet.h"
+grep -q 'KZN_IPV6_EXT_MAX 5' "$VARIANT/bpf/kubezonnet.h" || not_ok "${NAMES[2]}" "could not change the variant's program"
+make -s -C "$VARIANT" kubezonnet-agent >"$WORK/variant.log" 2>&1 || {
+	not_ok "${NAMES[2]}" "building the variant failed"
+	sed 's/^/#   /' "$WORK/variant.log" | tail -5
+}
+
+BASE="0 0"
+sink_udp() {
+	local b p
+	read -r b p < <(sink_count "$WORK/sink" 10.77.1.2 10.77.2.2 udp)
+	echo "$((b - ${BASE% *})) $((p - ${BASE#* }))"
+}
+totals_match() { [ "$(sink_udp)" = "$(nft_count 10.77.1.2 10.77.2.2 udp)" ]; }
+
+# begin: quiet traffic, every count shipped, fresh nftables counters and a new BASE.
+begin() {
+	wait_for 20 totals_match
+	ip netns exec "$NODE" nft delete table inet kzt
+	nft_setup
+	BASE=$(sink_count "$WORK/sink" 10.77.1.2 10.77.2.2 udp)
+	# About 200 packets a second on new flows, for SECONDS.
+	in_pod "$POD1" python3 "$TRAFFIC" udp-flood 10.77.2.2 "$1" 1 >/dev/null &
+	SENDER=$!
+}
+
+# verdict NAME: the sink caught up with nftables within 40 s after the traffic ended.
+verdict() {
+	wait "$SENDER"
+	wait_for 40 totals_match
+	local got want
+	got=$(sink_udp)
+	want=$(nft_count 10.77.1.2 10.77.2.2 udp)
+	if [ "$got" = "$want" ] && [ "${want% *}" -gt 0 ]; then
+		ok "$1 (UDP $got bytes packets)"
+	else
+		not_ok "$1" "agent reported '$got' (bytes packets), nftables counted '$want'"
+		tail -8 "$WORK/agent" | sed 's/^/#   /'
+	fi
+}
+
+stop_agent() {
+	kill -TERM "$AGENT_PID"
+	wait "$AGENT_PID"
+}
+
+# links: the ids of the links pinned by the agents of this test.
+links() {
+	local f
+	for f in link_ipv4 link_ipv6; do
+		bpftool -j link show pinned "$BPFFS/kubezonnet/$f" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
+	done | tr '\n' ' '
+}
+
+sink_start "$WORK/sink"
+agent_start "$WORK/agent" --interval 1s
+
+# 1. SIGTERM, two seconds without an agent, a new agent.
+begin 8
+sleep 2
+stop_agent
+sleep 2
+agent_start "$WORK/agent" --interval 1s
+verdict "${NAMES[0]}"
+
+# 2. The same while the agent port drops every packet: the last report cannot be
+# acknowledged, stays pinned, and the new agent sends it once the port is open again.
+begin 14
+sleep 2
+ip netns exec "$NODE" nft -f - <<'NFT'
+table inet kzt_cut {
+	chain out {
+		type filter hook output priority 0; policy accept;
+		tcp dport 18081 drop
+	}
+}
+NFT
+sleep 1
+stop_agent
+agent_start "$WORK/agent" --interval 1s
+sleep 3
+ip netns exec "$NODE" nft delete table inet kzt_cut
+verdict "${NAMES[1]}"
+grep -q "stays pinned" "$WORK/agent" ||
+	not_ok "${NAMES[1]}: the last report stayed pinned" "no 'stays pinned' line in the agent's log"
+
+# 3. Upgrade to the variant mid-traffic, then back.
+begin 10
+before=$(links)
+sleep 2
+stop_agent
+AGENT=$VARIANT/kubezonnet-agent agent_start "$WORK/agent" --interval 1s
+sleep 3
+stop_agent
+agent_start "$WORK/agent" --interval 1s
+verdict "${NAMES[2]}"
+upgrades=$(grep -c "upgrading the counting program in place" "$WORK/agent")
+if [ "$upgrades" = 2 ] && [ "$(links)" = "$before" ] && [ -n "$before" ]; then
+	ok "${NAMES[3]} (links $before)"
+else
+	not_ok "${NAMES[3]}" "$upgrades in-place upgrades (want 2), links $before then $(links)"
+fi
+stop_agent
