@@ -6,15 +6,21 @@ CLANG	?= clang
 BPFTOOL	?= $(shell command -v bpftool || echo /usr/sbin/bpftool)
 ARCH	:= $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
 GIT_REV	:= $(shell git rev-parse --short HEAD 2>/dev/null)
-VERSION	:= 0.1.0$(if $(GIT_REV),+$(GIT_REV))
+# RELEASE names the image (kubezonnet:RELEASE, as deploy.yaml says); VERSION adds the commit.
+RELEASE	:= 0.1.0
+VERSION	:= $(RELEASE)$(if $(GIT_REV),+$(GIT_REV))
 
 CFLAGS	?= -O2 -g
 CFLAGS	+= -std=c11 -Wall -Wextra -Werror
+# Reproducible: the build directory is not recorded (debug info, __FILE__), so any two
+# checkouts of one commit build byte-identical binaries (the image digest depends on it).
+REPRO_FLAGS := -ffile-prefix-map=$(CURDIR)=.
+CFLAGS	+= $(REPRO_FLAGS)
 CPPFLAGS += -D_GNU_SOURCE -I. -Ibuild -DKUBEZONNET_VERSION='"$(VERSION)"'
 # libbpf, libelf and zlib are linked statically: the binaries need only glibc at run time.
 STATIC_LIBS := -Wl,-Bstatic -lbpf -lelf -lz -Wl,-Bdynamic
 SERVER_LIBS := -Wl,-Bstatic -lssl -lcrypto -lz -Wl,-Bdynamic -pthread
-BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf
+BPF_CFLAGS := -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror -Ibpf $(REPRO_FLAGS)
 
 BINARIES := kubezonnet-agent kubezonnet-server
 UNIT_TESTS := $(patsubst test/%.c,build/test/%,$(wildcard test/*_test.c))
@@ -97,8 +103,34 @@ demo:
 	@$(MAKE) --no-print-directory all
 	@DEMO_SECONDS=$(DEMO_SECONDS) DEMO_REPORT=$(DEMO_REPORT) DEMO_K8S=$(DEMO_K8S) demo/demo.sh
 
+# deploy.yaml is deploy/namespace.yaml, server.yaml and agent.yaml in one file.
+deploy.yaml: deploy/gen-deploy-yaml.sh deploy/namespace.yaml deploy/server.yaml deploy/agent.yaml
+	deploy/gen-deploy-yaml.sh >$@
+
 demo-stop:
 	@demo/demo.sh stop
+
+# ---- The image: one OCI image holding both binaries and only what they need at run time (glibc,
+# CA bundle, users) from Debian packages, written by image/build.py without a base image or a
+# daemon. Deterministic: the same commit gives the same digest. `make image-push IMAGE=reg/name:tag`
+# pushes it with skopeo (IMAGE_PUSH_FLAGS, e.g. --dest-creds U:P or --dest-tls-verify=false).
+IMAGE	?= kubezonnet:$(RELEASE)
+IMAGE_ARCHIVE := build/kubezonnet-image.tar
+# The source label: the remote 'origin' as an https URL (none for a local path).
+IMAGE_SOURCE ?= $(shell git remote get-url origin 2>/dev/null | sed -E 's|^git@([^:]+):|https://\1/|; s|\.git$$||' | grep '^https://')
+IMAGE_PUSH_FLAGS ?=
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+GIT_COMMIT := $(shell git rev-parse HEAD 2>/dev/null)
+
+.PHONY: image image-push
+image: all | build
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) python3 image/build.py --out $(IMAGE_ARCHIVE) \
+		--name '$(IMAGE)' --version '$(VERSION)' --revision '$(GIT_COMMIT)' \
+		--source '$(IMAGE_SOURCE)' --license LICENSE $(BINARIES)
+
+image-push: image
+	skopeo copy --preserve-digests $(IMAGE_PUSH_FLAGS) oci-archive:$(IMAGE_ARCHIVE) 'docker://$(IMAGE)'
+# ---- end of the image
 
 format:
 	clang-format -i *.c *.h k8s/*.c k8s/*.h bpf/*.c bpf/kubezonnet.h bpf/kubezonnet_parse.h test/*.c test/*.h test/fuzz/*.c bench/*.c bench/*.h

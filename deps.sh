@@ -7,8 +7,14 @@
 # pinned so that nothing else is taken from it. No mirror host name is written here.
 set -eu
 
+# Beyond the obvious: procps (sysctl, pgrep, ps), netbase (/etc/protocols: nftables names
+# protocols such as ipv6-icmp with it); podman, runc, conmon, a container network stack,
+# skopeo and umoci build and run the container image (runc: crun refuses hybrid cgroups);
+# nodejs and npm run the manifest schema validation.
 PACKAGES="gcc make libc6-dev clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libssl-dev
-pkg-config iproute2 iputils-ping nftables curl openssl python3 prometheus ethtool iperf3 libclang-rt-dev python3-yaml"
+pkg-config iproute2 iputils-ping nftables curl openssl python3 prometheus ethtool iperf3
+libclang-rt-dev python3-yaml procps netbase
+podman runc conmon containernetworking-plugins skopeo umoci nodejs npm"
 BACKPORTED="libbpf-dev libbpf1 bpftool"
 MIN_LIBBPF="1:1.3"
 MIN_BPFTOOL="7.3"
@@ -25,6 +31,12 @@ installed_version() {
 # missing_packages prints every package that is absent or too old.
 missing_packages() {
 	for p in $PACKAGES; do
+		# Node.js from elsewhere (NodeSource's nodejs bundles npm, and conflicts with
+		# Debian's npm) serves as well as Debian's.
+		case $p in
+		nodejs) command -v node >/dev/null && continue ;;
+		npm) command -v npm >/dev/null && continue ;;
+		esac
 		v=$(installed_version "$p")
 		if [ -z "$v" ]; then
 			echo "$p"
@@ -121,8 +133,8 @@ if [ -z "$candidate" ] || [ "$candidate" = "(none)" ] ||
 	add_backports "${VERSION_CODENAME:?cannot tell the Debian release from /etc/os-release}"
 	apt-get update -qq
 fi
-# shellcheck disable=SC2086 # word splitting of the package list is intended
 log=$(mktemp)
+# shellcheck disable=SC2086 # word splitting of the package list is intended
 if ! apt-get install -y -q --no-install-recommends $missing >"$log" 2>&1; then
 	cat "$log" >&2
 	rm -f "$log"
