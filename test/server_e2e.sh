@@ -21,7 +21,11 @@ NAMES=("$E: pod1 cross-zone bytes equal nftables" "$E: pod3 cross-zone bytes equ
 	"$E: promtool check metrics" "$E: flow logs name both pods")
 [ -z "$E2E_KUBE" ] && NAMES+=("http: keep-alive" "http: HEAD" "http: 404" "http: 405" "http: gzip" "http: readyz"
 	"hostile agent peer: rejected and counted, others unaffected"
-	"prometheus: topk(20, rate(pod_cross_zone_network_traffic_bytes_total[5m]))")
+	"prometheus: topk(20, rate(pod_cross_zone_network_traffic_bytes_total[5m]))"
+	"rules on live data: namespace_workload_workload_kind:workload_cross_zone_network_traffic_bytes:rate5m"
+	"rules on live data: src_zone_dst_zone:zone_network_traffic_bytes:rate5m"
+	"rules on live data: namespace_workload_workload_kind:kubezonnet_cross_zone_cost_dollars:rate5m"
+	"rules on live data: namespace_pod:pod_cross_zone_network_traffic_bytes:rate5m")
 scenario_begin "${NAMES[@]}"
 
 A=${NS_PREFIX}node-a B=${NS_PREFIX}node-b
@@ -251,4 +255,6 @@ else
 	not_ok "prometheus: $query" "answer: $(answer | head -c 300)"
 	tail -5 "$WORK/prometheus.log" | sed 's/^/#   /'
 fi
+# The main recording rules of deploy/prometheus-rules.yaml return data on this scrape.
+in_pod "$A" python3 "$TOP/test/rules/promql.py" live http://127.0.0.1:19090
 wait $flood $flood3
