@@ -54,19 +54,21 @@
 #include "wire.h"
 
 #define AGENT_PIN_PATH_DEFAULT	 "/sys/fs/bpf/kubezonnet"
-#define AGENT_INTERVAL_DEFAULT	 10000 /* ms */
-#define AGENT_BACKOFF_MIN	 500   /* ms */
-#define AGENT_BACKOFF_MAX	 30000 /* ms */
-#define AGENT_ACK_TIMEOUT	 30000 /* ms without an ACK for a sent frame: reconnect */
-#define AGENT_SHUTDOWN_WAIT	 5000  /* ms for the last report on SIGTERM */
-#define AGENT_CONNECT_TIMEOUT	 5000  /* ms for a TCP handshake (SYN retries take minutes) */
-#define AGENT_COMPRESS_THRESHOLD 4096  /* frames above this many bytes are zlib-compressed */
+#define AGENT_INTERVAL_DEFAULT	 10000	/* ms */
+#define AGENT_BACKOFF_MIN	 500	/* ms */
+#define AGENT_BACKOFF_MAX	 30000	/* ms */
+#define AGENT_ACK_TIMEOUT	 30000	/* ms without an ACK for a sent frame: reconnect */
+#define AGENT_SHUTDOWN_WAIT	 5000	/* ms for the last report on SIGTERM */
+#define AGENT_CONNECT_TIMEOUT	 5000	/* ms for a TCP handshake (SYN retries take minutes) */
+#define AGENT_COMPRESS_THRESHOLD 4096	/* frames above this many bytes are zlib-compressed */
+#define AGENT_REBALANCE_DEFAULT	 600000 /* ms on one connection before a new one (--rebalance) */
 
 struct agent_config {
 	const char *server;
 	char node[WIRE_NODE_NAME_MAX + 1];
 	unsigned int interval_ms;
 	unsigned int map_entries;
+	unsigned int rebalance_ms; /* 0: keep a connection for as long as it works */
 	const char *pin_path;
 	enum { AGENT_RUN, AGENT_UNINSTALL, AGENT_MOUNT_BPFFS } mode;
 	int pause; /* after --uninstall or --mount-bpffs: sleep until SIGTERM */
@@ -108,6 +110,7 @@ struct agent {
 	size_t in_len;
 	unsigned int backoff_ms;
 	long long connect_started_ms;
+	long long rebalance_at_ms; /* when to move to a new connection, between two reports */
 	long long next_connect_ms;
 	long long next_drain_ms;
 };
@@ -915,7 +918,13 @@ static void agent_pump(struct agent *a)
 
 static void agent_on_connected(struct agent *a)
 {
+	unsigned int r = a->config.rebalance_ms;
+
 	a->conn = AGENT_CONNECTED;
+	/* Spread over [3/4, 5/4] of the period, so that agents that connected together (to a
+	 * server that restarted) do not all reconnect together. */
+	a->rebalance_at_ms =
+		log_now_ms() + r * 3ll / 4 + (long long)(agent_random64() % (r / 2 + 1));
 	agent_log("connected to %s", a->peer);
 	a->out = a->hello;
 	a->out_len = a->hello_len;
@@ -923,6 +932,24 @@ static void agent_on_connected(struct agent *a)
 	a->out_is_frame = 0;
 	a->frame_sent = 0;
 	agent_pump(a);
+}
+
+/*
+ * agent_rebalance closes a healthy connection between two reports (nothing unacknowledged,
+ * so nothing can be counted twice by another server) and connects again at once. With one
+ * server per zone (deploy/per-zone), an agent that fell back to another zone's server while
+ * its own was down comes home this way: the Service routes each new connection.
+ */
+static void agent_rebalance(struct agent *a)
+{
+	agent_log("connected to %s for %u s: connecting again, so that the Service routes this "
+		  "agent anew (--rebalance)",
+		  a->peer, a->config.rebalance_ms / 1000);
+	close(a->sock);
+	a->sock = -1;
+	a->conn = AGENT_DISCONNECTED;
+	a->in_len = 0;
+	a->next_connect_ms = 0;
 }
 
 /* agent_read handles what the server sent: ACKs, or an ERROR before it closes. */
@@ -1003,6 +1030,9 @@ static void agent_step(struct agent *a, int timeout_cap_ms)
 		agent_pump(a);
 		if (a->frame_sent && now - a->frame_sent_ms > AGENT_ACK_TIMEOUT)
 			agent_disconnect(a, "no acknowledgement in time");
+		else if (a->config.rebalance_ms && now >= a->rebalance_at_ms && !a->frame &&
+			 !a->out)
+			agent_rebalance(a);
 	} else if (a->conn == AGENT_CONNECTING &&
 		   now - a->connect_started_ms > AGENT_CONNECT_TIMEOUT) {
 		agent_disconnect(a, "connection timed out");
@@ -1095,6 +1125,9 @@ static void agent_usage(FILE *out)
 		"hostname)\n"
 		"  -i, --interval DURATION report interval, e.g. 10s, 500ms (default 10s)\n"
 		"  -m, --map-entries N     flows held per interval (default %u, %u..%u)\n"
+		"  -r, --rebalance DURATION connect anew after this long, between two reports, so\n"
+		"                          that the Service may route to a nearer server (default\n"
+		"                          10m, about; 0: never)\n"
 		"  -p, --pin-path DIR      where maps, links and state are pinned on bpffs\n"
 		"                          (default %s)\n"
 		"      --uninstall         detach the program and remove everything pinned at\n"
@@ -1142,6 +1175,7 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		{"interval", required_argument, NULL, 'i'},
 		{"map-entries", required_argument, NULL, 'm'},
 		{"pin-path", required_argument, NULL, 'p'},
+		{"rebalance", required_argument, NULL, 'r'},
 		{"uninstall", no_argument, NULL, 'U'},
 		{"mount-bpffs", no_argument, NULL, 'M'},
 		{"pause", no_argument, NULL, 'P'},
@@ -1154,9 +1188,10 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 
 	c->server = getenv("KUBEZONNET_SERVER");
 	c->interval_ms = AGENT_INTERVAL_DEFAULT;
+	c->rebalance_ms = AGENT_REBALANCE_DEFAULT;
 	c->map_entries = KZN_MAP_ENTRIES_DEFAULT;
 	c->pin_path = AGENT_PIN_PATH_DEFAULT;
-	while ((opt = getopt_long(argc, argv, "s:n:i:m:p:hV", options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:n:i:m:p:r:hV", options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			c->server = optarg;
@@ -1188,6 +1223,19 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		}
 		case 'p':
 			c->pin_path = optarg;
+			break;
+		case 'r':
+			if (strcmp(optarg, "0") == 0) {
+				c->rebalance_ms = 0;
+			} else if (agent_parse_duration(optarg, &c->rebalance_ms) != 0 ||
+				   c->rebalance_ms < 1000) {
+				fprintf(stderr,
+					"kubezonnet-agent: --rebalance: want 0 or a duration from "
+					"1s "
+					"to 1h such as 10m, got '%s'\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'U':
 			c->mode = AGENT_UNINSTALL;
