@@ -4,7 +4,7 @@
   promql.py rules-file OUT        spec.groups of deploy/prometheus-rules.yaml as a plain
                                   Prometheus rules file (for promtool)
   promql.py exprs                 every expression: the rules', the dashboard's targets (Grafana
-                                  variables substituted) and README.md's "Queries" blocks, as
+                                  variables substituted) and README.md's ```promql blocks, as
                                   JSON lines {"where": ..., "expr": ...}
   promql.py parse URL             each expression of `exprs` (stdin) is queried at URL; a TAP
                                   line per expression, "not ok" naming it if Prometheus refuses it
@@ -66,12 +66,16 @@ def grafana_subst(expr):
 
 
 def readme_queries():
+    """Every line of README.md's ```promql blocks, and of the plain blocks under "Queries"."""
     text = open(README).read()
     m = re.search(r"^### Queries\n(.*?)(?=^#{2,3} )", text, re.S | re.M)
     if not m:
         raise SystemExit("README.md has no \"### Queries\" section")
+    blocks = re.findall(r"^```(?:promql)?\n(.*?)^```", m.group(1), re.S | re.M)
+    outside = text[:m.start(1)] + text[m.end(1):]
+    blocks += re.findall(r"^[ \t]*```promql\n(.*?)^[ \t]*```", outside, re.S | re.M)
     out = []
-    for block in re.findall(r"^```(?:promql)?\n(.*?)^```", m.group(1), re.S | re.M):
+    for block in blocks:
         out += [line.strip() for line in block.splitlines() if line.strip()]
     return out
 
