@@ -10,14 +10,7 @@ NAMES=("full map: counted plus lost equals the total, loss reported"
 	"restart: kill -9 mid-traffic, then start again"
 	"server unreachable for 30 s: nothing lost, nothing counted twice")
 scenario_begin "${NAMES[@]}"
-topology_setup
-offload off
-# IPv4 only: the loss counters cover every family, and IPv6 neighbour discovery on the veths
-# would add packets at moments no test controls.
-for ns in "$NODE" "$POD1" "$POD2"; do
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-nft_setup
+ipv4_topology_setup
 
 stop_agent() { kill -TERM "$AGENT_PID"; wait "$AGENT_PID"; }
 

@@ -8,12 +8,7 @@
 NAMES=("per zone: the home server down, reports go to the other, nothing lost or counted twice"
 	"per zone: --rebalance brings the agent back to its home server")
 scenario_begin "${NAMES[@]}"
-topology_setup
-offload off
-for ns in "$NODE" "$POD1" "$POD2"; do
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-nft_setup
+ipv4_topology_setup
 
 # The Service: 10.99.0.1:8081, translated to the home server (port 18081) or the other (18082).
 service_to() {

@@ -12,13 +12,7 @@ NAMES=("SIGTERM and restart, server reachable: nothing lost, nothing counted twi
 	"upgrade to a changed program and back, mid-traffic: nothing lost, links kept"
 	"upgrade: the counting program is swapped in place, not re-attached")
 scenario_begin "${NAMES[@]}"
-topology_setup
-offload off
-# IPv4 only, as in agent_lossless.sh: IPv6 neighbour discovery adds packets no test controls.
-for ns in "$NODE" "$POD1" "$POD2"; do
-	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-done
-nft_setup
+ipv4_topology_setup
 
 # A new release: the same source with one constant of the program changed (a different
 # program tag), built into its own directory.

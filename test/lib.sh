@@ -142,6 +142,19 @@ topology_setup() {
 	done
 }
 
+# ipv4_topology_setup: topology_setup with offloads off, IPv6 off and the nftables counters,
+# for the loss tests: the loss counters cover every family, and IPv6 neighbour discovery on
+# the veths would add packets at moments no test controls.
+ipv4_topology_setup() {
+	local ns
+	topology_setup
+	offload off
+	for ns in "$NODE" "$POD1" "$POD2"; do
+		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+	done
+	nft_setup
+}
+
 # in_pod NS CMD...: run a command in a namespace.
 in_pod() {
 	local ns=$1
