@@ -406,11 +406,27 @@ static int agent_has_cap(int cap)
 	return (d[cap / 32].effective >> (cap % 32)) & 1;
 }
 
+/* agent_seccomp_filtered tells whether a seccomp filter is installed on this process. */
+static int agent_seccomp_filtered(void)
+{
+	char line[128];
+	int filtered = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		if (strncmp(line, "Seccomp:", 8) == 0)
+			filtered = atoi(line + 8) == 2;
+	if (f)
+		fclose(f);
+	return filtered;
+}
+
 /*
  * agent_missing_caps writes into buf the capabilities of the agent's set (CAP_BPF,
  * CAP_NET_ADMIN, CAP_PERFMON) that this process lacks, as " (missing capability CAP_X,
- * CAP_Y)", or an empty string when it has them all. CAP_SYS_ADMIN stands in for CAP_BPF and
- * CAP_PERFMON, as in the kernel.
+ * CAP_Y)"; with all of them but under a seccomp filter (then the likely cause of an EPERM),
+ * says so; else an empty string. CAP_SYS_ADMIN stands in for CAP_BPF and CAP_PERFMON, as in
+ * the kernel.
  */
 static const char *agent_missing_caps(char *buf, size_t len)
 {
@@ -432,6 +448,12 @@ static const char *agent_missing_caps(char *buf, size_t len)
 	}
 	if (n)
 		snprintf(buf + n, n < len ? len - n : 0, ")");
+	else if (agent_seccomp_filtered())
+		snprintf(buf, len,
+			 " (a seccomp filter refused bpf(): the container runtime's "
+			 "default profile allows it only with CAP_SYS_ADMIN; run the agent "
+			 "with seccompProfile Unconfined, as deploy.yaml does, or a profile "
+			 "that allows bpf())");
 	return buf;
 }
 
@@ -644,7 +666,7 @@ static struct bpf_link *agent_attach(struct agent *a, int pf, const char *name, 
 	LIBBPF_OPTS(bpf_netfilter_opts, opts, .pf = (__u32)pf, .hooknum = NF_INET_POST_ROUTING,
 		    .priority = KZN_NF_PRIORITY);
 	struct bpf_program *prog = a->skel->progs.kzn_dispatch;
-	char path[PATH_MAX], caps[96];
+	char path[PATH_MAX], caps[256];
 	struct bpf_link *link;
 
 	snprintf(path, sizeof(path), "%s/link_%s", a->config.pin_path, name);
@@ -764,7 +786,7 @@ static int agent_open_bpf(struct agent *a)
 	 * stops rather than count less than it should.
 	 */
 	for (int count_gso = 1; count_gso >= 0; count_gso--) {
-		char caps[96];
+		char caps[256];
 
 		a->skel = kubezonnet_bpf__open_opts(&opts);
 		if (!a->skel) {

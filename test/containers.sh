@@ -1,0 +1,443 @@
+#!/usr/bin/env bash
+# The product as deploy.yaml runs it: the end-to-end scenario of server_e2e.sh with the server
+# and every agent as podman containers of the image `make image` builds, each with exactly the
+# security settings deploy.yaml declares for it (read from deploy.yaml and translated by
+# podman_k8s in test/podman.lib.sh, which fails on any setting it does not know):
+#
+#   lan (bridge; the stand-in API server at 10.88.0.254:6443, HTTPS, a throwaway CA)
+#    |-- node-a 10.88.0.1 (zone-a): agent container (hostNetwork)   pod1 10.77.1.2, pod2 10.77.2.2
+#    |-- node-b 10.88.0.2 (zone-b): agent container (hostNetwork)   pod3 10.77.3.2
+#    `-- the server's pod 10.88.0.10: server container, in-cluster (service account files)
+#
+# The agents find the server by its Service name (kubezonnet-server.kubezonnet.svc, which the
+# cluster DNS answers: --add-host), each node has its own bpf filesystem at /sys/fs/bpf, and
+# the nftables counters in each node's postrouting chain (priority 98) are the oracle. Then:
+# the probes deploy.yaml declares answer, the processes have the declared uid, capabilities,
+# no_new_privs and seccomp mode; the agent without each capability it adds fails naming it;
+# deploy/uninstall.yaml's containers, run the same way on a node's bpffs, leave nothing.
+set -u
+TOP=$(cd "$(dirname "$0")/.." && pwd)
+. "$TOP/test/lib.sh"
+. "$TOP/test/podman.lib.sh"
+DEPLOY=${CONTAINERS_DEPLOY_YAML:-$TOP/deploy.yaml} # another manifest, to see this test fail on it
+UNINSTALL=$TOP/deploy/uninstall.yaml
+C=containers
+# The capabilities deploy.yaml adds to the agent (for the names of the tests).
+ADDED=$(python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d.get("kind") == "DaemonSet":
+        for c in d["spec"]["template"]["spec"]["containers"]:
+            print(" ".join(c.get("securityContext", {}).get("capabilities", {}).get("add", [])))' "$DEPLOY" 2>/dev/null)
+NAMES=("$C: image is current (make image)" "$C: deploy.yaml and deploy/uninstall.yaml translate to podman"
+	"$C: server ready in-cluster (service account token and CA, HTTPS API)"
+	"$C: agents reach the server by its Service name"
+	"$C: server probes declared in deploy.yaml answer 200"
+	"$C: server process as declared" "$C: agent process on node-a as declared" "$C: agent process on node-b as declared"
+	"$C: pod1 cross-zone bytes equal nftables" "$C: pod3 cross-zone bytes equal nftables")
+for cap in $ADDED; do NAMES+=("$C: agent without CAP_$cap fails naming it"); done
+NAMES+=("$C: agent under the runtime's default seccomp profile fails naming seccomp")
+NAMES+=("$C: uninstall init container removes links and pins" "$C: uninstall pod's idle container as declared")
+podman_setup "${NAMES[@]}"
+missing=
+for tool in bpftool nft openssl curl ip; do command -v $tool >/dev/null 2>&1 || missing+=" $tool"; done
+python3 -c 'import yaml' 2>/dev/null || missing+=" python3-yaml"
+[ -e /sys/kernel/btf/vmlinux ] || missing+=" /sys/kernel/btf/vmlinux"
+if [ -n "$missing" ]; then
+	for n in "${NAMES[@]}"; do skip "$n" "needs$missing"; done
+	podman_cleanup
+	exit 0
+fi
+
+WORK=$(mktemp -d /tmp/kzt-containers.XXXXXX)
+BPFFS_DIRS=()
+PIDS=()
+cleanup() {
+	local p d
+	pm rm -af -t 0 >/dev/null 2>&1
+	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+	wait 2>/dev/null
+	podman_cleanup
+	netns_cleanup
+	for d in "${BPFFS_DIRS[@]}"; do umount "$d" 2>/dev/null; done
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap "exit 143" INT TERM
+START=$SECONDS
+
+# bpffs_new NAME: a bpf filesystem of its own at $WORK/bpffs-NAME (a node's /sys/fs/bpf).
+# FRESH: what a new one holds (the kernel's own maps.debug and progs.debug, if preloaded).
+bpffs_new() {
+	mkdir -p "$WORK/bpffs-$1" && mount -t bpf bpf "$WORK/bpffs-$1" && BPFFS_DIRS+=("$WORK/bpffs-$1")
+	FRESH=$(bpffs_list "$WORK/bpffs-$1")
+}
+bpffs_list() { (cd "$1" && find . -mindepth 1 | sort | tr '\n' ' '); }
+# abort MESSAGE: every test not yet reported fails with MESSAGE; exit.
+REPORTED=()
+report() { REPORTED+=("$1"); }
+abort() {
+	local n r done_
+	for n in "${NAMES[@]}"; do
+		done_=
+		for r in "${REPORTED[@]}"; do [ "$r" = "$n" ] && done_=1; done
+		[ -n "$done_" ] || not_ok "$n" "$1"
+	done
+	exit 1
+}
+# t_ok/t_not_ok/t_eq NAME...: report and remember.
+t_ok() { report "$1"; ok "$1${2:+ ($2)}"; }
+t_not_ok() { report "$1"; not_ok "$@"; }
+t_eq() { report "$1"; check_eq "$@"; }
+diag() { sed 's/^/#   /' "$@"; }
+
+# ---- the image: built by make image if missing or older than the binaries
+ARCHIVE=$TOP/build/kubezonnet-image.tar
+N="$C: image is current (make image)"
+if [ ! -s "$ARCHIVE" ] || [ "$ARCHIVE" -ot "$AGENT" ] || [ "$ARCHIVE" -ot "$SERVER" ]; then
+	if ! make --no-print-directory -s -C "$TOP" image >"$WORK/make.log" 2>&1; then
+		t_not_ok "$N" "make image failed"
+		diag "$WORK/make.log"
+		abort "no image"
+	fi
+	t_ok "$N" "built"
+else
+	t_ok "$N" "$(basename "$ARCHIVE") newer than the binaries"
+fi
+IMAGE=$(python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d.get("kind") == "DaemonSet": print(d["spec"]["template"]["spec"]["containers"][0]["image"])' "$DEPLOY")
+loaded=$(podman_load "$ARCHIVE" 2>"$WORK/load.log")
+IMAGE_USER=$(pm image inspect --format '{{.Config.User}}' "$IMAGE" 2>>"$WORK/load.log")
+if [ -z "$IMAGE_USER" ]; then
+	echo "# loaded '$loaded', but deploy.yaml names $IMAGE"
+	diag "$WORK/load.log"
+	abort "the image deploy.yaml names ($IMAGE) is not the one make image writes"
+fi
+echo "# image $IMAGE (loaded as $loaded), user $IMAGE_USER"
+
+# ---- the cluster's network
+LAN=${NS_PREFIX}lan A=${NS_PREFIX}node-a B=${NS_PREFIX}node-b S=${NS_PREFIX}srv CAPNS=${NS_PREFIX}cap
+P1=${NS_PREFIX}pod1 P2=${NS_PREFIX}pod2 P3=${NS_PREFIX}pod3 UNS=${NS_PREFIX}unin
+API_IP=10.88.0.254 API_PORT=6443 SERVER_IP=10.88.0.10
+for ns in "$LAN" "$A" "$B" "$S" "$P1" "$P2" "$P3" "$CAPNS" "$UNS"; do
+	ip netns add "$ns" && ip -n "$ns" link set lo up
+done
+ip -n "$LAN" link add br0 type bridge && ip -n "$LAN" link set br0 up
+ip -n "$LAN" addr add $API_IP/24 dev br0
+lan_port() { # NS IP IP6 TAG: an interface eth0 in NS on the LAN bridge
+	ip link add "${NS_PREFIX}l$4" netns "$LAN" type veth peer name eth0 netns "$1"
+	ip -n "$LAN" link set "${NS_PREFIX}l$4" master br0 up
+	ip -n "$1" addr add "$2/24" dev eth0
+	ip -n "$1" addr add "$3/64" dev eth0 nodad
+	ip -n "$1" link set eth0 up
+	ip netns exec "$1" ethtool -K eth0 tso off gso off gro off 2>/dev/null
+	ip netns exec "$LAN" ethtool -K "${NS_PREFIX}l$4" tso off gso off gro off 2>/dev/null
+}
+lan_port "$A" 10.88.0.1 fd88::1 a
+lan_port "$B" 10.88.0.2 fd88::2 b
+lan_port "$S" $SERVER_IP fd88::10 s
+for ns in "$A" "$B"; do
+	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+done
+pod() { # NS NODE-NS INDEX
+	local veth=${NS_PREFIX}v$3
+	ip link add "$veth" netns "$2" type veth peer name eth0 netns "$1"
+	ip -n "$2" addr add 10.77.$3.1/24 dev "$veth"
+	ip -n "$2" addr add fd77:$3::1/64 dev "$veth" nodad
+	ip -n "$2" link set "$veth" up
+	ip -n "$1" addr add 10.77.$3.2/24 dev eth0
+	ip -n "$1" addr add fd77:$3::2/64 dev eth0 nodad
+	ip -n "$1" link set eth0 up
+	ip -n "$1" route add default via 10.77.$3.1
+	ip -n "$1" -6 route add default via fd77:$3::1
+	ip netns exec "$2" ethtool -K "$veth" tso off gso off gro off 2>/dev/null
+	ip netns exec "$1" ethtool -K eth0 tso off gso off gro off 2>/dev/null
+}
+pod "$P1" "$A" 1
+pod "$P2" "$A" 2
+pod "$P3" "$B" 3
+ip -n "$A" route add 10.77.3.0/24 via 10.88.0.2
+ip -n "$A" -6 route add fd77:3::/64 via fd88::2
+ip -n "$B" route add 10.77.0.0/16 via 10.88.0.1
+ip -n "$B" -6 route add fd77::/16 via fd88::1
+for ns in "$A" "$B"; do
+	ip netns exec "$ns" nft -f - <<'NFT'
+table inet kzt {
+	chain post {
+		type filter hook postrouting priority 98; policy accept;
+		ip saddr 10.77.1.2 ip daddr 10.77.3.2 counter comment "pod1-pod3"
+		ip6 saddr fd77:1::2 ip6 daddr fd77:3::2 counter comment "pod1-pod3-v6"
+		ip saddr 10.77.3.2 ip daddr 10.77.1.2 counter comment "pod3-pod1"
+		ip6 saddr fd77:3::2 ip6 daddr fd77:1::2 counter comment "pod3-pod1-v6"
+	}
+}
+NFT
+done
+nft_bytes() { # NS COMMENT
+	ip netns exec "$1" nft -j list chain inet kzt post | python3 -c '
+import json, sys
+for item in json.load(sys.stdin)["nftables"]:
+    r = item.get("rule")
+    if r and r.get("comment") == sys.argv[1]:
+        print([e["counter"] for e in r["expr"] if "counter" in e][0]["bytes"])' "$2"
+}
+for n in a b cap1 cap2 cap3 seccomp; do bpffs_new $n; done
+
+# ---- the stand-in API server: the scenario's nodes and pods over HTTPS, a throwaway CA, a token
+cat >"$WORK/topology" <<EOF
+{"nodes": [
+  {"name": "node-a", "zone": "zone-a", "region": "r1", "ips": ["10.88.0.1", "fd88::1"]},
+  {"name": "node-b", "zone": "zone-b", "region": "r1", "ips": ["10.88.0.2", "fd88::2"]}],
+ "pods": [
+  {"namespace": "shop", "name": "pod1", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.1.2", "fd77:1::2"]},
+  {"namespace": "shop", "name": "pod2", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.2.2", "fd77:2::2"]},
+  {"namespace": "data", "name": "pod3", "node": "node-b", "workload": "db", "workload_kind": "StatefulSet", "ips": ["10.77.3.2", "fd77:3::2"]}]}
+EOF
+python3 "$TOP/test/topology_to_k8s.py" "$WORK/topology" "$WORK/k8s"
+ssl() { openssl "$@" >/dev/null 2>&1; }
+ssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/ca.key" \
+	-out "$WORK/ca.pem" -days 1 -subj "/CN=test-cluster-ca"
+ssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/api.key" \
+	-out "$WORK/api.csr" -subj "/CN=kube-apiserver"
+printf 'subjectAltName=IP:%s,DNS:kubernetes.default.svc\n' $API_IP >"$WORK/api.ext"
+ssl x509 -req -in "$WORK/api.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+	-days 1 -out "$WORK/api.pem" -extfile "$WORK/api.ext"
+[ -s "$WORK/api.pem" ] || abort "openssl could not make the test certificates"
+# The service account's files, as the kubelet's projected volume holds them (root, 0644).
+mkdir -m 755 "$WORK/sa"
+TOKEN=kzt-sa-token-$$
+printf '%s' "$TOKEN" >"$WORK/sa/token"
+cp "$WORK/ca.pem" "$WORK/sa/ca.crt"
+printf kubezonnet >"$WORK/sa/namespace"
+chmod 644 "$WORK/sa"/*
+ip netns exec "$LAN" python3 "$TOP/test/fake_apiserver.py" $API_PORT "$FIX" "$WORK/api-requests" \
+	--bind $API_IP --tls "$WORK/api.pem" "$WORK/api.key" --token "$TOKEN" --lists "$WORK/k8s" \
+	2>"$WORK/api.log" &
+PIDS+=($!)
+
+# ---- deploy.yaml's containers as podman command lines
+SVC=$(python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    if d and d.get("kind") == "Service": print("%s.%s.svc" % (d["metadata"]["name"], d["metadata"]["namespace"]))' "$DEPLOY")
+COMMON=(image="$IMAGE" image_user="$IMAGE_USER" kube_service="$API_IP:$API_PORT" hostpath:/sys/kernel/btf=/sys/kernel/btf)
+N="$C: deploy.yaml and deploy/uninstall.yaml translate to podman"
+tr_err=
+translate() { # OUT MANIFEST KEY=VALUE...
+	local out=$1 manifest=$2
+	shift 2
+	podman_k8s "$manifest" "$WORK/$out.json" "${COMMON[@]}" "$@" 2>>"$WORK/translate.log" || tr_err=1
+}
+translate server "$DEPLOY" workload=Deployment/kubezonnet-server container=server name=kzt-server \
+	pod_netns=/run/netns/$S sa_dir="$WORK/sa" cluster_dns="$SVC=$SERVER_IP"
+for n in a b; do
+	translate agent-$n "$DEPLOY" workload=DaemonSet/kubezonnet-agent container=agent name=kzt-agent-$n \
+		node=node-$n node_netns=/run/netns/${NS_PREFIX}node-$n hostpath:/sys/fs/bpf="$WORK/bpffs-$n" \
+		cluster_dns="$SVC=$SERVER_IP"
+done
+i=0
+for cap in $ADDED; do
+	i=$((i + 1))
+	translate cap-$cap "$DEPLOY" workload=DaemonSet/kubezonnet-agent container=agent name=kzt-cap-$cap \
+		node=node-cap node_netns=/run/netns/$CAPNS hostpath:/sys/fs/bpf="$WORK/bpffs-cap$i" without_cap=$cap
+done
+translate seccomp "$DEPLOY" workload=DaemonSet/kubezonnet-agent container=agent name=kzt-seccomp \
+	node=node-cap node_netns=/run/netns/$CAPNS hostpath:/sys/fs/bpf="$WORK/bpffs-seccomp" seccomp=RuntimeDefault
+for c in uninstall "done"; do
+	translate un-$c "$UNINSTALL" workload=DaemonSet/kubezonnet-uninstall container=$c name=kzt-un-$c \
+		node=node-b node_netns=/run/netns/$B pod_netns=/run/netns/$UNS hostpath:/sys/fs/bpf="$WORK/bpffs-b"
+done
+# Every container of both manifests is one the test runs.
+all=$(python3 -c '
+import sys, yaml
+for f in sys.argv[1:]:
+    for d in yaml.safe_load_all(open(f)):
+        if d and d.get("kind") in ("Deployment", "DaemonSet", "StatefulSet", "Job", "CronJob", "Pod", "ReplicaSet"):
+            s = d["spec"]["template"]["spec"] if "template" in d.get("spec", {}) else d.get("spec", {})
+            for k in ("initContainers", "containers", "ephemeralContainers"):
+                for c in s.get(k, []): print("%s/%s/%s" % (d["kind"], d["metadata"]["name"], c["name"]))' "$DEPLOY" "$UNINSTALL" | sort)
+ran=$(for f in "$WORK"/*.json; do python3 -c 'import json, sys; j = json.load(open(sys.argv[1])); print(j["workload"] + "/" + j["container"])' "$f"; done | sort -u)
+if [ "$all" != "$ran" ]; then
+	echo "containers in the manifests that the test does not run: $(comm -23 <(echo "$all") <(echo "$ran") | tr '\n' ' ')" >>"$WORK/translate.log"
+	tr_err=1
+fi
+if [ -n "$tr_err" ]; then
+	t_not_ok "$N" "deploy.yaml says what the test cannot run:"
+	diag "$WORK/translate.log"
+	abort "deploy.yaml not translated"
+fi
+t_ok "$N" "$(echo "$ran" | wc -l) containers in $(ls "$WORK"/*.json | wc -l) podman command lines"
+for f in server agent-a agent-b un-uninstall un-done; do
+	echo "# $(podman_k8s_get "$WORK/$f.json" command_line)"
+done
+# run NAME [-d]: podman run of the translated container NAME.
+run() {
+	local args
+	mapfile -d '' args < <(podman_k8s_args "$WORK/$1.json")
+	shift
+	pm run "$@" "${args[@]}"
+}
+
+# ---- the agent without each capability it adds, and under podman's default seccomp profile
+# (which allows bpf() only with CAP_SYS_ADMIN): exits non-zero, naming why (in the background)
+for run in $(for cap in $ADDED; do echo cap-$cap; done) seccomp; do
+	(
+		echo "# $(podman_k8s_get "$WORK/$run.json" command_line)"
+		run $run --timeout 30 >"$WORK/$run.log" 2>&1
+		echo $? >"$WORK/$run.rc"
+	) >"$WORK/$run.cmd" &
+	PIDS+=($!)
+done
+
+# ---- the server, in-cluster
+wait_for 5 ip netns exec "$LAN" python3 -c "import socket; socket.create_connection(('$API_IP', $API_PORT), 1)"
+run server -d >"$WORK/server.id" 2>"$WORK/server.err" || { diag "$WORK/server.err"; abort "the server container did not start"; }
+code() { ip netns exec "$LAN" curl -s -o /dev/null -m 2 -w '%{http_code}' "http://$SERVER_IP:$1$2"; }
+readyz=$(python3 -c 'import json, sys; print(" ".join("%s:%s" % (p["port"], p["path"]) for p in json.load(open(sys.argv[1]))["probes"] if p["probe"] == "readinessProbe"))' "$WORK/server.json")
+ready() { [ "$(code "${readyz%%:*}" "${readyz#*:}")" = 200 ]; }
+N="$C: server ready in-cluster (service account token and CA, HTTPS API)"
+if wait_for 20 ready && pm logs kzt-server 2>&1 | grep -q "https://$API_IP:$API_PORT (in-cluster"; then
+	t_ok "$N" "$(grep -c "^/api/v1/" "$WORK/api-requests") API requests with the token"
+else
+	t_not_ok "$N" "readyz $(code "${readyz%%:*}" "${readyz#*:}")"
+	pm logs kzt-server 2>&1 | tail -5 | diag
+	diag "$WORK/api.log"
+	abort "no server"
+fi
+
+# ---- the agents, on their nodes
+for n in a b; do
+	run agent-$n -d >/dev/null 2>"$WORK/agent-$n.err" || diag "$WORK/agent-$n.err"
+done
+connected() { pm logs kzt-agent-$1 2>&1 | grep -q "connected to"; }
+N="$C: agents reach the server by its Service name"
+if wait_for 20 connected a && wait_for 10 connected b; then
+	t_ok "$N" "$(pm logs kzt-agent-a 2>&1 | grep -m1 -o 'connected to .*')"
+else
+	t_not_ok "$N"
+	for n in a b; do pm logs kzt-agent-$n 2>&1 | tail -5 | diag; done
+	abort "no agents"
+fi
+
+# ---- the probes deploy.yaml declares, from the LAN as the kubelet asks them
+N="$C: server probes declared in deploy.yaml answer 200"
+got='' want=''
+while read -r probe path port; do
+	got+="$probe $port$path $(code "$port" "$path"), "
+	want+="$probe $port$path 200, "
+done < <(python3 -c 'import json, sys; [print(p["probe"], p["path"], p["port"]) for p in json.load(open(sys.argv[1]))["probes"]]' "$WORK/server.json")
+if [ -n "$want" ] && [ "$got" = "$want" ]; then t_ok "$N" "${got%, }"; else t_eq "$N" "$got" "${want:-some probe}"; fi
+
+# ---- the processes: /proc/PID/status and mountinfo against what the manifest declares
+# proc_check CONTAINER JSON: "uid U U U U gid G G G G capeff X nnp N seccomp S root ro|rw"
+proc_check() {
+	local pid
+	pid=$(pm inspect --format '{{.State.Pid}}' "$1" 2>/dev/null)
+	[ -n "$pid" ] && [ "$pid" != 0 ] || { echo "not running"; return; }
+	awk '/^Uid:/ { u = $2 " " $3 " " $4 " " $5 } /^Gid:/ { g = $2 " " $3 " " $4 " " $5 }
+		/^CapEff:/ { c = $2 } /^NoNewPrivs:/ { n = $2 } /^Seccomp:/ { s = $2 }
+		END { printf "uid %s gid %s capeff %s nnp %s seccomp %s ", u, g, c, n, s }' "/proc/$pid/status"
+	awk '$5 == "/" { split($6, o, ","); r = o[1] } END { print "root " r }' "/proc/$pid/mountinfo"
+}
+proc_want() {
+	python3 -c '
+import json, sys
+j = json.load(open(sys.argv[1]))
+u, g = j["uid"], j["gid"]
+print("uid %s %s %s %s gid %s %s %s %s capeff %s nnp %s seccomp %s root %s" % (u, u, u, u, g, g, g, g,
+      j["cap_eff"], j["no_new_privs"], j["seccomp"], "ro" if j["read_only"] else "rw"))' "$1"
+}
+t_eq "$C: server process as declared" "$(proc_check kzt-server)" "$(proc_want "$WORK/server.json")"
+for n in a b; do
+	t_eq "$C: agent process on node-$n as declared ($(podman_k8s_get "$WORK/agent-$n.json" caps))" \
+		"$(proc_check kzt-agent-$n)" "$(proc_want "$WORK/agent-$n.json")"
+done
+# (t_eq reports the name with the capabilities; remember the plain one too)
+report "$C: agent process on node-a as declared"
+report "$C: agent process on node-b as declared"
+
+# ---- traffic, as server_e2e.sh: pod1 <-> pod3 across zones, pod1 -> pod2 in zone
+TRAFFIC=$TOP/test/traffic.py
+ip netns exec "$P1" python3 "$TRAFFIC" udp 10.77.3.2 5000 400 700 4
+ip netns exec "$P1" python3 "$TRAFFIC" udp fd77:3::2 5000 300 900 2
+ip netns exec "$P3" python3 "$TRAFFIC" udp 10.77.1.2 6000 200 300
+ip netns exec "$P1" ping -q -c 20 -i 0.01 -s 300 10.77.3.2 >/dev/null
+ip netns exec "$P3" python3 "$TRAFFIC" tcp-sink 8080 >"$WORK/tcp" &
+receiver=$!
+wait_for 5 grep -q listening "$WORK/tcp"
+ip netns exec "$P1" python3 "$TRAFFIC" tcp fd77:3::2 8080 2000000 >/dev/null
+wait $receiver
+ip netns exec "$P1" python3 "$TRAFFIC" udp 10.77.2.2 7000 500 1200 3
+want1=$(($(nft_bytes "$A" pod1-pod3) + $(nft_bytes "$A" pod1-pod3-v6)))
+want3=$(($(nft_bytes "$B" pod3-pod1) + $(nft_bytes "$B" pod3-pod1-v6)))
+metric() { ip netns exec "$LAN" curl -s "http://$SERVER_IP:8080/metrics" | awk -v want="$1{$2}" '$1 == want { print $2 }'; }
+pod_metric() { metric pod_cross_zone_network_traffic_bytes_total "namespace=\"$1\",pod=\"$2\""; }
+settled() { [ "$(pod_metric shop pod1)" = "$want1" ] && [ "$(pod_metric data pod3)" = "$want3" ]; }
+wait_for 30 settled # deploy.yaml's interval: the agent's default, 10 s
+for p in "shop pod1 $want1" "data pod3 $want3"; do
+	read -r pns pname want <<<"$p"
+	got=$(pod_metric "$pns" "$pname")
+	if [ "$got" = "$want" ]; then t_ok "$C: $pname cross-zone bytes equal nftables" "$got bytes"; else t_eq "$C: $pname cross-zone bytes equal nftables" "$got" "$want"; fi
+done
+
+# ---- minimal capabilities: the results of the runs started above
+for cap in $ADDED; do
+	N="$C: agent without CAP_$cap fails naming it"
+	wait_for 40 test -s "$WORK/cap-$cap.rc"
+	cat "$WORK/cap-$cap.cmd"
+	rc=$(cat "$WORK/cap-$cap.rc" 2>/dev/null)
+	line=$(grep -m1 -o "missing capability [A-Z_, ]*CAP_${cap}[A-Z_, ]*" "$WORK/cap-$cap.log")
+	if [ -n "$rc" ] && [ "$rc" != 0 ] && [ -n "$line" ]; then
+		t_ok "$N" "exit $rc: $line"
+	else
+		t_not_ok "$N" "exit '${rc:-still running}'"
+		diag "$WORK/cap-$cap.log"
+	fi
+done
+
+N="$C: agent under the runtime's default seccomp profile fails naming seccomp"
+wait_for 40 test -s "$WORK/seccomp.rc"
+cat "$WORK/seccomp.cmd"
+rc=$(cat "$WORK/seccomp.rc" 2>/dev/null)
+line=$(grep -m1 -o "a seccomp filter refused bpf()" "$WORK/seccomp.log")
+if [ -n "$rc" ] && [ "$rc" != 0 ] && [ -n "$line" ]; then
+	t_ok "$N" "exit $rc: $line"
+else
+	t_not_ok "$N" "exit '${rc:-still running}'"
+	diag "$WORK/seccomp.log"
+fi
+
+# ---- deploy/uninstall.yaml on node-b, after its agent ran there: no link, no pin left
+N="$C: uninstall init container removes links and pins"
+pm stop kzt-agent-b >/dev/null 2>&1 # SIGTERM, within terminationGracePeriodSeconds
+pins=$(bpffs_list "$WORK/bpffs-b")
+links=$(for f in "$WORK/bpffs-b/kubezonnet"/link_*; do
+	bpftool -j link show pinned "$f" 2>/dev/null | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
+done | sort -n | tr '\n' ' ')
+echo "# node-b before: pins $pins; links $links"
+run un-uninstall >"$WORK/uninstall.log" 2>&1
+rc=$?
+live_links() { bpftool -j link show | python3 -c '
+import json, sys
+ids = {l["id"] for l in json.load(sys.stdin)}
+print(" ".join(w for w in sys.argv[1].split() if int(w) in ids))' "$links"; }
+links_gone() { [ -z "$(live_links)" ]; }
+wait_for 5 links_gone
+left=$(bpffs_list "$WORK/bpffs-b")
+diag "$WORK/uninstall.log"
+if [ "$rc" = 0 ] && [ -n "$links" ] && links_gone && [ "$left" = "$FRESH" ]; then
+	t_ok "$N" "exit 0; links ${links% } detached; $(($(echo "$pins" | wc -w) - $(echo "$FRESH" | wc -w))) pins removed"
+else
+	t_not_ok "$N" "exit $rc; links ${links:-none found} still attached: '$(live_links)'; on bpffs: '$left', fresh: '$FRESH'"
+fi
+N="$C: uninstall pod's idle container as declared"
+run un-done -d >/dev/null 2>"$WORK/done.err" || diag "$WORK/done.err"
+idle() { pm logs kzt-un-done 2>&1 | grep -q "nothing is pinned"; }
+wait_for 10 idle
+state=$(pm inspect --format '{{.State.Status}}' kzt-un-done 2>&1)
+t_eq "$N" "$state, $(proc_check kzt-un-done)" "running, $(proc_want "$WORK/un-done.json")"
+pm rm -f -t 0 kzt-un-done >/dev/null 2>&1
+
+echo "# $((SECONDS - START)) s"
