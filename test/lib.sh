@@ -284,3 +284,59 @@ for line in open(out):
 print(b, p)
 PY
 }
+
+# ---- the two-zone end-to-end cluster (server_e2e.sh, containers.sh) ----
+
+# e2e_pod NS NODE-NS INDEX: a pod namespace 10.77.INDEX.2 (fd77:INDEX::2) behind its node.
+e2e_pod() {
+	local veth=${NS_PREFIX}v$3
+	ip link add "$veth" netns "$2" type veth peer name eth0 netns "$1"
+	ip -n "$2" addr add 10.77.$3.1/24 dev "$veth"
+	ip -n "$2" addr add fd77:$3::1/64 dev "$veth" nodad
+	ip -n "$2" link set "$veth" up
+	ip -n "$1" addr add 10.77.$3.2/24 dev eth0
+	ip -n "$1" addr add fd77:$3::2/64 dev eth0 nodad
+	ip -n "$1" link set eth0 up
+	ip -n "$1" route add default via 10.77.$3.1
+	ip -n "$1" -6 route add default via fd77:$3::1
+	ip netns exec "$2" ethtool -K "$veth" tso off gso off gro off 2>/dev/null
+	ip netns exec "$1" ethtool -K eth0 tso off gso off gro off 2>/dev/null
+}
+
+# e2e_pods_setup: pod1 and pod2 behind node A (10.88.0.1), pod3 behind node B (10.88.0.2),
+# the routes between them, and nftables counters in each node's postrouting chain (priority
+# 98, beside the agent's 99) for pod1 to pod3 and back, IPv4 and IPv6. Needs A, B, P1, P2, P3
+# (namespaces, the nodes already linked at 10.88.0.1 and .2, fd88::1 and ::2).
+e2e_pods_setup() {
+	local ns
+	e2e_pod "$P1" "$A" 1
+	e2e_pod "$P2" "$A" 2
+	e2e_pod "$P3" "$B" 3
+	ip -n "$A" route add 10.77.3.0/24 via 10.88.0.2
+	ip -n "$A" -6 route add fd77:3::/64 via fd88::2
+	ip -n "$B" route add 10.77.0.0/16 via 10.88.0.1
+	ip -n "$B" -6 route add fd77::/16 via fd88::1
+	for ns in "$A" "$B"; do
+		ip netns exec "$ns" nft -f - <<'NFT'
+table inet kzt {
+	chain post {
+		type filter hook postrouting priority 98; policy accept;
+		ip saddr 10.77.1.2 ip daddr 10.77.3.2 counter comment "pod1-pod3"
+		ip6 saddr fd77:1::2 ip6 daddr fd77:3::2 counter comment "pod1-pod3-v6"
+		ip saddr 10.77.3.2 ip daddr 10.77.1.2 counter comment "pod3-pod1"
+		ip6 saddr fd77:3::2 ip6 daddr fd77:1::2 counter comment "pod3-pod1-v6"
+	}
+}
+NFT
+	done
+}
+
+# nft_bytes NS COMMENT: the bytes of the counter with that comment.
+nft_bytes() {
+	ip netns exec "$1" nft -j list chain inet kzt post | python3 -c '
+import json, sys
+for item in json.load(sys.stdin)["nftables"]:
+    r = item.get("rule")
+    if r and r.get("comment") == sys.argv[1]:
+        print([e["counter"] for e in r["expr"] if "counter" in e][0]["bytes"])' "$2"
+}

@@ -44,52 +44,9 @@ ip -n "$A" addr add fd88::1/64 dev ${NS_PREFIX}ab nodad
 ip -n "$B" addr add fd88::2/64 dev ${NS_PREFIX}ba nodad
 ip -n "$A" link set ${NS_PREFIX}ab up
 ip -n "$B" link set ${NS_PREFIX}ba up
-pod() { # pod NS NODE-NS INDEX
-	local veth=${NS_PREFIX}v$3
-	ip link add "$veth" netns "$2" type veth peer name eth0 netns "$1"
-	ip -n "$2" addr add 10.77.$3.1/24 dev "$veth"
-	ip -n "$2" addr add fd77:$3::1/64 dev "$veth" nodad
-	ip -n "$2" link set "$veth" up
-	ip -n "$1" addr add 10.77.$3.2/24 dev eth0
-	ip -n "$1" addr add fd77:$3::2/64 dev eth0 nodad
-	ip -n "$1" link set eth0 up
-	ip -n "$1" route add default via 10.77.$3.1
-	ip -n "$1" -6 route add default via fd77:$3::1
-	ip netns exec "$2" ethtool -K "$veth" tso off gso off gro off 2>/dev/null
-	ip netns exec "$1" ethtool -K eth0 tso off gso off gro off 2>/dev/null
-}
-pod "$P1" "$A" 1
-pod "$P2" "$A" 2
-pod "$P3" "$B" 3
 ip netns exec "$A" ethtool -K ${NS_PREFIX}ab tso off gso off gro off 2>/dev/null
 ip netns exec "$B" ethtool -K ${NS_PREFIX}ba tso off gso off gro off 2>/dev/null
-ip -n "$A" route add 10.77.3.0/24 via 10.88.0.2
-ip -n "$A" -6 route add fd77:3::/64 via fd88::2
-ip -n "$B" route add 10.77.0.0/16 via 10.88.0.1
-ip -n "$B" -6 route add fd77::/16 via fd88::1
-
-for ns in "$A" "$B"; do
-	ip netns exec "$ns" nft -f - <<'NFT'
-table inet kzt {
-	chain post {
-		type filter hook postrouting priority 98; policy accept;
-		ip saddr 10.77.1.2 ip daddr 10.77.3.2 counter comment "pod1-pod3"
-		ip6 saddr fd77:1::2 ip6 daddr fd77:3::2 counter comment "pod1-pod3-v6"
-		ip saddr 10.77.3.2 ip daddr 10.77.1.2 counter comment "pod3-pod1"
-		ip6 saddr fd77:3::2 ip6 daddr fd77:1::2 counter comment "pod3-pod1-v6"
-	}
-}
-NFT
-done
-# nft_bytes NS COMMENT: the bytes of the counter with that comment.
-nft_bytes() {
-	ip netns exec "$1" nft -j list chain inet kzt post | python3 -c '
-import json, sys
-for item in json.load(sys.stdin)["nftables"]:
-    r = item.get("rule")
-    if r and r.get("comment") == sys.argv[1]:
-        print([e["counter"] for e in r["expr"] if "counter" in e][0]["bytes"])' "$2"
-}
+e2e_pods_setup
 
 cat >"$WORK/topology.json" <<EOF
 {"nodes": [
