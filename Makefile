@@ -46,7 +46,7 @@ build/kubezonnet.bpf.o: bpf/kubezonnet.bpf.c bpf/kubezonnet.h bpf/kubezonnet_par
 build/kubezonnet.skel.h: build/kubezonnet.bpf.o
 	$(BPFTOOL) gen skeleton $< name kubezonnet_bpf > $@
 
-build/bench.bpf.o: bench/bench.bpf.c bpf/kubezonnet.h bpf/kubezonnet_parse.h bpf/vmlinux.h | build
+build/bench.bpf.o: bench/bench.bpf.c bpf/kubezonnet.h bench/parse_yardstick.h bpf/vmlinux.h | build
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 build/bench.skel.h: build/bench.bpf.o

@@ -26,6 +26,7 @@
 #include <getopt.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <net/if.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
@@ -42,8 +43,11 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
+#include <linux/if_link.h>
 #include <linux/magic.h>
 #include <linux/netfilter.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -96,6 +100,11 @@ struct agent {
 	int frame_sent; /* on the current connection */
 	long long frame_sent_ms;
 	int drain_due; /* an interval passed while a report was still pending */
+
+	/* Tunnel devices (kzn_tunnel_devs): what was found last, and the link change socket. */
+	__u32 tunnel_ifindex[KZN_TUNNEL_DEVS_MAX];
+	unsigned int tunnel_count;
+	int link_events; /* netlink, RTMGRP_LINK; -1 when unavailable */
 
 	/* The connection to the server. */
 	enum agent_conn_state conn;
@@ -378,6 +387,161 @@ static int agent_acknowledged(struct agent *a)
 	a->frame = NULL;
 	a->frame_len = 0;
 	return agent_save_state(a);
+}
+
+/*
+ * ---- tunnel devices ----
+ * The program must know the devices that put packets in a tunnel whose outer packet it sees
+ * again (it skips the inner one) and those that encrypt them (it counts the inner one, with
+ * the overhead). The agent lists the links over rtnetlink at start and whenever the kernel
+ * announces a change of links, and keeps kzn_tunnel_devs equal to what it found.
+ */
+#define AGENT_NETLINK_BUFFER 32768
+
+/* agent_tunnel_kind maps a link kind (IFLA_INFO_KIND) to KZN_DEV_*, or 0. */
+static __u32 agent_tunnel_kind(const char *kind)
+{
+	static const char *const tunnels[] = {"vxlan",	   "geneve", "ipip",	 "sit",
+					      "gre",	   "gretap", "ip6tnl",	 "ip6gre",
+					      "ip6gretap", "erspan", "ip6erspan"};
+
+	for (size_t i = 0; i < sizeof(tunnels) / sizeof(tunnels[0]); i++)
+		if (strcmp(kind, tunnels[i]) == 0)
+			return KZN_DEV_TUNNEL;
+	return strcmp(kind, "wireguard") == 0 ? KZN_DEV_WIREGUARD : 0;
+}
+
+/* agent_link_kind writes the IFLA_INFO_KIND of one RTM_NEWLINK message into kind. */
+static void agent_link_kind(struct nlmsghdr *h, char *name, char *kind, size_t len)
+{
+	struct ifinfomsg *ifi = NLMSG_DATA(h);
+	int left = (int)IFLA_PAYLOAD(h);
+
+	name[0] = kind[0] = '\0';
+	for (struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+		if (a->rta_type == IFLA_IFNAME) {
+			snprintf(name, IFNAMSIZ, "%.*s", (int)RTA_PAYLOAD(a), (char *)RTA_DATA(a));
+		} else if (a->rta_type == IFLA_LINKINFO) {
+			int inner = (int)RTA_PAYLOAD(a);
+			for (struct rtattr *i = RTA_DATA(a); RTA_OK(i, inner);
+			     i = RTA_NEXT(i, inner))
+				if (i->rta_type == IFLA_INFO_KIND)
+					snprintf(kind, len, "%.*s", (int)RTA_PAYLOAD(i),
+						 (char *)RTA_DATA(i));
+		}
+	}
+}
+
+/*
+ * agent_scan_tunnels lists this network namespace's links and makes kzn_tunnel_devs hold
+ * exactly the tunnel devices among them. Returns 0 or -errno.
+ */
+static int agent_scan_tunnels(struct agent *a)
+{
+	struct {
+		struct nlmsghdr h;
+		struct ifinfomsg i;
+	} req = {.h = {.nlmsg_len = sizeof(req),
+		       .nlmsg_type = RTM_GETLINK,
+		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+		       .nlmsg_seq = 1},
+		 .i = {.ifi_family = AF_UNSPEC}};
+	__u32 found[KZN_TUNNEL_DEVS_MAX], kinds[KZN_TUNNEL_DEVS_MAX];
+	char names[512] = "", *buf = malloc(AGENT_NETLINK_BUFFER);
+	unsigned int n = 0;
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE), done = 0, rc = 0;
+	int fd_map = bpf_map__fd(a->skel->maps.kzn_tunnel_devs);
+
+	if (fd < 0 || !buf || send(fd, &req, sizeof(req), 0) < 0) {
+		rc = -errno;
+		agent_log("list network links (rtnetlink): %s", strerror(errno));
+		goto out;
+	}
+	while (!done) {
+		ssize_t len = recv(fd, buf, AGENT_NETLINK_BUFFER, 0);
+		int left = (int)len;
+
+		if (len < 0) {
+			rc = -errno;
+			agent_log("list network links (rtnetlink recv): %s", strerror(errno));
+			goto out;
+		}
+		for (struct nlmsghdr *h = (struct nlmsghdr *)buf; NLMSG_OK(h, (unsigned int)left);
+		     h = NLMSG_NEXT(h, left)) {
+			char name[IFNAMSIZ], kind[32];
+			__u32 k;
+
+			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+				done = 1;
+				break;
+			}
+			if (h->nlmsg_type != RTM_NEWLINK)
+				continue;
+			agent_link_kind(h, name, kind, sizeof(kind));
+			k = agent_tunnel_kind(kind);
+			if (!k)
+				continue;
+			if (n == KZN_TUNNEL_DEVS_MAX) {
+				agent_log("more than %d tunnel devices: %s and later ones are not "
+					  "known to the program (their traffic counts twice)",
+					  KZN_TUNNEL_DEVS_MAX, name);
+				continue;
+			}
+			found[n] = (__u32)((struct ifinfomsg *)NLMSG_DATA(h))->ifi_index;
+			kinds[n++] = k;
+			if (strlen(names) + strlen(name) + strlen(kind) + 8 < sizeof(names))
+				snprintf(names + strlen(names), sizeof(names) - strlen(names),
+					 "%s%s (%s)", names[0] ? ", " : "", name, kind);
+		}
+	}
+	/* Add what is new, then remove what is gone. */
+	for (unsigned int i = 0; i < n; i++)
+		if (bpf_map_update_elem(fd_map, &found[i], &kinds[i], BPF_ANY) != 0)
+			agent_log("kzn_tunnel_devs: %s", strerror(errno));
+	for (unsigned int i = 0; i < a->tunnel_count; i++) {
+		int kept = 0;
+		for (unsigned int j = 0; j < n && !kept; j++)
+			kept = found[j] == a->tunnel_ifindex[i];
+		if (!kept)
+			bpf_map_delete_elem(fd_map, &a->tunnel_ifindex[i]);
+	}
+	if (n != a->tunnel_count || memcmp(found, a->tunnel_ifindex, n * sizeof(found[0])) != 0)
+		agent_log("tunnel devices: %s", n ? names : "none");
+	memcpy(a->tunnel_ifindex, found, n * sizeof(found[0]));
+	a->tunnel_count = n;
+	a->skel->bss->kzn_have_tunnel_devs = n > 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return rc;
+}
+
+/* agent_watch_links opens the socket on which the kernel announces changes of links. */
+static void agent_watch_links(struct agent *a)
+{
+	struct sockaddr_nl addr = {.nl_family = AF_NETLINK, .nl_groups = RTMGRP_LINK};
+
+	a->link_events = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
+	if (a->link_events >= 0 &&
+	    bind(a->link_events, (struct sockaddr *)&addr, sizeof(addr)) == 0)
+		return;
+	agent_log("watch network links (rtnetlink): %s; tunnel devices are looked for at every "
+		  "report instead",
+		  strerror(errno));
+	if (a->link_events >= 0)
+		close(a->link_events);
+	a->link_events = -1;
+}
+
+/* agent_links_changed drains the announcements and looks at the links again. */
+static void agent_links_changed(struct agent *a)
+{
+	char buf[4096];
+
+	while (recv(a->link_events, buf, sizeof(buf), 0) > 0)
+		;
+	agent_scan_tunnels(a);
 }
 
 /* ---- BPF set-up ---- */
@@ -1035,12 +1199,15 @@ static void agent_read(struct agent *a)
 static void agent_step(struct agent *a, int timeout_cap_ms)
 {
 	long long now = log_now_ms();
-	struct pollfd pfd = {.fd = -1};
+	struct pollfd fds[2] = {{.fd = -1}, {.fd = a->link_events, .events = POLLIN}};
+	struct pollfd *pfd = &fds[0];
 	long long wake = a->next_drain_ms;
 	int timeout;
 
 	if (now >= a->next_drain_ms) {
 		a->next_drain_ms = now + a->config.interval_ms;
+		if (a->link_events < 0)
+			agent_scan_tunnels(a);
 		if (agent_drain(a) != 0)
 			agent_stop = 1;
 	}
@@ -1060,19 +1227,21 @@ static void agent_step(struct agent *a, int timeout_cap_ms)
 		agent_disconnect(a, "connection timed out");
 	}
 	if (a->conn != AGENT_DISCONNECTED) {
-		pfd.fd = a->sock;
-		pfd.events = POLLIN;
+		pfd->fd = a->sock;
+		pfd->events = POLLIN;
 		if (a->conn == AGENT_CONNECTING || a->out)
-			pfd.events |= POLLOUT;
+			pfd->events |= POLLOUT;
 	} else if (a->next_connect_ms < wake) {
 		wake = a->next_connect_ms;
 	}
 	timeout = wake > now ? (int)(wake - now) : 0;
 	if (timeout > timeout_cap_ms)
 		timeout = timeout_cap_ms;
-	if (poll(&pfd, 1, timeout) <= 0)
+	if (poll(fds, 2, timeout) <= 0)
 		return;
-	if (a->conn == AGENT_CONNECTING && (pfd.revents & (POLLOUT | POLLERR | POLLHUP))) {
+	if (fds[1].revents & POLLIN)
+		agent_links_changed(a);
+	if (a->conn == AGENT_CONNECTING && (pfd->revents & (POLLOUT | POLLERR | POLLHUP))) {
 		int err = 0;
 		socklen_t len = sizeof(err);
 		getsockopt(a->sock, SOL_SOCKET, SO_ERROR, &err, &len);
@@ -1083,9 +1252,9 @@ static void agent_step(struct agent *a, int timeout_cap_ms)
 		agent_on_connected(a);
 		return;
 	}
-	if (a->conn == AGENT_CONNECTED && (pfd.revents & (POLLIN | POLLERR | POLLHUP)))
+	if (a->conn == AGENT_CONNECTED && (pfd->revents & (POLLIN | POLLERR | POLLHUP)))
 		agent_read(a);
-	if (a->conn == AGENT_CONNECTED && (pfd.revents & POLLOUT))
+	if (a->conn == AGENT_CONNECTED && (pfd->revents & POLLOUT))
 		agent_pump(a);
 }
 
@@ -1335,6 +1504,7 @@ int main(int argc, char **argv)
 	if (rc)
 		return rc == 1 ? 0 : rc;
 	a.sock = -1;
+	a.link_events = -1;
 	a.backoff_ms = AGENT_BACKOFF_MIN;
 	libbpf_set_print(agent_libbpf_print);
 	signal(SIGPIPE, SIG_IGN);
@@ -1354,6 +1524,9 @@ int main(int argc, char **argv)
 		goto cleanup;
 	if (agent_recover(&a) != 0)
 		goto cleanup;
+	/* The tunnel devices are known before our program counts the first packet. */
+	agent_watch_links(&a);
+	agent_scan_tunnels(&a);
 	if (agent_install_counter(&a) != 0)
 		goto cleanup;
 	a.links[0] = agent_attach(&a, NFPROTO_IPV4, "ipv4", &reused[0]);
@@ -1388,6 +1561,8 @@ int main(int argc, char **argv)
 cleanup:
 	if (a.sock >= 0)
 		close(a.sock);
+	if (a.link_events >= 0)
+		close(a.link_events);
 	/* Links stay pinned, on SIGTERM as on an error: counting goes on for the next agent. */
 	for (int i = 0; i < 2; i++)
 		bpf_link__destroy(a.links[i]);

@@ -95,13 +95,17 @@ static __always_inline void loss_add(__u32 slot, __u64 packets, __u64 bytes)
  * kzn_count adds one packet's bytes to its flow in flows. Inlined once per flow map, so that
  * each call site sees one known map and the verifier can inline the hash lookup.
  */
-static __always_inline void kzn_count(void *flows, const struct kzn_flow_key *key, __u64 bytes,
-				      __u64 packets)
+static __always_inline void kzn_count(void *flows, const struct kzn_flow_key *key,
+				      const struct kzn_packet *pkt)
 {
 	struct kzn_flow_value *value = bpf_map_lookup_elem(flows, key);
 
 	if (!value) {
-		struct kzn_flow_value init = {.bytes = bytes, .packets = packets};
+		struct kzn_flow_value init = {
+			.bytes = pkt->bytes,
+			.packets = pkt->packets,
+			.encap_bytes = pkt->encap_bytes,
+		};
 		long err = bpf_map_update_elem(flows, key, &init, BPF_NOEXIST);
 
 		if (err == 0)
@@ -110,12 +114,14 @@ static __always_inline void kzn_count(void *flows, const struct kzn_flow_key *ke
 		if (err == -EEXIST)
 			value = bpf_map_lookup_elem(flows, key);
 		if (!value) {
-			loss_add(KZN_LOSS_MAP_FULL_PACKETS, packets, bytes);
+			loss_add(KZN_LOSS_MAP_FULL_PACKETS, pkt->packets, pkt->bytes);
 			return;
 		}
 	}
-	__sync_fetch_and_add(&value->bytes, bytes);
-	__sync_fetch_and_add(&value->packets, packets);
+	__sync_fetch_and_add(&value->bytes, pkt->bytes);
+	__sync_fetch_and_add(&value->packets, pkt->packets);
+	if (pkt->encap_bytes)
+		__sync_fetch_and_add(&value->encap_bytes, pkt->encap_bytes);
 }
 
 /*
@@ -135,20 +141,26 @@ SEC("netfilter")
 int kzn_postrouting(struct bpf_nf_ctx *ctx)
 {
 	struct kzn_flow_key key = {};
-	__u64 bytes, packets;
+	struct kzn_packet pkt;
 	__u32 zero = 0, *active;
 
-	if (kzn_parse(ctx, &key, &bytes, &packets) != 0) {
-		loss_add(KZN_LOSS_UNPARSED_PACKETS, packets, bytes);
+	switch (kzn_parse(ctx, &key, &pkt)) {
+	case KZN_UNPARSED:
+		loss_add(KZN_LOSS_UNPARSED_PACKETS, pkt.packets, pkt.bytes);
 		return NF_ACCEPT;
+	case KZN_SKIP:
+		return NF_ACCEPT;
+	case KZN_MALFORMED_INNER:
+		loss_add(KZN_LOSS_MALFORMED_INNER_PACKETS, pkt.packets, pkt.bytes);
+		break;
 	}
 	active = bpf_map_lookup_elem(&kzn_active, &zero);
 	if (!active)
-		loss_add(KZN_LOSS_NO_MAP_PACKETS, packets, bytes);
+		loss_add(KZN_LOSS_NO_MAP_PACKETS, pkt.packets, pkt.bytes);
 	else if (*active)
-		kzn_count(&kzn_flows_b, &key, bytes, packets);
+		kzn_count(&kzn_flows_b, &key, &pkt);
 	else
-		kzn_count(&kzn_flows_a, &key, bytes, packets);
+		kzn_count(&kzn_flows_a, &key, &pkt);
 	return NF_ACCEPT;
 }
 

@@ -22,6 +22,11 @@
 /* IPv6 extension headers walked to find the L4 header; a longer chain counts with port 0. */
 #define KZN_IPV6_EXT_MAX 6
 
+/* Tunnel devices the agent tells the program about (kzn_tunnel_devs), and their kinds. */
+#define KZN_TUNNEL_DEVS_MAX 256
+#define KZN_DEV_TUNNEL	    1 /* its packets get an outer header the hook sees: skip them */
+#define KZN_DEV_WIREGUARD   2 /* encrypts: count its packets with the tunnel's overhead */
+
 /*
  * One flow: address family (4 or 6), L4 protocol, one port (the smaller of source and
  * destination port for TCP, UDP and SCTP; 0 otherwise and for non-first fragments), and the
@@ -35,10 +40,14 @@ struct kzn_flow_key {
 	__u8 dst[16];
 };
 
-/* Bytes at L3 as on the wire (GSO super-packets expanded to their segments) and packets. */
+/*
+ * Bytes at L3 as on the wire (GSO super-packets expanded to their segments) and packets; of
+ * the bytes, those of a tunnel's encapsulation (outer headers, or WireGuard's overhead).
+ */
 struct kzn_flow_value {
 	__u64 bytes;
 	__u64 packets;
+	__u64 encap_bytes;
 };
 
 /* Slots of the per-CPU kzn_loss array: counts that could not be stored under their flow. */
@@ -49,6 +58,10 @@ enum kzn_loss_slot {
 	KZN_LOSS_NO_MAP_BYTES,
 	KZN_LOSS_UNPARSED_PACKETS, /* no readable IP header */
 	KZN_LOSS_UNPARSED_BYTES,
+	/* Not loss: tunnel packets whose inner headers could not be read, counted under their
+	 * outer flow (so as node traffic), and reported apart. */
+	KZN_LOSS_MALFORMED_INNER_PACKETS,
+	KZN_LOSS_MALFORMED_INNER_BYTES,
 	KZN_LOSS_SLOTS,
 };
 

@@ -1,22 +1,48 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR Apache-2.0) */
 /*
  * kubezonnet_parse.h: reads a packet at netfilter POSTROUTING into a flow key and the bytes
- * and packets it puts on the wire. Shared by the program and the benchmark's parse-only
- * program, so that the benchmark measures exactly the parsing the program does.
+ * and packets it puts on the wire, looking through the tunnels that overlay networks carry
+ * pod traffic in.
+ *
+ * Tunnels (the rule, README.md "Overlay networks"): each byte on the wire is counted once and
+ * charged to the pod whose packet it carries.
+ * - A tunnel whose packets can be read (VXLAN on UDP 4789 and 8472, Geneve on 6081, IP in
+ *   IPv4 or IPv6, GRE): the outer packet is counted, under the inner packet's flow, with its
+ *   whole wire size; the outer headers are its encapsulation bytes. The inner packet, seen
+ *   earlier on its way into the tunnel device (kzn_tunnel_devs), is not counted. So a kernel
+ *   tunnel device (flannel, Calico) and a tunnel made in BPF before the host stack (Cilium)
+ *   come out the same.
+ * - An encrypted tunnel (WireGuard): the inner packet is counted on its way into the
+ *   WireGuard device, with the outer headers and padding it will get as encapsulation; the
+ *   outer packet (UDP 51820) is not counted. IPsec ESP packets are not counted either; their
+ *   inner packets count as they are (ESP's overhead depends on the algorithms).
+ * - Inner headers that cannot be read (truncated, unknown inner protocol) are never guessed:
+ *   the packet counts under its outer flow and in a counter of its own.
+ *
+ * Shared by the program and by the tests that run it on crafted packets.
  */
 #ifndef KUBEZONNET_PARSE_H
 #define KUBEZONNET_PARSE_H
 
 #define IPPROTO_HOPOPTS	 0
 #define IPPROTO_ICMP	 1
+#define IPPROTO_IPIP	 4
 #define IPPROTO_TCP	 6
 #define IPPROTO_UDP	 17
+#define IPPROTO_IPV6	 41
 #define IPPROTO_ROUTING	 43
 #define IPPROTO_FRAGMENT 44
+#define IPPROTO_GRE	 47
+#define IPPROTO_ESP	 50
 #define IPPROTO_AH	 51
 #define IPPROTO_DSTOPTS	 60
 #define IPPROTO_SCTP	 132
 #define IPPROTO_MH	 135
+
+#define KZN_ETH_P_IP	0x0800
+#define KZN_ETH_P_IPV6	0x86dd
+#define KZN_ETH_P_8021Q 0x8100
+#define KZN_ETH_P_TEB	0x6558 /* transparent Ethernet bridging: an Ethernet frame inside */
 
 extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
 			       struct bpf_dynptr *ptr__uninit) __ksym;
@@ -25,10 +51,45 @@ extern void *bpf_dynptr_slice(const struct bpf_dynptr *ptr, __u32 offset, void *
 
 /* Set by the agent before load: 0 disables the GSO segment expansion (see kzn_wire_segments). */
 const volatile __u32 kzn_count_gso = 1;
+/* Set by the agent before load: tunnel ports beyond the well-known ones (0: none). */
+const volatile __u16 kzn_vxlan_port = 0;
+const volatile __u16 kzn_geneve_port = 0;
+const volatile __u16 kzn_wireguard_port = 0;
+/* Set by the agent: whether kzn_tunnel_devs holds any device (spares the lookup otherwise). */
+volatile __u32 kzn_have_tunnel_devs = 0;
 
-/* L4 ports and header length at off; port stays 0 when there is none to read. */
+/*
+ * The devices the agent found whose packets get an outer header the hook sees again
+ * (KZN_DEV_TUNNEL) or that encrypt them (KZN_DEV_WIREGUARD), by ifindex.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KZN_TUNNEL_DEVS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kzn_tunnel_devs SEC(".maps");
+
+/* What kzn_parse found: the bytes and packets on the wire, and the encapsulation's part. */
+struct kzn_packet {
+	__u64 bytes;
+	__u64 packets;
+	__u64 encap_bytes;
+};
+
+enum kzn_parse_result {
+	KZN_PARSED = 0,
+	KZN_UNPARSED = -1,	 /* no readable IP header: count as loss "other" */
+	KZN_SKIP = 1,		 /* counted elsewhere (the other side of a tunnel) */
+	KZN_MALFORMED_INNER = 2, /* counted under the outer flow, and in its own counter */
+};
+
+/*
+ * L4 ports and header length at off; port stays 0 when there is none to read. ports[] gets
+ * the source and destination port.
+ */
 static __always_inline void kzn_read_l4(const struct bpf_dynptr *ptr, __u32 off, __u8 protocol,
-					struct kzn_flow_key *key, __u32 *l4_len)
+					struct kzn_flow_key *key, __u32 *l4_len, __u16 ports[2])
 {
 	__u8 buf[20];
 	__u8 *h;
@@ -55,18 +116,19 @@ static __always_inline void kzn_read_l4(const struct bpf_dynptr *ptr, __u32 off,
 	default:
 		return;
 	}
-	__u16 sport = (__u16)(h[0] << 8 | h[1]);
-	__u16 dport = (__u16)(h[2] << 8 | h[3]);
-	key->port = sport < dport ? sport : dport;
+	ports[0] = (__u16)(h[0] << 8 | h[1]);
+	ports[1] = (__u16)(h[2] << 8 | h[3]);
+	key->port = ports[0] < ports[1] ? ports[0] : ports[1];
 }
 
 /*
- * Returns the offset of the L4 header and sets *protocol, or 0 when there is none to read:
- * a non-first fragment, or an extension header chain longer than KZN_IPV6_EXT_MAX.
+ * Returns the offset of the L4 header of the IPv6 packet at ip_off and sets *protocol, or 0
+ * when there is none to read: a non-first fragment, or an extension header chain longer than
+ * KZN_IPV6_EXT_MAX.
  */
-static __always_inline __u32 kzn_ipv6_l4(const struct bpf_dynptr *ptr, __u8 *protocol)
+static __always_inline __u32 kzn_ipv6_l4(const struct bpf_dynptr *ptr, __u32 ip_off, __u8 *protocol)
 {
-	__u32 off = 40;
+	__u32 off = ip_off + 40;
 	__u8 buf[8];
 
 	for (int i = 0; i < KZN_IPV6_EXT_MAX; i++) {
@@ -107,6 +169,168 @@ static __always_inline __u32 kzn_ipv6_l4(const struct bpf_dynptr *ptr, __u8 *pro
 }
 
 /*
+ * kzn_parse_ip reads the IP packet of family 4 or 6 at off into key. Sets *l3_len and *l4_len
+ * to its IP and L4 header bytes (*l4_len 0 when there is no L4 header to read) and ports[] to
+ * its L4 ports. Returns 0, or -1 when there is no IP header of that family there.
+ */
+static __always_inline int kzn_parse_ip(const struct bpf_dynptr *ptr, __u32 off, int family,
+					struct kzn_flow_key *key, __u32 *l3_len, __u32 *l4_len,
+					__u16 ports[2])
+{
+	__u32 l4_off;
+	__u8 buf[40];
+	__u8 *ip;
+
+	*l4_len = 0;
+	ports[0] = ports[1] = 0;
+	key->port = 0;
+	if (family == 4) {
+		ip = bpf_dynptr_slice(ptr, off, buf, 20);
+		if (!ip || (ip[0] >> 4) != 4)
+			return -1;
+		*l3_len = (ip[0] & 0x0f) * 4;
+		key->family = 4;
+		key->protocol = ip[9];
+		__builtin_memset(key->src, 0, 10);
+		__builtin_memset(key->dst, 0, 10);
+		key->src[10] = key->src[11] = key->dst[10] = key->dst[11] = 0xff;
+		__builtin_memcpy(&key->src[12], ip + 12, 4);
+		__builtin_memcpy(&key->dst[12], ip + 16, 4);
+		/* Only the first fragment (offset 0) carries the L4 header. */
+		if (!((ip[6] << 8 | ip[7]) & 0x1fff))
+			kzn_read_l4(ptr, off + *l3_len, key->protocol, key, l4_len, ports);
+	} else {
+		ip = bpf_dynptr_slice(ptr, off, buf, 40);
+		if (!ip || (ip[0] >> 4) != 6)
+			return -1;
+		key->family = 6;
+		key->protocol = ip[6];
+		__builtin_memcpy(key->src, ip + 8, 16);
+		__builtin_memcpy(key->dst, ip + 24, 16);
+		l4_off = kzn_ipv6_l4(ptr, off, &key->protocol);
+		*l3_len = l4_off ? l4_off - off : 40;
+		if (l4_off)
+			kzn_read_l4(ptr, l4_off, key->protocol, key, l4_len, ports);
+	}
+	return 0;
+}
+
+/*
+ * kzn_inner_after_ethernet returns the offset of the IP packet in the Ethernet frame at off
+ * (one VLAN tag allowed) and sets *family, or 0 when it carries no IP packet.
+ */
+static __always_inline __u32 kzn_inner_after_ethernet(const struct bpf_dynptr *ptr, __u32 off,
+						      int *family)
+{
+	__u8 buf[18];
+	__u8 *eth = bpf_dynptr_slice(ptr, off, buf, 18);
+	__u16 type;
+
+	if (!eth)
+		return 0;
+	type = (__u16)(eth[12] << 8 | eth[13]);
+	off += 14;
+	if (type == KZN_ETH_P_8021Q) {
+		type = (__u16)(eth[16] << 8 | eth[17]);
+		off += 4;
+	}
+	*family = type == KZN_ETH_P_IP ? 4 : type == KZN_ETH_P_IPV6 ? 6 : 0;
+	return *family ? off : 0;
+}
+
+/* kzn_inner_by_type: the inner packet of a GRE or Geneve protocol type at off, or 0. */
+static __always_inline __u32 kzn_inner_by_type(const struct bpf_dynptr *ptr, __u32 off, __u16 type,
+					       int *family)
+{
+	if (type == KZN_ETH_P_TEB)
+		return kzn_inner_after_ethernet(ptr, off, family);
+	*family = type == KZN_ETH_P_IP ? 4 : type == KZN_ETH_P_IPV6 ? 6 : 0;
+	return *family ? off : 0;
+}
+
+/*
+ * kzn_tunnel_inner: for the packet whose IP header of family 4 or 6 is at offset 0, the offset
+ * of the inner IP packet when it is a tunnel's outer packet (setting *family); 0 when it is a
+ * tunnel packet whose inner headers cannot be read; -1 when it is no tunnel packet; -2 for an
+ * encrypted tunnel's outer packet. Only the fixed IP header is read (an IPv6 outer header
+ * with extension headers is taken for no tunnel): this runs before the full parse, so that
+ * the verifier walks the inner parse from few states.
+ */
+static __always_inline long kzn_tunnel_inner(const struct bpf_dynptr *ptr, int outer_family,
+					     int *family)
+{
+	__u8 buf[40];
+	__u8 *h;
+	__u32 l3_end;
+	__u16 sport, dport;
+	__u8 protocol;
+
+	if (outer_family == 4) {
+		h = bpf_dynptr_slice(ptr, 0, buf, 20);
+		if (!h)
+			return -1;
+		if ((h[6] << 8 | h[7]) & 0x3fff)
+			return -1; /* a fragment: no tunnel header to read in it */
+		protocol = h[9];
+		l3_end = (h[0] & 0x0f) * 4;
+	} else {
+		h = bpf_dynptr_slice(ptr, 0, buf, 40);
+		if (!h)
+			return -1;
+		protocol = h[6];
+		l3_end = 40;
+	}
+	switch (protocol) {
+	case IPPROTO_IPIP:
+		*family = 4;
+		return l3_end;
+	case IPPROTO_IPV6:
+		*family = 6;
+		return l3_end;
+	case IPPROTO_GRE: {
+		__u16 flags, type;
+
+		h = bpf_dynptr_slice(ptr, l3_end, buf, 4);
+		if (!h)
+			return 0;
+		flags = (__u16)(h[0] << 8 | h[1]);
+		type = (__u16)(h[2] << 8 | h[3]);
+		if (flags & 0x0007)
+			return 0; /* GRE version 1 (PPTP) and others: not a pod tunnel */
+		l3_end += 4 + (flags & 0x8000 ? 4 : 0) + (flags & 0x2000 ? 4 : 0) +
+			  (flags & 0x1000 ? 4 : 0);
+		return kzn_inner_by_type(ptr, l3_end, type, family);
+	}
+	case IPPROTO_ESP:
+		return -2;
+	case IPPROTO_UDP:
+		break;
+	default:
+		return -1;
+	}
+	h = bpf_dynptr_slice(ptr, l3_end, buf, 16);
+	if (!h)
+		return -1;
+	sport = (__u16)(h[0] << 8 | h[1]);
+	dport = (__u16)(h[2] << 8 | h[3]);
+	if (dport == 4789 || dport == 8472 || (kzn_vxlan_port && dport == kzn_vxlan_port)) {
+		if (!(h[8] & 0x08))
+			return 0; /* no VXLAN header with a valid VNI */
+		return kzn_inner_after_ethernet(ptr, l3_end + 16, family);
+	}
+	if (dport == 6081 || (kzn_geneve_port && dport == kzn_geneve_port)) {
+		if ((h[8] >> 6) != 0)
+			return 0; /* Geneve version 0 only */
+		return kzn_inner_by_type(ptr, l3_end + 16 + (h[8] & 0x3f) * 4,
+					 (__u16)(h[10] << 8 | h[11]), family);
+	}
+	if (dport == 51820 || sport == 51820 ||
+	    (kzn_wireguard_port && (dport == kzn_wireguard_port || sport == kzn_wireguard_port)))
+		return -2;
+	return -1;
+}
+
+/*
  * The number of packets this skb becomes on the wire: gso_segs for a GSO super-packet (or,
  * if not yet computed, the payload divided by gso_size, rounded up), otherwise 1.
  */
@@ -139,56 +363,69 @@ static __always_inline __u32 kzn_wire_segments(struct sk_buff *skb, __u32 len, _
 	return (len - hdr_len + gso.size - 1) / gso.size;
 }
 
+/* The kind of tunnel device the packet leaves by (KZN_DEV_*), or 0. */
+static __always_inline __u32 kzn_out_device_kind(struct bpf_nf_ctx *ctx)
+{
+	__u32 ifindex, *kind;
+
+	if (!kzn_have_tunnel_devs || !ctx->state->out)
+		return 0;
+	ifindex = (__u32)ctx->state->out->ifindex;
+	kind = bpf_map_lookup_elem(&kzn_tunnel_devs, &ifindex);
+	return kind ? *kind : 0;
+}
+
 /*
- * kzn_parse fills key, *bytes and *packets for the packet in ctx. Returns 0, or -1 when there
- * is no IP header to read (then *bytes is skb->len and *packets 1).
+ * kzn_parse fills key and pkt for the packet in ctx and says where it counts (enum
+ * kzn_parse_result). On KZN_UNPARSED, pkt holds skb->len and one packet.
  */
-static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key *key, __u64 *bytes,
-				     __u64 *packets)
+static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key *key,
+				     struct kzn_packet *pkt)
 {
 	struct sk_buff *skb = ctx->skb;
 	struct bpf_dynptr ptr;
-	__u32 len = skb->len, l3_len, l4_len = 0, l4_off, segs;
-	__u8 buf[40];
-	__u8 *ip;
+	__u32 len = skb->len, l3_len, l4_len, hdr_len, segs, dev_kind;
+	__u16 ports[2];
+	int family = ctx->state->pf == NFPROTO_IPV4 ? 4 : 6, in_family = 0, result = KZN_PARSED;
+	long inner_off;
 
-	*bytes = len;
-	*packets = 1;
+	pkt->bytes = len;
+	pkt->packets = 1;
+	pkt->encap_bytes = 0;
+	dev_kind = kzn_out_device_kind(ctx);
+	if (dev_kind == KZN_DEV_TUNNEL)
+		return KZN_SKIP; /* the tunnel's outer packet is counted when it leaves */
 	if (bpf_dynptr_from_skb((struct __sk_buff *)skb, 0, &ptr))
-		return -1;
-	if (ctx->state->pf == NFPROTO_IPV4) {
-		ip = bpf_dynptr_slice(&ptr, 0, buf, 20);
-		if (!ip || (ip[0] >> 4) != 4)
-			return -1;
-		l3_len = (ip[0] & 0x0f) * 4;
-		key->family = 4;
-		key->protocol = ip[9];
-		key->src[10] = key->src[11] = key->dst[10] = key->dst[11] = 0xff;
-		__builtin_memcpy(&key->src[12], ip + 12, 4);
-		__builtin_memcpy(&key->dst[12], ip + 16, 4);
-		/* Only the first fragment (offset 0) carries the L4 header. */
-		if (!((ip[6] << 8 | ip[7]) & 0x1fff))
-			kzn_read_l4(&ptr, l3_len, key->protocol, key, &l4_len);
+		return KZN_UNPARSED;
+	inner_off = kzn_tunnel_inner(&ptr, family, &in_family);
+	if (inner_off == -2)
+		return KZN_SKIP; /* encrypted: its inner packet was counted going in */
+	if (inner_off > 0 &&
+	    kzn_parse_ip(&ptr, (__u32)inner_off, in_family, key, &l3_len, &l4_len, ports) == 0) {
+		/* Each segment carries the outer headers and the inner ones. */
+		hdr_len = (__u32)inner_off + l3_len + l4_len;
 	} else {
-		ip = bpf_dynptr_slice(&ptr, 0, buf, 40);
-		if (!ip || (ip[0] >> 4) != 6)
-			return -1;
-		key->family = 6;
-		key->protocol = ip[6];
-		__builtin_memcpy(key->src, ip + 8, 16);
-		__builtin_memcpy(key->dst, ip + 24, 16);
-		l4_off = kzn_ipv6_l4(&ptr, &key->protocol);
-		l3_len = l4_off ? l4_off : 40;
-		if (l4_off)
-			kzn_read_l4(&ptr, l4_off, key->protocol, key, &l4_len);
+		if (inner_off >= 0) {
+			inner_off = 0;
+			result = KZN_MALFORMED_INNER;
+		}
+		if (kzn_parse_ip(&ptr, 0, family, key, &l3_len, &l4_len, ports))
+			return KZN_UNPARSED;
+		hdr_len = l3_len + l4_len;
 	}
 
-	/* Each extra wire segment of a GSO super-packet carries its own L3 and L4 headers. */
-	segs = kzn_wire_segments(skb, len, l3_len + l4_len);
-	*packets = segs;
-	*bytes = len + (__u64)(segs - 1) * (l3_len + l4_len);
-
-	return 0;
+	/* Each extra wire segment of a GSO super-packet carries its own headers. */
+	segs = kzn_wire_segments(skb, len, hdr_len);
+	pkt->packets = segs;
+	pkt->bytes = len + (__u64)(segs - 1) * hdr_len;
+	if (inner_off > 0) {
+		pkt->encap_bytes = (__u64)segs * (__u64)inner_off;
+	} else if (dev_kind == KZN_DEV_WIREGUARD) {
+		/* Outer IPv4 and UDP, WireGuard's data header and tag, and padding to 16. */
+		pkt->encap_bytes = (__u64)segs * (20 + 8 + 16 + 16) + ((16 - (len & 15)) & 15);
+		pkt->bytes += pkt->encap_bytes;
+	}
+	return result;
 }
 
 #endif /* KUBEZONNET_PARSE_H */

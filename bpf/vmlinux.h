@@ -80,9 +80,15 @@ struct skb_shared_info {
 	unsigned int gso_type;
 } __attribute__((preserve_access_index));
 
+struct net_device {
+	int ifindex;
+} __attribute__((preserve_access_index));
+
 struct nf_hook_state {
 	u8 hook;
 	u8 pf;
+	struct net_device *in;
+	struct net_device *out;
 } __attribute__((preserve_access_index));
 
 struct bpf_nf_ctx {

@@ -182,15 +182,17 @@ sink_start() {
 	wait_for 5 grep -q listening "$1.log"
 }
 
-# agent_start LOG ARGS...: the agent in the node namespace, reporting to the sink.
+# agent_start LOG ARGS...: the agent in the node namespace, reporting to the sink; returns once
+# this agent (not an earlier one logging to LOG) has attached.
 agent_start() {
-	local log=$1
+	local log=$1 lines
 	shift
+	lines=$(cat "$log" 2>/dev/null | wc -l)
 	ip netns exec "$NODE" "$AGENT" --server 127.0.0.1:$SINK_PORT --node node-1 \
 		--pin-path "$BPFFS/kubezonnet" "$@" >>"$log" 2>&1 &
 	AGENT_PID=$!
 	PIDS+=($AGENT_PID)
-	wait_for 10 grep -qE "attached to|counting continues" "$log"
+	wait_for 10 eval "tail -n +$((lines + 1)) '$log' | grep -qE 'attached to|counting continues'"
 }
 
 # nft_setup: counters in the node's postrouting chain (next to the agent's 99) for each
