@@ -8,13 +8,14 @@
 set -eu
 
 # Beyond the obvious: procps (sysctl, pgrep, ps), netbase (/etc/protocols: nftables names
-# protocols such as ipv6-icmp with it); podman, runc, conmon, a container network stack,
-# skopeo and umoci build and run the container image (runc: crun refuses hybrid cgroups);
-# nodejs and npm run the manifest schema validation.
+# protocols such as ipv6-icmp with it), git (the image's date and revision come from the
+# commit), ca-certificates and binutils (the image's CA bundle; strip); podman, runc, conmon, a container network stack, skopeo, umoci and docker-registry
+# build, run and push the container image (runc: crun refuses hybrid cgroups); nodejs and npm
+# run the manifest schema validation.
 PACKAGES="gcc make libc6-dev clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev libssl-dev
 pkg-config iproute2 iputils-ping nftables curl openssl python3 prometheus ethtool iperf3
-libclang-rt-dev python3-yaml procps netbase
-podman runc conmon containernetworking-plugins skopeo umoci nodejs npm"
+libclang-rt-dev python3-yaml procps netbase git ca-certificates binutils
+podman runc conmon containernetworking-plugins skopeo umoci docker-registry nodejs npm"
 BACKPORTED="libbpf-dev libbpf1 bpftool"
 MIN_LIBBPF="1:1.3"
 MIN_BPFTOOL="7.3"
@@ -85,6 +86,12 @@ debian_source() {
 			}
 			$(i + 1) == suite { for (j = i + 2; j <= NF; j++) if ($j == "main") { print $i, key; exit } }'
 }
+
+# deps.sh --debian-source SUITE: prints "URI KEYRING" and exits (test/fresh/debian.sh).
+if [ "${1:-}" = --debian-source ]; then
+	debian_source "${2:?deps.sh --debian-source SUITE}"
+	exit
+fi
 
 add_backports() {
 	codename=$1
