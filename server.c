@@ -52,6 +52,7 @@ struct server_agent {
 	int fd;
 	char peer[64];
 	int hello_done;
+	uint16_t version; /* from HELLO: the layout of every STATS frame on this connection */
 	char node[WIRE_NODE_NAME_MAX + 1];
 	uint64_t instance_id;
 	uint8_t *in;
@@ -92,7 +93,7 @@ enum server_flow_logs { FLOW_LOGS_NONE, FLOW_LOGS_CROSS_ZONE, FLOW_LOGS_ALL };
 #define SERVER_ZONE_CACHE 256
 struct server_zone_pair {
 	const char *src, *dst;
-	struct metrics_series *bytes, *packets;
+	struct metrics_series *bytes, *packets, *encap_bytes;
 };
 
 struct server {
@@ -127,9 +128,10 @@ struct server {
 	} stats;
 
 	struct metrics_family pod_bytes, pod_packets, workload_bytes, workload_packets;
-	struct metrics_family zone_bytes, zone_packets, class_bytes, unknown_bytes;
+	struct metrics_family zone_bytes, zone_packets, encap_bytes, class_bytes, unknown_bytes;
 	struct metrics_family records, reports, frames_rejected, agents_connected, last_report;
 	struct metrics_family agent_lost_bytes, agent_lost_packets, endpoints, build_info;
+	struct metrics_family malformed_packets, malformed_bytes; /* tunnel inner headers */
 	struct metrics_family http_requests, http_rejected, topology_reloads;
 	struct metrics_family kube_events, kube_relists, kube_errors, kube_rejected, kube_synced;
 	struct metrics_family out_dropped;
@@ -172,6 +174,10 @@ static void server_metrics_init(struct server *s)
 	       METRICS_COUNTER, "src_zone", "dst_zone");
 	FAMILY(zone_packets, "zone_network_traffic_packets_total", "Packets between zones.",
 	       METRICS_COUNTER, "src_zone", "dst_zone");
+	FAMILY(encap_bytes, "kubezonnet_encapsulation_bytes_total",
+	       "The part of zone_network_traffic_bytes_total that was tunnel encapsulation (outer "
+	       "headers of overlay traffic counted under its inner flow; 0 from version 1 agents).",
+	       METRICS_COUNTER, "src_zone", "dst_zone");
 	FAMILY(class_bytes, "kubezonnet_traffic_bytes_total",
 	       "Attributed bytes by class: same_zone, cross_zone, cross_region, external, unknown.",
 	       METRICS_COUNTER, "class");
@@ -196,6 +202,14 @@ static void server_metrics_init(struct server *s)
 	FAMILY(agent_lost_packets, "kubezonnet_agent_lost_packets_total",
 	       "Packets an agent could not store under a flow, by reason.", METRICS_COUNTER, "node",
 	       "reason");
+	FAMILY(malformed_packets, "kubezonnet_agent_tunnel_malformed_packets_total",
+	       "Tunnel packets whose inner headers could not be read, counted under their outer "
+	       "(node) flow; reported by version 2 agents only.",
+	       METRICS_COUNTER, "node");
+	FAMILY(malformed_bytes, "kubezonnet_agent_tunnel_malformed_bytes_total",
+	       "Bytes of tunnel packets whose inner headers could not be read, counted under their "
+	       "outer (node) flow; reported by version 2 agents only.",
+	       METRICS_COUNTER, "node");
 	FAMILY(endpoints, "kubezonnet_endpoints", "Endpoints in the index now, by kind.",
 	       METRICS_GAUGE, "kind");
 	FAMILY(build_info, "kubezonnet_build_info", "The server's version.", METRICS_GAUGE,
@@ -475,12 +489,15 @@ static void server_dump(const struct server_agent *a, const struct wire_stats *s
 	OUT("{\"type\":\"report\",\"node\":\"%s\",\"instance\":\"%016llx\",\"sequence\":%llu,"
 	    "\"start_ns\":%llu,\"end_ns\":%llu,\"records\":%u,"
 	    "\"lost_map_full_packets\":%llu,\"lost_map_full_bytes\":%llu,"
-	    "\"lost_other_packets\":%llu,\"lost_other_bytes\":%llu}\n",
+	    "\"lost_other_packets\":%llu,\"lost_other_bytes\":%llu,"
+	    "\"tunnel_malformed_packets\":%llu,\"tunnel_malformed_bytes\":%llu}\n",
 	    a->node, (unsigned long long)a->instance_id, (unsigned long long)st->sequence,
 	    (unsigned long long)st->start_ns, (unsigned long long)st->end_ns, st->count,
 	    (unsigned long long)st->loss.map_full_packets,
 	    (unsigned long long)st->loss.map_full_bytes, (unsigned long long)st->loss.other_packets,
-	    (unsigned long long)st->loss.other_bytes);
+	    (unsigned long long)st->loss.other_bytes,
+	    (unsigned long long)st->tunnel_malformed_packets,
+	    (unsigned long long)st->tunnel_malformed_bytes);
 	server_out_end();
 	for (uint32_t i = 0; i < st->count; i++) {
 		struct wire_record r;
@@ -492,9 +509,10 @@ static void server_dump(const struct server_agent *a, const struct wire_stats *s
 		server_out_begin();
 		OUT("{\"type\":\"record\",\"node\":\"%s\",\"sequence\":%llu,\"family\":%u,"
 		    "\"protocol\":%u,\"port\":%u,\"src\":\"%s\",\"dst\":\"%s\",\"bytes\":%llu,"
-		    "\"packets\":%llu}\n",
+		    "\"packets\":%llu,\"encap_bytes\":%llu}\n",
 		    a->node, (unsigned long long)st->sequence, r.family, r.protocol, r.port, src,
-		    dst, (unsigned long long)r.bytes, (unsigned long long)r.packets);
+		    dst, (unsigned long long)r.bytes, (unsigned long long)r.packets,
+		    (unsigned long long)r.encap_bytes);
 		server_out_end();
 	}
 }
@@ -525,7 +543,7 @@ static int server_handle_stats(struct server *s, struct server_agent *a, const s
 		payload = inflated;
 		len = (size_t)size;
 	}
-	rc = wire_stats_decode(payload, len, &st);
+	rc = wire_stats_decode(payload, len, a->version, &st);
 	if (rc < 0)
 		goto out;
 	in = server_instance(s, a->instance_id);
@@ -562,10 +580,12 @@ static int server_handle_frame(struct server *s, struct server_agent *a, const s
 		memcpy(a->node, h.node, h.node_len);
 		a->node[h.node_len] = '\0';
 		a->instance_id = h.instance_id;
+		a->version = h.version;
 		a->hello_done = 1;
-		server_log("agent %s connected: node %s, instance %016llx, version %.*s", a->peer,
-			   a->node, (unsigned long long)a->instance_id, h.agent_version_len,
-			   h.agent_version);
+		server_log(
+			"agent %s connected: node %s, instance %016llx, version %.*s, protocol %u",
+			a->peer, a->node, (unsigned long long)a->instance_id, h.agent_version_len,
+			h.agent_version, h.version);
 		return 0;
 	}
 	switch (f->type) {
@@ -772,10 +792,11 @@ static void server_flow_log(const struct server_agent *a, const struct wire_reco
 	log_time(when, sizeof(when), 1);
 	server_out_begin();
 	OUT("{\"time\":\"%s\",\"node\":\"%s\",\"class\":\"%s\",\"direction\":\"%s\","
-	    "\"protocol\":%u,\"port\":%u,\"bytes\":%llu,\"packets\":%llu,",
+	    "\"protocol\":%u,\"port\":%u,\"bytes\":%llu,\"packets\":%llu,\"encap_bytes\":%llu,",
 	    when, a->node, traffic_class_name(at->class),
 	    at->direction == TRAFFIC_SENT ? "sent" : "received", r->protocol, r->port,
-	    (unsigned long long)r->bytes, (unsigned long long)r->packets);
+	    (unsigned long long)r->bytes, (unsigned long long)r->packets,
+	    (unsigned long long)r->encap_bytes);
 	server_flow_endpoint("src", r->src, at->src);
 	server_out_char(',');
 	server_flow_endpoint("dst", r->dst, at->dst);
@@ -789,12 +810,13 @@ static struct server_zone_pair *server_zone_pair(struct server *s, const char *s
 	uintptr_t h = ((uintptr_t)src * 31 + (uintptr_t)dst) * 0x9e3779b97f4a7c15ull;
 	struct server_zone_pair *z = &s->zone_cache[(h >> 40) % SERVER_ZONE_CACHE];
 
-	if (z->src != src || z->dst != dst || !z->bytes) {
+	if (z->src != src || z->dst != dst || !z->bytes || !z->packets || !z->encap_bytes) {
 		z->bytes = metrics_get(&s->zone_bytes, (const char *const[]){src, dst});
 		z->packets = metrics_get(&s->zone_packets, (const char *const[]){src, dst});
+		z->encap_bytes = metrics_get(&s->encap_bytes, (const char *const[]){src, dst});
 		z->src = src;
 		z->dst = dst;
-		if (!z->bytes || !z->packets)
+		if (!z->bytes || !z->packets || !z->encap_bytes)
 			return NULL;
 	}
 	return z;
@@ -825,6 +847,7 @@ static void server_account(struct server *s, const struct server_agent *a,
 	if (z) {
 		z->bytes->count += r->bytes;
 		z->packets->count += r->packets;
+		z->encap_bytes->count += r->encap_bytes;
 	}
 	if (cross && at.subject) {
 		struct server_endpoint_series *x = server_series(s, at.subject);
@@ -855,6 +878,10 @@ static void server_account_report(struct server *s, const struct server_agent *a
 	SERVER_COUNT(&s->agent_lost_packets, st->loss.map_full_packets, a->node, "map_full");
 	SERVER_COUNT(&s->agent_lost_bytes, st->loss.other_bytes, a->node, "other");
 	SERVER_COUNT(&s->agent_lost_packets, st->loss.other_packets, a->node, "other");
+	if (st->version >= WIRE_VERSION_2) { /* a version 1 agent cannot tell: no series */
+		SERVER_COUNT(&s->malformed_packets, st->tunnel_malformed_packets, a->node);
+		SERVER_COUNT(&s->malformed_bytes, st->tunnel_malformed_bytes, a->node);
+	}
 	for (uint32_t i = 0; i < st->count; i++) {
 		struct wire_record r;
 		wire_record_get(st, i, &r);
@@ -948,13 +975,21 @@ static int server_load_topology(struct server *s, int initial)
 static void server_render_metrics(struct server *s, struct buf *b)
 {
 	struct metrics_family *all[] = {
-		&s->pod_bytes,	 &s->pod_packets,      &s->workload_bytes,     &s->workload_packets,
-		&s->zone_bytes,	 &s->zone_packets,     &s->class_bytes,	       &s->unknown_bytes,
-		&s->records,	 &s->reports,	       &s->frames_rejected,    &s->agents_connected,
-		&s->last_report, &s->agent_lost_bytes, &s->agent_lost_packets, &s->endpoints,
-		&s->build_info,	 &s->http_requests,    &s->http_rejected,      &s->topology_reloads,
-		&s->kube_events, &s->kube_relists,     &s->kube_errors,	       &s->kube_rejected,
-		&s->kube_synced, &s->out_dropped,
+		&s->pod_bytes,	       &s->pod_packets,
+		&s->workload_bytes,    &s->workload_packets,
+		&s->zone_bytes,	       &s->zone_packets,
+		&s->encap_bytes,       &s->class_bytes,
+		&s->unknown_bytes,     &s->records,
+		&s->reports,	       &s->frames_rejected,
+		&s->agents_connected,  &s->last_report,
+		&s->agent_lost_bytes,  &s->agent_lost_packets,
+		&s->malformed_packets, &s->malformed_bytes,
+		&s->endpoints,	       &s->build_info,
+		&s->http_requests,     &s->http_rejected,
+		&s->topology_reloads,  &s->kube_events,
+		&s->kube_relists,      &s->kube_errors,
+		&s->kube_rejected,     &s->kube_synced,
+		&s->out_dropped,
 	};
 	static const char *const kinds[] = {"pod", "node", "external"};
 	struct metrics_series *x;

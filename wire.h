@@ -15,15 +15,21 @@
  * WIRE_FRAME_MAX_DEFAULT) before it reads or buffers the body.
  *
  * HELLO (agent to server, first frame of a connection):
- *     u32 magic (WIRE_MAGIC), u16 version (WIRE_VERSION), u64 instance id (random, chosen at
- *     agent start), u16 node name length + node name (RFC 1123 subdomain, 1..253 bytes),
- *     u16 agent version length + agent version (printable ASCII, 1..64 bytes).
- * STATS (agent to server, one per interval, resent until acknowledged):
+ *     u32 magic (WIRE_MAGIC), u16 version (WIRE_VERSION_1 or WIRE_VERSION_2), u64 instance id
+ *     (random, chosen at agent start), u16 node name length + node name (RFC 1123 subdomain,
+ *     1..253 bytes), u16 agent version length + agent version (printable ASCII, 1..64 bytes).
+ *     The version is the connection's: every STATS frame on it has that version's layout.
+ * STATS (agent to server, one per interval, resent until acknowledged), version 1:
  *     u64 sequence (per instance, starts at 1), u64 interval start, u64 interval end (Unix ns),
  *     u64 lost packets and u64 lost bytes because the kernel flow map was full, u64 lost packets
  *     and u64 lost bytes for any other reason (no readable IP header), u32 record count, then
- *     that many records of WIRE_RECORD_SIZE bytes each:
+ *     that many records of WIRE_RECORD_SIZE_V1 bytes each:
  *     u8 family (4 or 6), u8 L4 protocol, u16 port, src[16], dst[16], u64 bytes, u64 packets.
+ *   version 2: the version 1 fixed part, then u64 tunnel-malformed packets and u64
+ *     tunnel-malformed bytes (packets whose tunnel inner headers could not be read, counted
+ *     under their outer flow), then records of WIRE_RECORD_SIZE_V2 bytes: a version 1 record
+ *     followed by u64 encapsulation bytes (the part of `bytes` that was tunnel headers; a
+ *     record whose encapsulation bytes exceed its bytes is refused).
  *     With WIRE_FLAG_ZLIB the payload is u32 uncompressed length followed by a zlib stream
  *     (RFC 1950) that inflates to exactly that many bytes of the payload above.
  * ACK (server to agent): u64 sequence of the STATS frame now stored.
@@ -41,21 +47,28 @@
 #include <string.h>
 #include <zlib.h>
 
-#define WIRE_MAGIC	       0x4b5a4e54u /* "KZNT" */
-#define WIRE_VERSION	       1
-#define WIRE_LENGTH_SIZE       4
-#define WIRE_HEADER_SIZE       8	   /* length + type + flags */
-#define WIRE_FRAME_MAX_DEFAULT (16u << 20) /* largest `length` a receiver accepts */
-#define WIRE_NODE_NAME_MAX     253
-#define WIRE_AGENT_VERSION_MAX 64
-#define WIRE_ERROR_MESSAGE_MAX 256
-#define WIRE_HELLO_FIXED_SIZE  (4 + 2 + 8 + 2 + 2)
-#define WIRE_HELLO_MAX_PAYLOAD (WIRE_HELLO_FIXED_SIZE + WIRE_NODE_NAME_MAX + WIRE_AGENT_VERSION_MAX)
-#define WIRE_STATS_FIXED_SIZE  (8 * 3 + 8 * 4 + 4)
-#define WIRE_RECORD_SIZE       (1 + 1 + 2 + 16 + 16 + 8 + 8)
-#define WIRE_ACK_PAYLOAD_SIZE  8
-#define WIRE_ERROR_FIXED_SIZE  (2 + 2)
-#define WIRE_ZLIB_PREFIX_SIZE  4
+#define WIRE_MAGIC		 0x4b5a4e54u /* "KZNT" */
+#define WIRE_VERSION_1		 1
+#define WIRE_VERSION_2		 2 /* adds encapsulation bytes and tunnel-malformed counters */
+#define WIRE_VERSION_MIN	 WIRE_VERSION_1 /* the versions a receiver accepts */
+#define WIRE_VERSION_MAX	 WIRE_VERSION_2
+#define WIRE_LENGTH_SIZE	 4
+#define WIRE_HEADER_SIZE	 8	     /* length + type + flags */
+#define WIRE_FRAME_MAX_DEFAULT	 (16u << 20) /* largest `length` a receiver accepts */
+#define WIRE_NODE_NAME_MAX	 253
+#define WIRE_AGENT_VERSION_MAX	 64
+#define WIRE_ERROR_MESSAGE_MAX	 256
+#define WIRE_HELLO_FIXED_SIZE	 (4 + 2 + 8 + 2 + 2)
+#define WIRE_HELLO_MAX_PAYLOAD	 (WIRE_HELLO_FIXED_SIZE + WIRE_NODE_NAME_MAX + WIRE_AGENT_VERSION_MAX)
+#define WIRE_STATS_FIXED_SIZE_V1 (8 * 3 + 8 * 4 + 4)
+#define WIRE_STATS_FIXED_SIZE_V2 (WIRE_STATS_FIXED_SIZE_V1 + 8 * 2)
+#define WIRE_STATS_FIXED_SIZE	 WIRE_STATS_FIXED_SIZE_V1 /* the smallest of any version */
+#define WIRE_RECORD_SIZE_V1	 (1 + 1 + 2 + 16 + 16 + 8 + 8)
+#define WIRE_RECORD_SIZE_V2	 (WIRE_RECORD_SIZE_V1 + 8)
+#define WIRE_RECORD_SIZE	 WIRE_RECORD_SIZE_V1 /* the stride of wire_record_put */
+#define WIRE_ACK_PAYLOAD_SIZE	 8
+#define WIRE_ERROR_FIXED_SIZE	 (2 + 2)
+#define WIRE_ZLIB_PREFIX_SIZE	 4
 
 enum wire_type {
 	WIRE_HELLO = 1,
@@ -84,6 +97,7 @@ enum wire_result {
 	WIRE_E_UTF8 = -13,     /* ERROR message is not valid UTF-8 */
 	WIRE_E_SPACE = -14,    /* encoder: output buffer too small */
 	WIRE_E_SEQUENCE = -15, /* STATS or ACK with sequence 0 */
+	WIRE_E_ENCAP = -16,    /* version 2 record with more encapsulation bytes than bytes */
 };
 
 /* Codes carried in ERROR frames. */
@@ -119,12 +133,18 @@ struct wire_loss {
 };
 
 struct wire_stats {
+	/* The layout: set by wire_stats_decode; wire_stats_encode writes it (0 writes version 1). */
+	uint16_t version;
 	uint64_t sequence;
 	uint64_t start_ns;
 	uint64_t end_ns;
 	struct wire_loss loss;
+	/* Version 2 (0 in version 1): packets whose tunnel inner headers could not be read,
+	 * counted under their outer flow, so already part of the records' bytes. */
+	uint64_t tunnel_malformed_packets;
+	uint64_t tunnel_malformed_bytes;
 	uint32_t count;
-	const uint8_t *records; /* count * WIRE_RECORD_SIZE bytes in the caller's buffer */
+	const uint8_t *records; /* count records of the version's size in the caller's buffer */
 };
 
 struct wire_record {
@@ -135,6 +155,7 @@ struct wire_record {
 	uint8_t dst[16];
 	uint64_t bytes;
 	uint64_t packets;
+	uint64_t encap_bytes; /* version 2: the part of bytes that was tunnel headers; 0 in 1 */
 };
 
 struct wire_error {
@@ -177,6 +198,8 @@ static inline const char *wire_strerror(int result)
 		return "output buffer too small";
 	case WIRE_E_SEQUENCE:
 		return "sequence number zero";
+	case WIRE_E_ENCAP:
+		return "record encapsulation bytes above its bytes";
 	default:
 		return result >= 0 ? "ok" : "unknown error";
 	}
@@ -212,6 +235,8 @@ static inline const char *wire_reason(int result)
 		return "utf8";
 	case WIRE_E_SEQUENCE:
 		return "sequence";
+	case WIRE_E_ENCAP:
+		return "encap_bytes";
 	default:
 		return "other";
 	}
@@ -251,6 +276,35 @@ static inline void wire_put64(uint8_t *p, uint64_t v)
 {
 	wire_put32(p, (uint32_t)(v >> 32));
 	wire_put32(p + 4, (uint32_t)v);
+}
+
+/* wire_record_size returns the size of a STATS record in version, or 0 for a version not spoken. */
+static inline size_t wire_record_size(uint16_t version)
+{
+	switch (version) {
+	case WIRE_VERSION_1:
+		return WIRE_RECORD_SIZE_V1;
+	case WIRE_VERSION_2:
+		return WIRE_RECORD_SIZE_V2;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * wire_stats_fixed_size returns the size of a STATS payload's fixed part (everything before
+ * the records) in version, or 0 for a version not spoken.
+ */
+static inline size_t wire_stats_fixed_size(uint16_t version)
+{
+	switch (version) {
+	case WIRE_VERSION_1:
+		return WIRE_STATS_FIXED_SIZE_V1;
+	case WIRE_VERSION_2:
+		return WIRE_STATS_FIXED_SIZE_V2;
+	default:
+		return 0;
+	}
 }
 
 /*
@@ -383,7 +437,8 @@ static inline void wire_header_put(uint8_t *buf, uint16_t type, uint16_t flags,
 
 /*
  * wire_hello_decode decodes a HELLO payload. Returns 0 and fills *hello (strings point into
- * the payload), or a negative wire_result.
+ * the payload; version is WIRE_VERSION_MIN..WIRE_VERSION_MAX, the layout of the connection's
+ * STATS frames), or a negative wire_result.
  */
 static inline int wire_hello_decode(const uint8_t *p, size_t len, struct wire_hello *hello)
 {
@@ -394,7 +449,7 @@ static inline int wire_hello_decode(const uint8_t *p, size_t len, struct wire_he
 	if (wire_get32(p) != WIRE_MAGIC)
 		return WIRE_E_MAGIC;
 	hello->version = wire_get16(p + 4);
-	if (hello->version != WIRE_VERSION)
+	if (hello->version < WIRE_VERSION_MIN || hello->version > WIRE_VERSION_MAX)
 		return WIRE_E_VERSION;
 	hello->instance_id = wire_get64(p + 6);
 	node_len = wire_get16(p + 14);
@@ -415,15 +470,19 @@ static inline int wire_hello_decode(const uint8_t *p, size_t len, struct wire_he
 }
 
 /*
- * wire_hello_encode writes a whole HELLO frame into buf[0..cap). Returns its size, or
- * WIRE_E_NODE_NAME / WIRE_E_AGENT_VERSION for fields the decoder would refuse, or
- * WIRE_E_SPACE.
+ * wire_hello_encode writes a whole HELLO frame into buf[0..cap), announcing hello->version
+ * (0, as a caller written for version 1 leaves it, announces WIRE_VERSION_1). Returns its
+ * size, or WIRE_E_VERSION / WIRE_E_NODE_NAME / WIRE_E_AGENT_VERSION for fields the decoder
+ * would refuse, or WIRE_E_SPACE.
  */
 static inline long wire_hello_encode(uint8_t *buf, size_t cap, const struct wire_hello *hello)
 {
 	size_t payload = WIRE_HELLO_FIXED_SIZE + (size_t)hello->node_len + hello->agent_version_len;
+	uint16_t version = hello->version ? hello->version : WIRE_VERSION_1;
 	uint8_t *p = buf + WIRE_HEADER_SIZE;
 
+	if (version < WIRE_VERSION_MIN || version > WIRE_VERSION_MAX)
+		return WIRE_E_VERSION;
 	if (!wire_valid_node_name(hello->node, hello->node_len))
 		return WIRE_E_NODE_NAME;
 	if (!wire_valid_printable(hello->agent_version, hello->agent_version_len,
@@ -433,7 +492,7 @@ static inline long wire_hello_encode(uint8_t *buf, size_t cap, const struct wire
 		return WIRE_E_SPACE;
 	wire_header_put(buf, WIRE_HELLO, 0, (uint32_t)payload);
 	wire_put32(p, WIRE_MAGIC);
-	wire_put16(p + 4, WIRE_VERSION);
+	wire_put16(p + 4, version);
 	wire_put64(p + 6, hello->instance_id);
 	wire_put16(p + 14, hello->node_len);
 	memcpy(p + 16, hello->node, hello->node_len);
@@ -442,11 +501,16 @@ static inline long wire_hello_encode(uint8_t *buf, size_t cap, const struct wire
 	return (long)(WIRE_HEADER_SIZE + payload);
 }
 
-/* wire_record_get decodes record i (< stats->count) of a decoded STATS payload. */
+/*
+ * wire_record_get decodes record i (< stats->count) of a STATS payload wire_stats_decode
+ * accepted, in its version's layout; encap_bytes is 0 in version 1.
+ */
 static inline void wire_record_get(const struct wire_stats *stats, uint32_t i,
 				   struct wire_record *r)
 {
-	const uint8_t *p = stats->records + (size_t)i * WIRE_RECORD_SIZE;
+	int v2 = stats->version == WIRE_VERSION_2;
+	const uint8_t *p =
+		stats->records + (size_t)i * (v2 ? WIRE_RECORD_SIZE_V2 : WIRE_RECORD_SIZE_V1);
 
 	r->family = p[0];
 	r->protocol = p[1];
@@ -455,9 +519,10 @@ static inline void wire_record_get(const struct wire_stats *stats, uint32_t i,
 	memcpy(r->dst, p + 20, 16);
 	r->bytes = wire_get64(p + 36);
 	r->packets = wire_get64(p + 44);
+	r->encap_bytes = v2 ? wire_get64(p + 52) : 0;
 }
 
-/* wire_record_put encodes r as WIRE_RECORD_SIZE bytes at p. */
+/* wire_record_put encodes r as a version 1 record (WIRE_RECORD_SIZE_V1 bytes) at p. */
 static inline void wire_record_put(uint8_t *p, const struct wire_record *r)
 {
 	p[0] = r->family;
@@ -469,6 +534,19 @@ static inline void wire_record_put(uint8_t *p, const struct wire_record *r)
 	wire_put64(p + 44, r->packets);
 }
 
+/*
+ * wire_record_put_v2 encodes r as a version 2 record (WIRE_RECORD_SIZE_V2 bytes) at p and
+ * returns 0, or returns WIRE_E_ENCAP and writes nothing when r->encap_bytes > r->bytes.
+ */
+static inline int wire_record_put_v2(uint8_t *p, const struct wire_record *r)
+{
+	if (r->encap_bytes > r->bytes)
+		return WIRE_E_ENCAP;
+	wire_record_put(p, r);
+	wire_put64(p + 52, r->encap_bytes);
+	return 0;
+}
+
 static inline int wire_is_v4_mapped(const uint8_t a[16])
 {
 	static const uint8_t prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -478,16 +556,21 @@ static inline int wire_is_v4_mapped(const uint8_t a[16])
 
 /*
  * wire_stats_decode decodes an uncompressed STATS payload (inflate one with WIRE_FLAG_ZLIB
- * through wire_inflate first). Returns 0 and fills *stats, whose records point into the
- * payload and have all been checked, or a negative wire_result.
+ * through wire_inflate first) in the layout of version, the one its connection's HELLO
+ * announced. Returns 0 and fills *stats, whose records point into the payload and have all
+ * been checked, or a negative wire_result (WIRE_E_VERSION for a version not spoken).
  */
-static inline int wire_stats_decode(const uint8_t *p, size_t len, struct wire_stats *stats)
+static inline int wire_stats_decode(const uint8_t *p, size_t len, uint16_t version,
+				    struct wire_stats *stats)
 {
-	size_t body;
+	size_t fixed = wire_stats_fixed_size(version), record = wire_record_size(version), body;
 
-	if (len < WIRE_STATS_FIXED_SIZE)
+	if (fixed == 0 || record == 0)
+		return WIRE_E_VERSION;
+	if (len < fixed)
 		return WIRE_E_LENGTH;
-	body = len - WIRE_STATS_FIXED_SIZE;
+	body = len - fixed;
+	stats->version = version;
 	stats->sequence = wire_get64(p);
 	stats->start_ns = wire_get64(p + 8);
 	stats->end_ns = wire_get64(p + 16);
@@ -496,14 +579,16 @@ static inline int wire_stats_decode(const uint8_t *p, size_t len, struct wire_st
 	stats->loss.other_packets = wire_get64(p + 40);
 	stats->loss.other_bytes = wire_get64(p + 48);
 	stats->count = wire_get32(p + 56);
-	/* Bound by division: count * WIRE_RECORD_SIZE could wrap. */
-	if (body % WIRE_RECORD_SIZE != 0 || stats->count != body / WIRE_RECORD_SIZE)
+	stats->tunnel_malformed_packets = version == WIRE_VERSION_2 ? wire_get64(p + 60) : 0;
+	stats->tunnel_malformed_bytes = version == WIRE_VERSION_2 ? wire_get64(p + 68) : 0;
+	/* Bound by division: count * record could wrap. */
+	if (body % record != 0 || stats->count != body / record)
 		return WIRE_E_LENGTH;
 	if (stats->sequence == 0)
 		return WIRE_E_SEQUENCE;
-	stats->records = p + WIRE_STATS_FIXED_SIZE;
+	stats->records = p + fixed;
 	for (uint32_t i = 0; i < stats->count; i++) {
-		const uint8_t *r = stats->records + (size_t)i * WIRE_RECORD_SIZE;
+		const uint8_t *r = stats->records + (size_t)i * record;
 
 		if (r[0] == 4) {
 			if (!wire_is_v4_mapped(r + 4) || !wire_is_v4_mapped(r + 20))
@@ -511,32 +596,52 @@ static inline int wire_stats_decode(const uint8_t *p, size_t len, struct wire_st
 		} else if (r[0] != 6) {
 			return WIRE_E_FAMILY;
 		}
+		if (version == WIRE_VERSION_2 && wire_get64(r + 52) > wire_get64(r + 36))
+			return WIRE_E_ENCAP;
 	}
 	return 0;
 }
 
-/* wire_stats_size returns the size of an uncompressed STATS frame of count records. */
+/*
+ * wire_stats_size_version returns the size of an uncompressed STATS frame of count records in
+ * version, or 0 for a version not spoken.
+ */
+static inline size_t wire_stats_size_version(uint16_t version, uint32_t count)
+{
+	size_t fixed = wire_stats_fixed_size(version);
+
+	return fixed ? WIRE_HEADER_SIZE + fixed + (size_t)count * wire_record_size(version) : 0;
+}
+
+/* wire_stats_size returns the size of an uncompressed version 1 STATS frame of count records. */
 static inline size_t wire_stats_size(uint32_t count)
 {
-	return WIRE_HEADER_SIZE + WIRE_STATS_FIXED_SIZE + (size_t)count * WIRE_RECORD_SIZE;
+	return wire_stats_size_version(WIRE_VERSION_1, count);
 }
 
 /*
  * wire_stats_encode writes the header and fixed fields of an uncompressed STATS frame of
- * stats->count records into buf[0..cap), and returns where record 0 goes (the caller fills
- * the records with wire_record_put at WIRE_RECORD_SIZE strides), or NULL when cap is below
- * wire_stats_size(stats->count) or the count cannot fit a frame. stats->records is ignored.
+ * stats->count records in version stats->version (0: WIRE_VERSION_1) into buf[0..cap), and
+ * returns where record 0 goes: the caller fills the records with wire_record_put at
+ * WIRE_RECORD_SIZE_V1 strides (version 1) or wire_record_put_v2 at WIRE_RECORD_SIZE_V2
+ * strides (version 2). Returns NULL for a version not spoken, a cap below
+ * wire_stats_size_version(), or a count whose frame a receiver with WIRE_FRAME_MAX_DEFAULT
+ * would refuse. stats->records is ignored.
  */
 static inline uint8_t *wire_stats_encode(uint8_t *buf, size_t cap, const struct wire_stats *stats)
 {
+	uint16_t version = stats->version ? stats->version : WIRE_VERSION_1;
+	size_t fixed = wire_stats_fixed_size(version), record = wire_record_size(version);
 	uint8_t *p = buf + WIRE_HEADER_SIZE;
 
-	if (stats->count > (WIRE_FRAME_MAX_DEFAULT - WIRE_STATS_FIXED_SIZE) / WIRE_RECORD_SIZE ||
-	    cap < wire_stats_size(stats->count))
+	/* The length field counts type and flags too: the payload may be 4 bytes below it. */
+	if (fixed == 0 || record == 0 ||
+	    stats->count >
+		    (WIRE_FRAME_MAX_DEFAULT - (WIRE_HEADER_SIZE - WIRE_LENGTH_SIZE) - fixed) /
+			    record ||
+	    cap < wire_stats_size_version(version, stats->count))
 		return NULL;
-	wire_header_put(
-		buf, WIRE_STATS, 0,
-		(uint32_t)(WIRE_STATS_FIXED_SIZE + (size_t)stats->count * WIRE_RECORD_SIZE));
+	wire_header_put(buf, WIRE_STATS, 0, (uint32_t)(fixed + (size_t)stats->count * record));
 	wire_put64(p, stats->sequence);
 	wire_put64(p + 8, stats->start_ns);
 	wire_put64(p + 16, stats->end_ns);
@@ -545,7 +650,11 @@ static inline uint8_t *wire_stats_encode(uint8_t *buf, size_t cap, const struct 
 	wire_put64(p + 40, stats->loss.other_packets);
 	wire_put64(p + 48, stats->loss.other_bytes);
 	wire_put32(p + 56, stats->count);
-	return p + WIRE_STATS_FIXED_SIZE;
+	if (version == WIRE_VERSION_2) {
+		wire_put64(p + 60, stats->tunnel_malformed_packets);
+		wire_put64(p + 68, stats->tunnel_malformed_bytes);
+	}
+	return p + fixed;
 }
 
 /* wire_ack_decode decodes an ACK payload into *sequence. Returns 0 or a wire_result. */
@@ -610,8 +719,9 @@ static inline long wire_error_encode(uint8_t *buf, size_t cap, uint16_t code, co
 
 /*
  * wire_inflated_size returns the uncompressed payload size a WIRE_FLAG_ZLIB payload declares,
- * or WIRE_E_COMPRESSION when it is too short to declare one, or declares less than a STATS
- * payload's fixed part or more than max_length. The caller provides that many bytes to
+ * or WIRE_E_COMPRESSION when it is too short to declare one, or declares less than the
+ * smallest STATS fixed part (version 1's; wire_stats_decode checks the version's) or more
+ * than max_length. The caller provides that many bytes to
  * wire_inflate.
  */
 static inline long wire_inflated_size(const uint8_t *p, size_t len, uint32_t max_length)

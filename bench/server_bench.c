@@ -65,9 +65,9 @@ int main(void)
 {
 	static struct server s;
 	struct server_agent agent = {.hello_done = 1};
-	size_t len = wire_stats_size(1000);
+	size_t len = wire_stats_size_version(WIRE_VERSION_2, 1000);
 	uint8_t *frame = malloc(len), *rec;
-	struct wire_stats st = {.sequence = 1, .count = 1000};
+	struct wire_stats st = {.version = WIRE_VERSION_2, .sequence = 1, .count = 1000};
 	struct wire_frame f = {0};
 	double ingest[BENCH_RUNS], decode[BENCH_RUNS];
 	volatile uint64_t sink = 0;
@@ -86,14 +86,19 @@ int main(void)
 	/* A report from node 1 of pods on node 1 sending to pods everywhere. */
 	rec = wire_stats_encode(frame, len, &st);
 	for (uint32_t i = 0; i < 1000; i++) {
-		struct wire_record r = {
-			.family = 4, .protocol = 6, .port = 443, .bytes = 1500, .packets = 1};
+		struct wire_record r = {.family = 4,
+					.protocol = 6,
+					.port = 443,
+					.bytes = 1500,
+					.packets = 1,
+					.encap_bytes = 50};
 		pod_addr(1 + (i % 100) * NODES, r.src);
 		pod_addr((i * 7919) % PODS, r.dst);
-		wire_record_put(rec + (size_t)i * WIRE_RECORD_SIZE, &r);
+		wire_record_put_v2(rec + (size_t)i * WIRE_RECORD_SIZE_V2, &r);
 	}
 	wire_frame_parse(frame, len, WIRE_FRAME_MAX_DEFAULT, &f);
-	wire_stats_decode(f.payload, f.payload_len, &st);
+	if (wire_stats_decode(f.payload, f.payload_len, WIRE_VERSION_2, &st) != 0)
+		abort();
 	for (int r = 0; r < BENCH_RUNS; r++) {
 		double t = bench_now();
 		for (int k = 0; k < 200; k++)
