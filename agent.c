@@ -110,6 +110,7 @@ struct agent {
 	enum agent_conn_state conn;
 	int sock;
 	char peer[300];
+	uint16_t protocol; /* wire version: 2, or 1 once a server refused 2 */
 	uint8_t hello[WIRE_HEADER_SIZE + WIRE_HELLO_MAX_PAYLOAD];
 	size_t hello_len;
 	const uint8_t *out; /* bytes being written: hello or frame */
@@ -243,7 +244,7 @@ static int agent_build_frame(struct agent *a)
 		.end_ns = a->state.pending_end_ns,
 		.count = a->frozen_count,
 	};
-	size_t len = wire_stats_size(a->frozen_count);
+	size_t len = wire_stats_size_version(a->protocol, a->frozen_count);
 	uint8_t *raw, *rec;
 
 	st.loss.map_full_packets = a->state.pending_loss[KZN_LOSS_MAP_FULL_PACKETS] +
@@ -252,10 +253,17 @@ static int agent_build_frame(struct agent *a)
 				 a->state.pending_loss[KZN_LOSS_NO_MAP_BYTES];
 	st.loss.other_packets = a->state.pending_loss[KZN_LOSS_UNPARSED_PACKETS];
 	st.loss.other_bytes = a->state.pending_loss[KZN_LOSS_UNPARSED_BYTES];
-	raw = malloc(len);
-	if (!raw)
+	st.version = a->protocol;
+	st.tunnel_malformed_packets = a->state.pending_loss[KZN_LOSS_MALFORMED_INNER_PACKETS];
+	st.tunnel_malformed_bytes = a->state.pending_loss[KZN_LOSS_MALFORMED_INNER_BYTES];
+	raw = len ? malloc(len) : NULL;
+	rec = raw ? wire_stats_encode(raw, len, &st) : NULL;
+	if (!rec) {
+		agent_log("encode a report of %u flows: %s", a->frozen_count,
+			  raw ? "too large" : "out of memory");
+		free(raw);
 		return -ENOMEM;
-	rec = wire_stats_encode(raw, len, &st);
+	}
 	for (__u32 i = 0; i < a->frozen_count; i++) {
 		const struct kzn_flow_key *k = &a->keys[i];
 		struct wire_record r = {
@@ -264,10 +272,19 @@ static int agent_build_frame(struct agent *a)
 			.port = k->port,
 			.bytes = a->values[i].bytes,
 			.packets = a->values[i].packets,
+			/* Never above bytes (a server refuses that report, and it would be sent
+			 * again and again): the program adds both for every packet, so only a
+			 * wrap could, after 2^64 bytes. */
+			.encap_bytes = a->values[i].encap_bytes <= a->values[i].bytes
+					       ? a->values[i].encap_bytes
+					       : a->values[i].bytes,
 		};
 		memcpy(r.src, k->src, 16);
 		memcpy(r.dst, k->dst, 16);
-		wire_record_put(rec + (size_t)i * WIRE_RECORD_SIZE, &r);
+		if (a->protocol == WIRE_VERSION_1)
+			wire_record_put(rec + (size_t)i * WIRE_RECORD_SIZE_V1, &r);
+		else
+			wire_record_put_v2(rec + (size_t)i * WIRE_RECORD_SIZE_V2, &r);
 	}
 	free(a->frame);
 	a->frame = raw;
@@ -996,6 +1013,43 @@ static int agent_open_bpf(struct agent *a)
 
 /* ---- connection ---- */
 
+/* agent_encode_hello writes the HELLO of this agent, in a->protocol, into a->hello. */
+static int agent_encode_hello(struct agent *a)
+{
+	struct wire_hello hello = {
+		.version = a->protocol,
+		.instance_id = a->state.instance_id,
+		.node = a->config.node,
+		.node_len = (uint16_t)strlen(a->config.node),
+		.agent_version = KUBEZONNET_VERSION,
+		.agent_version_len = (uint16_t)(strlen(KUBEZONNET_VERSION) > WIRE_AGENT_VERSION_MAX
+							? WIRE_AGENT_VERSION_MAX
+							: strlen(KUBEZONNET_VERSION)),
+	};
+	long len = wire_hello_encode(a->hello, sizeof(a->hello), &hello);
+
+	if (len < 0) {
+		agent_log("encode HELLO: %s", wire_strerror((int)len));
+		return (int)len;
+	}
+	a->hello_len = (size_t)len;
+	return 0;
+}
+
+/*
+ * agent_speak_version_1 is the answer to a server that refused wire version 2 (one from
+ * before it): HELLO and the pending report again in version 1, without the encapsulation
+ * bytes and the malformed-inner counts, which version 1 cannot carry.
+ */
+static void agent_speak_version_1(struct agent *a)
+{
+	agent_log("the server speaks only wire protocol version 1: reporting without the "
+		  "encapsulation bytes of tunnelled traffic until it is upgraded");
+	a->protocol = WIRE_VERSION_1;
+	if (agent_encode_hello(a) != 0 || (a->frame && agent_build_frame(a) != 0))
+		agent_stop = 1;
+}
+
 static void agent_disconnect(struct agent *a, const char *why)
 {
 	long long now = log_now_ms();
@@ -1175,7 +1229,7 @@ static void agent_read(struct agent *a)
 						agent_stop = 1;
 				}
 			} else if (f.type == WIRE_ERROR) {
-				struct wire_error e;
+				struct wire_error e = {0};
 				char why[WIRE_ERROR_MESSAGE_MAX + 32];
 				if (wire_error_decode(f.payload, f.payload_len, &e) == 0)
 					snprintf(why, sizeof(why), "server error %u: %.*s", e.code,
@@ -1183,6 +1237,11 @@ static void agent_read(struct agent *a)
 				else
 					snprintf(why, sizeof(why), "malformed ERROR from server");
 				agent_disconnect(a, why);
+				if (e.code == WIRE_ERR_VERSION && a->protocol > WIRE_VERSION_1) {
+					agent_speak_version_1(a);
+					a->backoff_ms = AGENT_BACKOFF_MIN;
+					a->next_connect_ms = 0;
+				}
 				return;
 			} else {
 				agent_disconnect(a, "unexpected frame from server");
@@ -1496,15 +1555,14 @@ int main(int argc, char **argv)
 {
 	static struct agent a;
 	struct sigaction sa = {.sa_handler = agent_on_signal};
-	struct wire_hello hello = {.agent_version = KUBEZONNET_VERSION};
 	int reused[2] = {0, 0};
 	int rc = agent_parse_flags(argc, argv, &a.config);
-	long hello_len;
 
 	if (rc)
 		return rc == 1 ? 0 : rc;
 	a.sock = -1;
 	a.link_events = -1;
+	a.protocol = WIRE_VERSION_2;
 	a.backoff_ms = AGENT_BACKOFF_MIN;
 	libbpf_set_print(agent_libbpf_print);
 	signal(SIGPIPE, SIG_IGN);
@@ -1539,18 +1597,8 @@ int main(int argc, char **argv)
 		  a.config.node, (unsigned long long)a.state.instance_id, a.map_entries,
 		  a.config.pin_path);
 
-	hello.instance_id = a.state.instance_id;
-	hello.node = a.config.node;
-	hello.node_len = (uint16_t)strlen(a.config.node);
-	hello.agent_version_len = (uint16_t)strlen(hello.agent_version);
-	if (hello.agent_version_len > WIRE_AGENT_VERSION_MAX)
-		hello.agent_version_len = WIRE_AGENT_VERSION_MAX;
-	hello_len = wire_hello_encode(a.hello, sizeof(a.hello), &hello);
-	if (hello_len < 0) {
-		agent_log("encode HELLO: %s", wire_strerror((int)hello_len));
+	if (agent_encode_hello(&a) != 0)
 		goto cleanup;
-	}
-	a.hello_len = (size_t)hello_len;
 	a.next_drain_ms = log_now_ms() + a.config.interval_ms;
 
 	while (!agent_stop)

@@ -281,6 +281,206 @@ static void test_table(void)
 	}
 }
 
+/*
+ * Tunnels: an outer packet carrying one of the table's packets counts under the inner packet's
+ * flow, with the outer packet's bytes, and the outer headers (up to the inner IP header) as
+ * its encapsulation bytes. Built here from the RFCs' header layouts, outer IPv4 or IPv6.
+ */
+enum tunnel {
+	T_VXLAN,	 /* UDP 4789, VXLAN (I flag), Ethernet */
+	T_VXLAN_8472,	 /* flannel's port */
+	T_VXLAN_VLAN,	 /* an 802.1Q tag in the inner Ethernet header */
+	T_GENEVE,	 /* UDP 6081, Geneve with 8 bytes of options, Ethernet */
+	T_GENEVE_IP,	 /* Geneve carrying IP directly (protocol type 0x0800 / 0x86dd) */
+	T_IPIP,		 /* IP protocol 4 or 41 */
+	T_GRE,		 /* GRE, IP directly */
+	T_GRE_KEY_CSUM,	 /* GRE with checksum and key, Ethernet (0x6558) */
+	T_VXLAN_NO_I,	 /* malformed: VXLAN without the I flag */
+	T_VXLAN_ARP,	 /* malformed: no IP inside (ARP) */
+	T_VXLAN_CUT,	 /* malformed: the inner IP header cut short */
+	T_VXLAN_VERSION, /* malformed: the EtherType says IPv4, the header is not */
+	T_GRE_V1,	 /* malformed: GRE version 1 (PPTP) */
+	T_WIREGUARD,	 /* UDP 51820: an encrypted tunnel's outer packet, not counted */
+	T_ESP,		 /* IPsec ESP: not counted */
+};
+
+/* ether writes an Ethernet header for type at b (optionally VLAN-tagged); returns its length. */
+static size_t ether(uint8_t *b, uint16_t type, int vlan)
+{
+	memset(b, 0x02, 12);
+	if (vlan) {
+		wire_put16(b + 12, 0x8100);
+		wire_put16(b + 14, 7);
+		wire_put16(b + 16, type);
+		return 18;
+	}
+	wire_put16(b + 12, type);
+	return 14;
+}
+
+/*
+ * encap builds in p an outer packet (IPv6 when outer6) of the tunnel t around inner, and
+ * returns the length of the outer headers in front of the inner IP header.
+ */
+static size_t encap(struct packet *p, const struct packet *inner, int outer6, enum tunnel t)
+{
+	uint8_t h[96];
+	size_t n = 0, l3 = outer6 ? 40 : 20, room;
+	uint8_t proto = 17;
+	uint16_t type = inner->pf == NFPROTO_IPV4 ? 0x0800 : 0x86dd;
+	int udp = 1;
+
+	memset(h, 0, sizeof(h));
+	switch (t) {
+	case T_VXLAN:
+	case T_VXLAN_8472:
+	case T_VXLAN_VLAN:
+	case T_VXLAN_NO_I:
+	case T_VXLAN_ARP:
+	case T_VXLAN_CUT:
+	case T_VXLAN_VERSION:
+		wire_put16(h + 2, t == T_VXLAN_8472 ? 8472 : 4789);
+		h[8] = t == T_VXLAN_NO_I ? 0 : 0x08;
+		h[12] = 0x2a; /* VNI 42 */
+		n = 16 + ether(h + 16, t == T_VXLAN_ARP ? 0x0806 : type, t == T_VXLAN_VLAN);
+		break;
+	case T_GENEVE:
+		wire_put16(h + 2, 6081);
+		h[8] = 2; /* version 0, 2 words of options */
+		wire_put16(h + 10, 0x6558);
+		n = 16 + 8 + ether(h + 24, type, 0);
+		break;
+	case T_GENEVE_IP:
+		wire_put16(h + 2, 6081);
+		wire_put16(h + 10, type);
+		n = 16;
+		break;
+	case T_IPIP:
+		proto = inner->pf == NFPROTO_IPV4 ? 4 : 41, udp = 0;
+		break;
+	case T_GRE:
+		proto = 47, udp = 0;
+		wire_put16(h + 2, type);
+		n = 4;
+		break;
+	case T_GRE_KEY_CSUM:
+		proto = 47, udp = 0;
+		wire_put16(h, 0xa000); /* C and K */
+		wire_put16(h + 2, 0x6558);
+		n = 12 + ether(h + 12, type, 0);
+		break;
+	case T_GRE_V1:
+		proto = 47, udp = 0;
+		wire_put16(h, 0x0001);
+		wire_put16(h + 2, type);
+		n = 4;
+		break;
+	case T_WIREGUARD:
+		wire_put16(h + 2, 51820);
+		h[8] = 4; /* a data message */
+		n = 16;
+		break;
+	case T_ESP:
+		proto = 50, udp = 0;
+		n = 8;
+		break;
+	}
+	if (udp)
+		wire_put16(h, 33333); /* the source port; the destination port is set above */
+	if (outer6) {
+		ipv6(p, proto, NULL, 0, 0);
+	} else {
+		ipv4(p, proto, 0, 0, 0);
+		wire_put32(p->b + 12, 0x0a580001); /* 10.88.0.1, a node */
+		wire_put32(p->b + 16, 0x0a580002);
+	}
+	room = sizeof(p->b) - l3 - n;
+	memcpy(p->b + l3, h, n);
+	memcpy(p->b + l3 + n, inner->b, inner->len < room ? inner->len : room);
+	p->len = l3 + n + inner->len;
+	if (t == T_VXLAN_CUT)
+		p->len = l3 + n + 10;
+	if (t == T_VXLAN_VERSION)
+		p->b[l3 + n] = 0x75; /* version 7 */
+	if (udp)
+		wire_put16(p->b + l3 + 4, (uint16_t)(p->len - l3));
+	if (outer6)
+		wire_put16(p->b + 4, (uint16_t)(p->len - 40));
+	else
+		wire_put16(p->b + 2, (uint16_t)p->len);
+	return l3 + n;
+}
+
+static const struct {
+	const char *name;
+	enum tunnel tunnel;
+	enum build inner;
+	int outer6;
+	int result; /* 0: counted under the inner flow; 1: under the outer (malformed); 2: not */
+} tunnel_cases[] = {
+	{"VXLAN, IPv4 TCP inside", T_VXLAN, V4_TCP, 0, 0},
+	{"VXLAN on 8472 (flannel), IPv6 TCP inside", T_VXLAN_8472, V6_TCP, 0, 0},
+	{"VXLAN over IPv6, IPv4 UDP inside", T_VXLAN, V4_UDP, 1, 0},
+	{"VXLAN, a VLAN tag inside, IPv6 TCP", T_VXLAN_VLAN, V6_TCP, 0, 0},
+	{"VXLAN, IPv6 with extension headers inside", T_VXLAN, V6_EXT_UDP, 0, 0},
+	{"Geneve with options, IPv4 TCP inside", T_GENEVE, V4_TCP, 0, 0},
+	{"Geneve with options, IPv6 TCP inside", T_GENEVE, V6_TCP, 0, 0},
+	{"Geneve carrying IP directly", T_GENEVE_IP, V4_UDP, 0, 0},
+	{"IP in IPv4", T_IPIP, V4_TCP, 0, 0},
+	{"IPv6 in IPv4", T_IPIP, V6_TCP, 0, 0},
+	{"IPv4 in IPv6", T_IPIP, V4_UDP, 1, 0},
+	{"GRE, IPv4 inside", T_GRE, V4_TCP, 0, 0},
+	{"GRE with checksum and key, Ethernet, IPv6 inside", T_GRE_KEY_CSUM, V6_TCP, 0, 0},
+	{"VXLAN, IPv4 later fragment inside: port 0", T_VXLAN, V4_LATER_FRAGMENT, 0, 0},
+	{"malformed: VXLAN without the I flag", T_VXLAN_NO_I, V4_TCP, 0, 1},
+	{"malformed: VXLAN carrying ARP", T_VXLAN_ARP, V4_TCP, 0, 1},
+	{"malformed: inner IPv4 header cut short", T_VXLAN_CUT, V4_TCP, 0, 1},
+	{"malformed: inner header of another version", T_VXLAN_VERSION, V4_TCP, 0, 1},
+	{"malformed: GRE version 1", T_GRE_V1, V4_TCP, 0, 1},
+	{"WireGuard's outer packet: not counted", T_WIREGUARD, V4_TCP, 0, 2},
+	{"ESP: not counted", T_ESP, V4_TCP, 0, 2},
+};
+
+static void test_tunnels(void)
+{
+	for (size_t i = 0; i < sizeof(tunnel_cases) / sizeof(tunnel_cases[0]); i++) {
+		struct packet inner, p;
+		struct kzn_flow_key want;
+		struct kzn_flow_value v = {0};
+		size_t outer_len;
+		int result = tunnel_cases[i].result;
+
+		clear_maps();
+		build(&inner, tunnel_cases[i].inner, 40000, 443);
+		outer_len = encap(&p, &inner, tunnel_cases[i].outer6, tunnel_cases[i].tunnel);
+		EXPECT_EQ(run(&p), NF_ACCEPT);
+		EXPECT_EQ(run(&p), NF_ACCEPT);
+		if (result == 0) {
+			uint16_t port = tunnel_cases[i].inner == V4_LATER_FRAGMENT ? 0 : 443;
+			key_of(&inner, port, &want);
+			if (inner.pf == NFPROTO_IPV6)
+				want.protocol = tunnel_cases[i].inner == V6_EXT_UDP ? 17 : 6;
+		} else {
+			/* The outer flow: UDP's smaller port, or none. */
+			key_of(&p, p.b[9] == 17 ? 4789 : 0, &want);
+		}
+		if (result == 2) {
+			EXPECT_EQ(count_flows(), 0);
+			EXPECT_EQ(loss(KZN_LOSS_MALFORMED_INNER_PACKETS), 0);
+		} else if (bpf_map_lookup_elem(flows_fd, &want, &v) != 0) {
+			test_fail(__FILE__, __LINE__, "no flow under the expected key (%d flows)",
+				  count_flows());
+		} else {
+			EXPECT_EQ(v.packets, 2);
+			EXPECT_EQ(v.bytes, 2 * p.len);
+			EXPECT_EQ(v.encap_bytes, result == 0 ? 2 * outer_len : 0);
+			EXPECT_EQ(count_flows(), 1);
+			EXPECT_EQ(loss(KZN_LOSS_MALFORMED_INNER_PACKETS), result == 1 ? 2 : 0);
+		}
+		test_result("bpf tunnel: %s", tunnel_cases[i].name);
+	}
+}
+
 static void test_tcp_and_udp_are_separate(void)
 {
 	struct packet t, u;
@@ -406,6 +606,7 @@ int main(void)
 	bpf_map_update_elem(bpf_map__fd(skel->maps.kzn_active), &zero, &zero, BPF_ANY);
 
 	test_table();
+	test_tunnels();
 	RUN(test_tcp_and_udp_are_separate);
 	RUN(test_wrong_version_is_counted_as_unparsed);
 	RUN(test_full_map_goes_to_loss);
