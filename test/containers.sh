@@ -126,15 +126,6 @@ for ns in "$LAN" "$A" "$B" "$S" "$P1" "$P2" "$P3" "$CAPNS" "$UNS"; do
 done
 ip -n "$LAN" link add br0 type bridge && ip -n "$LAN" link set br0 up
 ip -n "$LAN" addr add $API_IP/24 dev br0
-lan_port() { # NS IP IP6 TAG: an interface eth0 in NS on the LAN bridge
-	ip link add "${NS_PREFIX}l$4" netns "$LAN" type veth peer name eth0 netns "$1"
-	ip -n "$LAN" link set "${NS_PREFIX}l$4" master br0 up
-	ip -n "$1" addr add "$2/24" dev eth0
-	ip -n "$1" addr add "$3/64" dev eth0 nodad
-	ip -n "$1" link set eth0 up
-	ip netns exec "$1" ethtool -K eth0 tso off gso off gro off 2>/dev/null
-	ip netns exec "$LAN" ethtool -K "${NS_PREFIX}l$4" tso off gso off gro off 2>/dev/null
-}
 lan_port "$A" 10.88.0.1 fd88::1 a
 lan_port "$B" 10.88.0.2 fd88::2 b
 lan_port "$S" $SERVER_IP fd88::10 s

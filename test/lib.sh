@@ -289,6 +289,17 @@ PY
 
 # ---- the two-zone end-to-end cluster (server_e2e.sh, containers.sh) ----
 
+# lan_port NS IP IP6 TAG: an interface eth0 in NS on the bridge br0 of the namespace $LAN.
+lan_port() {
+	ip link add "${NS_PREFIX}l$4" netns "$LAN" type veth peer name eth0 netns "$1"
+	ip -n "$LAN" link set "${NS_PREFIX}l$4" master br0 up
+	ip -n "$1" addr add "$2/24" dev eth0
+	ip -n "$1" addr add "$3/64" dev eth0 nodad
+	ip -n "$1" link set eth0 up
+	ip netns exec "$1" ethtool -K eth0 tso off gso off gro off 2>/dev/null
+	ip netns exec "$LAN" ethtool -K "${NS_PREFIX}l$4" tso off gso off gro off 2>/dev/null
+}
+
 # e2e_pod NS NODE-NS INDEX: a pod namespace 10.77.INDEX.2 (fd77:INDEX::2) behind its node.
 e2e_pod() {
 	local veth=${NS_PREFIX}v$3
