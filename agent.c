@@ -73,6 +73,8 @@ struct agent_config {
 	unsigned int interval_ms;
 	unsigned int map_entries;
 	unsigned int rebalance_ms; /* 0: keep a connection for as long as it works */
+	/* --tunnel-port: ports beyond the well-known ones (0: none) */
+	uint16_t vxlan_port, geneve_port, wireguard_port;
 	const char *pin_path;
 	enum { AGENT_RUN, AGENT_UNINSTALL, AGENT_MOUNT_BPFFS } mode;
 	int pause; /* after --uninstall or --mount-bpffs: sleep until SIGTERM */
@@ -975,6 +977,9 @@ static int agent_open_bpf(struct agent *a)
 			return -errno;
 		}
 		a->skel->rodata->kzn_count_gso = (__u32)count_gso;
+		a->skel->rodata->kzn_vxlan_port = a->config.vxlan_port;
+		a->skel->rodata->kzn_geneve_port = a->config.geneve_port;
+		a->skel->rodata->kzn_wireguard_port = a->config.wireguard_port;
 		bpf_map__set_max_entries(a->skel->maps.kzn_flows_a, a->map_entries);
 		bpf_map__set_max_entries(a->skel->maps.kzn_flows_b, a->map_entries);
 		/* The inner map template keeps its size: hash maps in a map-in-map may differ. */
@@ -1378,6 +1383,10 @@ static void agent_usage(FILE *out)
 		"  -r, --rebalance DURATION connect anew after this long, between two reports, so\n"
 		"                          that the Service may route to a nearer server (default\n"
 		"                          10m, about; 0: never)\n"
+		"      --tunnel-port KIND:PORT  a tunnel on a port of its own besides the "
+		"well-known\n"
+		"                          ones (vxlan:4789, 8472; geneve:6081; wireguard:51820);\n"
+		"                          KIND vxlan, geneve or wireguard; once per kind\n"
 		"  -p, --pin-path DIR      where maps, links and state are pinned on bpffs\n"
 		"                          (default %s)\n"
 		"      --uninstall         detach the program and remove everything pinned at\n"
@@ -1426,6 +1435,7 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		{"map-entries", required_argument, NULL, 'm'},
 		{"pin-path", required_argument, NULL, 'p'},
 		{"rebalance", required_argument, NULL, 'r'},
+		{"tunnel-port", required_argument, NULL, 'T'},
 		{"uninstall", no_argument, NULL, 'U'},
 		{"mount-bpffs", no_argument, NULL, 'M'},
 		{"pause", no_argument, NULL, 'P'},
@@ -1474,6 +1484,29 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		case 'p':
 			c->pin_path = optarg;
 			break;
+		case 'T': {
+			char *end;
+			const char *colon = strchr(optarg, ':');
+			unsigned long port = colon ? strtoul(colon + 1, &end, 10) : 0;
+			size_t kind = colon ? (size_t)(colon - optarg) : 0;
+			uint16_t *slot =
+				!colon						 ? NULL
+				: kind == 5 && strncmp(optarg, "vxlan", 5) == 0	 ? &c->vxlan_port
+				: kind == 6 && strncmp(optarg, "geneve", 6) == 0 ? &c->geneve_port
+				: kind == 9 && strncmp(optarg, "wireguard", 9) == 0
+					? &c->wireguard_port
+					: NULL;
+
+			if (!slot || port == 0 || port > 65535 || *end || end == colon + 1) {
+				fprintf(stderr,
+					"kubezonnet-agent: --tunnel-port: want vxlan:PORT, "
+					"geneve:PORT or wireguard:PORT, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			*slot = (uint16_t)port;
+			break;
+		}
 		case 'r':
 			if (strcmp(optarg, "0") == 0) {
 				c->rebalance_ms = 0;

@@ -289,6 +289,8 @@ static void test_table(void)
 enum tunnel {
 	T_VXLAN,	 /* UDP 4789, VXLAN (I flag), Ethernet */
 	T_VXLAN_8472,	 /* flannel's port */
+	T_VXLAN_4790,	 /* a port of the user's (--tunnel-port vxlan:4790) */
+	T_UDP_4791,	 /* a port nobody named: plain UDP */
 	T_VXLAN_VLAN,	 /* an 802.1Q tag in the inner Ethernet header */
 	T_GENEVE,	 /* UDP 6081, Geneve with 8 bytes of options, Ethernet */
 	T_GENEVE_IP,	 /* Geneve carrying IP directly (protocol type 0x0800 / 0x86dd) */
@@ -334,12 +336,17 @@ static size_t encap(struct packet *p, const struct packet *inner, int outer6, en
 	switch (t) {
 	case T_VXLAN:
 	case T_VXLAN_8472:
+	case T_VXLAN_4790:
+	case T_UDP_4791:
 	case T_VXLAN_VLAN:
 	case T_VXLAN_NO_I:
 	case T_VXLAN_ARP:
 	case T_VXLAN_CUT:
 	case T_VXLAN_VERSION:
-		wire_put16(h + 2, t == T_VXLAN_8472 ? 8472 : 4789);
+		wire_put16(h + 2, t == T_VXLAN_8472   ? 8472
+				  : t == T_VXLAN_4790 ? 4790
+				  : t == T_UDP_4791   ? 4791
+						      : 4789);
 		h[8] = t == T_VXLAN_NO_I ? 0 : 0x08;
 		h[12] = 0x2a; /* VNI 42 */
 		n = 16 + ether(h + 16, t == T_VXLAN_ARP ? 0x0806 : type, t == T_VXLAN_VLAN);
@@ -416,11 +423,15 @@ static const struct {
 	enum tunnel tunnel;
 	enum build inner;
 	int outer6;
-	int result; /* 0: counted under the inner flow; 1: under the outer (malformed); 2: not */
+	/* 0: counted under the inner flow; 1: under the outer (malformed); 2: not counted;
+	 * 3: under the outer flow, as no tunnel */
+	int result;
 } tunnel_cases[] = {
 	{"VXLAN, IPv4 TCP inside", T_VXLAN, V4_TCP, 0, 0},
 	{"VXLAN on 8472 (flannel), IPv6 TCP inside", T_VXLAN_8472, V6_TCP, 0, 0},
 	{"VXLAN over IPv6, IPv4 UDP inside", T_VXLAN, V4_UDP, 1, 0},
+	{"VXLAN on a port named with --tunnel-port", T_VXLAN_4790, V4_TCP, 0, 0},
+	{"VXLAN-shaped UDP on a port nobody named: plain UDP", T_UDP_4791, V4_TCP, 0, 3},
 	{"VXLAN, a VLAN tag inside, IPv6 TCP", T_VXLAN_VLAN, V6_TCP, 0, 0},
 	{"VXLAN, IPv6 with extension headers inside", T_VXLAN, V6_EXT_UDP, 0, 0},
 	{"Geneve with options, IPv4 TCP inside", T_GENEVE, V4_TCP, 0, 0},
@@ -462,7 +473,7 @@ static void test_tunnels(void)
 				want.protocol = tunnel_cases[i].inner == V6_EXT_UDP ? 17 : 6;
 		} else {
 			/* The outer flow: UDP's smaller port, or none. */
-			key_of(&p, p.b[9] == 17 ? 4789 : 0, &want);
+			key_of(&p, p.b[9] != 17 ? 0 : result == 3 ? 4791 : 4789, &want);
 		}
 		if (result == 2) {
 			EXPECT_EQ(count_flows(), 0);
@@ -596,6 +607,7 @@ int main(void)
 	bpf_object__for_each_map(map, skel->obj) bpf_map__set_pin_path(map, NULL);
 	bpf_map__set_max_entries(skel->maps.kzn_flows_a, KZN_MAP_ENTRIES_MIN);
 	bpf_map__set_max_entries(skel->maps.kzn_flows_b, KZN_MAP_ENTRIES_MIN);
+	skel->rodata->kzn_vxlan_port = 4790; /* as --tunnel-port vxlan:4790 sets it */
 	if (kubezonnet_bpf__load(skel) != 0) {
 		printf("not ok - bpf: load: %s\n", strerror(errno));
 		return 1;
