@@ -74,7 +74,7 @@ struct agent_config {
 	unsigned int map_entries;
 	unsigned int rebalance_ms; /* 0: keep a connection for as long as it works */
 	/* --tunnel-port: ports beyond the well-known ones (0: none) */
-	uint16_t vxlan_port, geneve_port, wireguard_port;
+	uint16_t vxlan_port, geneve_port;
 	const char *pin_path;
 	enum { AGENT_RUN, AGENT_UNINSTALL, AGENT_MOUNT_BPFFS } mode;
 	int pause; /* after --uninstall or --mount-bpffs: sleep until SIGTERM */
@@ -106,7 +106,8 @@ struct agent {
 	/* Tunnel devices (kzn_tunnel_devs): what was found last, and the link change socket. */
 	__u32 tunnel_ifindex[KZN_TUNNEL_DEVS_MAX];
 	unsigned int tunnel_count;
-	int link_events; /* netlink, RTMGRP_LINK; -1 when unavailable */
+	int tunnels_adopted; /* entries a previous agent left in the pinned map are known */
+	int link_events;     /* netlink, RTMGRP_LINK; -1 when unavailable */
 
 	/* The connection to the server. */
 	enum agent_conn_state conn;
@@ -490,7 +491,19 @@ static int agent_scan_tunnels(struct agent *a)
 			char name[IFNAMSIZ], kind[32];
 			__u32 k;
 
-			if (h->nlmsg_type == NLMSG_DONE || h->nlmsg_type == NLMSG_ERROR) {
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				/* A failed listing is no listing: keep what the map holds. */
+				struct nlmsgerr *e = NLMSG_DATA(h);
+				rc = e->error ? e->error : -EIO;
+				agent_log("list network links (rtnetlink): %s", strerror(-rc));
+				goto out;
+			}
+			if (h->nlmsg_flags & NLM_F_DUMP_INTR) {
+				/* The links changed during the listing: list them again. */
+				rc = -EAGAIN;
+				goto out;
+			}
+			if (h->nlmsg_type == NLMSG_DONE) {
 				done = 1;
 				break;
 			}
@@ -512,6 +525,18 @@ static int agent_scan_tunnels(struct agent *a)
 				snprintf(names + strlen(names), sizeof(names) - strlen(names),
 					 "%s%s (%s)", names[0] ? ", " : "", name, kind);
 		}
+	}
+	/* A previous agent's entries (the map is pinned) are ours to keep up to date too. */
+	if (!a->tunnels_adopted) {
+		__u32 key, next, *prev = NULL;
+
+		while (a->tunnel_count < KZN_TUNNEL_DEVS_MAX &&
+		       bpf_map_get_next_key(fd_map, prev, &next) == 0) {
+			key = next;
+			a->tunnel_ifindex[a->tunnel_count++] = key;
+			prev = &key;
+		}
+		a->tunnels_adopted = 1;
 	}
 	/* Add what is new, then remove what is gone. */
 	for (unsigned int i = 0; i < n; i++)
@@ -558,9 +583,10 @@ static void agent_links_changed(struct agent *a)
 {
 	char buf[4096];
 
-	while (recv(a->link_events, buf, sizeof(buf), 0) > 0)
+	while (a->link_events >= 0 && recv(a->link_events, buf, sizeof(buf), 0) > 0)
 		;
-	agent_scan_tunnels(a);
+	for (int tries = 0; tries < 3 && agent_scan_tunnels(a) == -EAGAIN; tries++)
+		;
 }
 
 /* ---- BPF set-up ---- */
@@ -979,7 +1005,6 @@ static int agent_open_bpf(struct agent *a)
 		a->skel->rodata->kzn_count_gso = (__u32)count_gso;
 		a->skel->rodata->kzn_vxlan_port = a->config.vxlan_port;
 		a->skel->rodata->kzn_geneve_port = a->config.geneve_port;
-		a->skel->rodata->kzn_wireguard_port = a->config.wireguard_port;
 		bpf_map__set_max_entries(a->skel->maps.kzn_flows_a, a->map_entries);
 		bpf_map__set_max_entries(a->skel->maps.kzn_flows_b, a->map_entries);
 		/* The inner map template keeps its size: hash maps in a map-in-map may differ. */
@@ -1049,7 +1074,8 @@ static int agent_encode_hello(struct agent *a)
 static void agent_speak_version_1(struct agent *a)
 {
 	agent_log("the server speaks only wire protocol version 1: reporting without the "
-		  "encapsulation bytes of tunnelled traffic until it is upgraded");
+		  "encapsulation bytes of tunnelled traffic (version 2 is tried again at the next "
+		  "--rebalance)");
 	a->protocol = WIRE_VERSION_1;
 	if (agent_encode_hello(a) != 0 || (a->frame && agent_build_frame(a) != 0))
 		agent_stop = 1;
@@ -1195,6 +1221,12 @@ static void agent_rebalance(struct agent *a)
 	a->conn = AGENT_DISCONNECTED;
 	a->in_len = 0;
 	a->next_connect_ms = 0;
+	/* The server may have been upgraded meanwhile (or the new one may be newer). */
+	if (a->protocol != WIRE_VERSION_2) {
+		a->protocol = WIRE_VERSION_2;
+		if (agent_encode_hello(a) != 0)
+			agent_stop = 1;
+	}
 }
 
 /* agent_read handles what the server sent: ACKs, or an ERROR before it closes. */
@@ -1303,7 +1335,7 @@ static void agent_step(struct agent *a, int timeout_cap_ms)
 		timeout = timeout_cap_ms;
 	if (poll(fds, 2, timeout) <= 0)
 		return;
-	if (fds[1].revents & POLLIN)
+	if (fds[1].revents & (POLLIN | POLLERR))
 		agent_links_changed(a);
 	if (a->conn == AGENT_CONNECTING && (pfd->revents & (POLLOUT | POLLERR | POLLHUP))) {
 		int err = 0;
@@ -1385,8 +1417,7 @@ static void agent_usage(FILE *out)
 		"                          10m, about; 0: never)\n"
 		"      --tunnel-port KIND:PORT  a tunnel on a port of its own besides the "
 		"well-known\n"
-		"                          ones (vxlan:4789, 8472; geneve:6081; wireguard:51820);\n"
-		"                          KIND vxlan, geneve or wireguard; once per kind\n"
+		"                          ones (vxlan:4789, 8472; geneve:6081); once per kind\n"
 		"  -p, --pin-path DIR      where maps, links and state are pinned on bpffs\n"
 		"                          (default %s)\n"
 		"      --uninstall         detach the program and remove everything pinned at\n"
@@ -1493,14 +1524,12 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 				!colon						 ? NULL
 				: kind == 5 && strncmp(optarg, "vxlan", 5) == 0	 ? &c->vxlan_port
 				: kind == 6 && strncmp(optarg, "geneve", 6) == 0 ? &c->geneve_port
-				: kind == 9 && strncmp(optarg, "wireguard", 9) == 0
-					? &c->wireguard_port
-					: NULL;
+										 : NULL;
 
 			if (!slot || port == 0 || port > 65535 || *end || end == colon + 1) {
 				fprintf(stderr,
-					"kubezonnet-agent: --tunnel-port: want vxlan:PORT, "
-					"geneve:PORT or wireguard:PORT, got '%s'\n",
+					"kubezonnet-agent: --tunnel-port: want vxlan:PORT or "
+					"geneve:PORT, got '%s'\n",
 					optarg);
 				return 2;
 			}
@@ -1617,7 +1646,7 @@ int main(int argc, char **argv)
 		goto cleanup;
 	/* The tunnel devices are known before our program counts the first packet. */
 	agent_watch_links(&a);
-	agent_scan_tunnels(&a);
+	agent_links_changed(&a);
 	if (agent_install_counter(&a) != 0)
 		goto cleanup;
 	a.links[0] = agent_attach(&a, NFPROTO_IPV4, "ipv4", &reused[0]);

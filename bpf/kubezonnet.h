@@ -22,10 +22,17 @@
 /* IPv6 extension headers walked to find the L4 header; a longer chain counts with port 0. */
 #define KZN_IPV6_EXT_MAX 6
 
-/* Tunnel devices the agent tells the program about (kzn_tunnel_devs), and their kinds. */
-#define KZN_TUNNEL_DEVS_MAX 256
-#define KZN_DEV_TUNNEL	    1 /* its packets get an outer header the hook sees: skip them */
-#define KZN_DEV_WIREGUARD   2 /* encrypts: count its packets with the tunnel's overhead */
+/*
+ * Tunnel devices the agent tells the program about (kzn_tunnel_devs), by ifindex, with what
+ * the program does with the packets that leave by them and that they send (flags).
+ */
+#define KZN_TUNNEL_DEVS_MAX    256
+#define KZN_DEV_OUT_SKIP       1 /* leaving by it: the hook sees them again encapsulated */
+#define KZN_DEV_IN_DECAPSULATE 2 /* sent by it: read the packet inside */
+#define KZN_DEV_OUT_OVERHEAD   4 /* leaving by it: count with an encryption's overhead */
+#define KZN_DEV_IN_SKIP	       8 /* sent by it: counted already, as they went in */
+#define KZN_DEV_TUNNEL	       (KZN_DEV_OUT_SKIP | KZN_DEV_IN_DECAPSULATE)
+#define KZN_DEV_WIREGUARD      (KZN_DEV_OUT_OVERHEAD | KZN_DEV_IN_SKIP)
 
 /*
  * One flow: address family (4 or 6), L4 protocol, one port (the smaller of source and

@@ -7,15 +7,19 @@
  * Tunnels (the rule, README.md "Overlay networks"): each byte on the wire is counted once and
  * charged to the pod whose packet it carries.
  * - A tunnel whose packets can be read (VXLAN on UDP 4789 and 8472, Geneve on 6081, IP in
- *   IPv4 or IPv6, GRE): the outer packet is counted, under the inner packet's flow, with its
- *   whole wire size; the outer headers are its encapsulation bytes. The inner packet, seen
- *   earlier on its way into the tunnel device (kzn_tunnel_devs), is not counted. So a kernel
- *   tunnel device (flannel, Calico) and a tunnel made in BPF before the host stack (Cilium)
- *   come out the same.
+ *   IPv4 or IPv6, GRE): the outer packet, which a tunnel device of the node sends (the hook's
+ *   input device is that device: kzn_tunnel_devs), is counted under the inner packet's flow,
+ *   with its whole wire size; the outer headers are its encapsulation bytes. The inner
+ *   packet, seen earlier on its way into the tunnel device, is not counted. So a kernel
+ *   tunnel device (flannel, Calico) and a tunnel made in BPF before the host stack (Cilium,
+ *   whose packets still leave through its tunnel device) come out the same. Packets that
+ *   only look like a tunnel's (a pod's UDP to port 4789) are counted as what they are.
  * - An encrypted tunnel (WireGuard): the inner packet is counted on its way into the
  *   WireGuard device, with the outer headers and padding it will get as encapsulation; the
- *   outer packet (UDP 51820) is not counted. IPsec ESP packets are not counted either; their
- *   inner packets count as they are (ESP's overhead depends on the algorithms).
+ *   outer packet, which that device sends, is not counted. The node's own IPsec ESP packets
+ *   (sent locally, or by the transform of a packet already routed: the input device is then
+ *   the output device) are not counted either; their inner packets count as they are (ESP's
+ *   overhead depends on the algorithms).
  * - Inner headers that cannot be read (truncated, unknown inner protocol) are never guessed:
  *   the packet counts under its outer flow and in a counter of its own.
  *
@@ -54,7 +58,6 @@ const volatile __u32 kzn_count_gso = 1;
 /* Set by the agent before load: tunnel ports beyond the well-known ones (0: none). */
 const volatile __u16 kzn_vxlan_port = 0;
 const volatile __u16 kzn_geneve_port = 0;
-const volatile __u16 kzn_wireguard_port = 0;
 /* Set by the agent: whether kzn_tunnel_devs holds any device (spares the lookup otherwise). */
 volatile __u32 kzn_have_tunnel_devs = 0;
 
@@ -249,12 +252,12 @@ static __always_inline __u32 kzn_inner_by_type(const struct bpf_dynptr *ptr, __u
 }
 
 /*
- * kzn_tunnel_inner: for the packet whose IP header of family 4 or 6 is at offset 0, the offset
- * of the inner IP packet when it is a tunnel's outer packet (setting *family); 0 when it is a
- * tunnel packet whose inner headers cannot be read; -1 when it is no tunnel packet; -2 for an
- * encrypted tunnel's outer packet. Only the fixed IP header is read (an IPv6 outer header
- * with extension headers is taken for no tunnel): this runs before the full parse, so that
- * the verifier walks the inner parse from few states.
+ * kzn_tunnel_inner: for the packet a tunnel device sent, whose IP header of family 4 or 6 is
+ * at offset 0, the offset of the inner IP packet (setting *family); 0 when it is a tunnel
+ * packet whose inner headers cannot be read; -1 when it is no tunnel packet. Only the fixed
+ * IP header is read (an IPv6 outer header with extension headers is taken for no tunnel):
+ * this runs before the full parse, so that the verifier walks the inner parse from few
+ * states.
  */
 static __always_inline long kzn_tunnel_inner(const struct bpf_dynptr *ptr, int outer_family,
 					     int *family)
@@ -262,7 +265,7 @@ static __always_inline long kzn_tunnel_inner(const struct bpf_dynptr *ptr, int o
 	__u8 buf[40];
 	__u8 *h;
 	__u32 l3_end;
-	__u16 sport, dport;
+	__u16 dport;
 	__u8 protocol;
 
 	if (outer_family == 4) {
@@ -301,8 +304,6 @@ static __always_inline long kzn_tunnel_inner(const struct bpf_dynptr *ptr, int o
 			  (flags & 0x1000 ? 4 : 0);
 		return kzn_inner_by_type(ptr, l3_end, type, family);
 	}
-	case IPPROTO_ESP:
-		return -2;
 	case IPPROTO_UDP:
 		break;
 	default:
@@ -311,7 +312,6 @@ static __always_inline long kzn_tunnel_inner(const struct bpf_dynptr *ptr, int o
 	h = bpf_dynptr_slice(ptr, l3_end, buf, 16);
 	if (!h)
 		return -1;
-	sport = (__u16)(h[0] << 8 | h[1]);
 	dport = (__u16)(h[2] << 8 | h[3]);
 	if (dport == 4789 || dport == 8472 || (kzn_vxlan_port && dport == kzn_vxlan_port)) {
 		if (!(h[8] & 0x08))
@@ -324,9 +324,6 @@ static __always_inline long kzn_tunnel_inner(const struct bpf_dynptr *ptr, int o
 		return kzn_inner_by_type(ptr, l3_end + 16 + (h[8] & 0x3f) * 4,
 					 (__u16)(h[10] << 8 | h[11]), family);
 	}
-	if (dport == 51820 || sport == 51820 ||
-	    (kzn_wireguard_port && (dport == kzn_wireguard_port || sport == kzn_wireguard_port)))
-		return -2;
 	return -1;
 }
 
@@ -363,14 +360,17 @@ static __always_inline __u32 kzn_wire_segments(struct sk_buff *skb, __u32 len, _
 	return (len - hdr_len + gso.size - 1) / gso.size;
 }
 
-/* The kind of tunnel device the packet leaves by (KZN_DEV_*), or 0. */
-static __always_inline __u32 kzn_out_device_kind(struct bpf_nf_ctx *ctx)
+/*
+ * The KZN_DEV_* flags of the tunnel device dev, or 0. No device (a local socket's packet, as
+ * input) is ifindex 0, which the agent never names (the tests do).
+ */
+static __always_inline __u32 kzn_device_kind(struct net_device *dev)
 {
 	__u32 ifindex, *kind;
 
-	if (!kzn_have_tunnel_devs || !ctx->state->out)
+	if (!kzn_have_tunnel_devs)
 		return 0;
-	ifindex = (__u32)ctx->state->out->ifindex;
+	ifindex = dev ? (__u32)dev->ifindex : 0;
 	kind = bpf_map_lookup_elem(&kzn_tunnel_devs, &ifindex);
 	return kind ? *kind : 0;
 }
@@ -383,23 +383,26 @@ static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key
 				     struct kzn_packet *pkt)
 {
 	struct sk_buff *skb = ctx->skb;
+	struct net_device *in = ctx->state->in, *out = ctx->state->out;
 	struct bpf_dynptr ptr;
-	__u32 len = skb->len, l3_len, l4_len, hdr_len, segs, dev_kind;
+	__u32 len = skb->len, l3_len, l4_len, hdr_len, segs, dev_in, dev_out;
 	__u16 ports[2];
 	int family = ctx->state->pf == NFPROTO_IPV4 ? 4 : 6, in_family = 0, result = KZN_PARSED;
-	long inner_off;
+	long inner_off = -1;
 
 	pkt->bytes = len;
 	pkt->packets = 1;
 	pkt->encap_bytes = 0;
-	dev_kind = kzn_out_device_kind(ctx);
-	if (dev_kind == KZN_DEV_TUNNEL)
+	dev_out = kzn_device_kind(out);
+	if (dev_out & KZN_DEV_OUT_SKIP)
 		return KZN_SKIP; /* the tunnel's outer packet is counted when it leaves */
+	dev_in = kzn_device_kind(in);
+	if (dev_in & KZN_DEV_IN_SKIP)
+		return KZN_SKIP; /* encrypted: its inner packet was counted going in */
 	if (bpf_dynptr_from_skb((struct __sk_buff *)skb, 0, &ptr))
 		return KZN_UNPARSED;
-	inner_off = kzn_tunnel_inner(&ptr, family, &in_family);
-	if (inner_off == -2)
-		return KZN_SKIP; /* encrypted: its inner packet was counted going in */
+	if (dev_in & KZN_DEV_IN_DECAPSULATE)
+		inner_off = kzn_tunnel_inner(&ptr, family, &in_family);
 	if (inner_off > 0 &&
 	    kzn_parse_ip(&ptr, (__u32)inner_off, in_family, key, &l3_len, &l4_len, ports) == 0) {
 		/* Each segment carries the outer headers and the inner ones. */
@@ -411,6 +414,9 @@ static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key
 		}
 		if (kzn_parse_ip(&ptr, 0, family, key, &l3_len, &l4_len, ports))
 			return KZN_UNPARSED;
+		/* The node's own IPsec: counted as its inner packet was. */
+		if (key->protocol == IPPROTO_ESP && (!in || in == out))
+			return KZN_SKIP;
 		hdr_len = l3_len + l4_len;
 	}
 
@@ -418,12 +424,14 @@ static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key
 	segs = kzn_wire_segments(skb, len, hdr_len);
 	pkt->packets = segs;
 	pkt->bytes = len + (__u64)(segs - 1) * hdr_len;
-	if (inner_off > 0) {
+	if (inner_off > 0)
 		pkt->encap_bytes = (__u64)segs * (__u64)inner_off;
-	} else if (dev_kind == KZN_DEV_WIREGUARD) {
+	if (dev_out & KZN_DEV_OUT_OVERHEAD) {
 		/* Outer IPv4 and UDP, WireGuard's data header and tag, and padding to 16. */
-		pkt->encap_bytes = (__u64)segs * (20 + 8 + 16 + 16) + ((16 - (len & 15)) & 15);
-		pkt->bytes += pkt->encap_bytes;
+		__u64 wg = (__u64)segs * (20 + 8 + 16 + 16) + ((16 - (len & 15)) & 15);
+
+		pkt->encap_bytes += wg;
+		pkt->bytes += wg;
 	}
 	return result;
 }
