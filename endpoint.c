@@ -406,11 +406,10 @@ static int endpoint_on_node(const struct endpoint *e, const char *node)
 	return e && e->node && strcmp(e->node->name, node) == 0;
 }
 
-void endpoint_attribute(const struct endpoint_index *x, const char *node, const uint8_t src[16],
-			const uint8_t dst[16], struct attribution *out)
+/* endpoint_attribute_ends attributes a record between the endpoints s and d (NULL: unknown). */
+static void endpoint_attribute_ends(const char *node, const struct endpoint *s,
+				    const struct endpoint *d, struct attribution *out)
 {
-	const struct endpoint *s = endpoint_lookup(x, src), *d = endpoint_lookup(x, dst);
-
 	*out = (struct attribution){.src = s, .dst = d};
 	if (endpoint_on_node(s, node)) {
 		out->counted = 1;
@@ -437,6 +436,23 @@ void endpoint_attribute(const struct endpoint_index *x, const char *node, const 
 	} else {
 		out->class = TRAFFIC_CROSS_ZONE;
 	}
+}
+
+void endpoint_attribute(const struct endpoint_index *x, const char *node, const uint8_t src[16],
+			const uint8_t dst[16], struct attribution *out)
+{
+	endpoint_attribute_ends(node, endpoint_lookup(x, src), endpoint_lookup(x, dst), out);
+}
+
+void endpoint_attribute_tunnelled(const struct endpoint_index *x, const char *node,
+				  const uint8_t src[16], const uint8_t dst[16],
+				  struct attribution *out)
+{
+	const struct endpoint *s = endpoint_lookup(x, src);
+
+	if (!s)
+		s = endpoint_node(x, node);
+	endpoint_attribute_ends(node, s, endpoint_lookup(x, dst), out);
 }
 
 /* endpoint_copy adds a copy of src's endpoint e to dst (pods onto dst's node of that name). */

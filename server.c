@@ -832,7 +832,10 @@ static void server_account(struct server *s, const struct server_agent *a,
 
 	if (!s->index)
 		return;
-	endpoint_attribute(s->index, a->node, r->src, r->dst, &at);
+	if (r->encap_bytes)
+		endpoint_attribute_tunnelled(s->index, a->node, r->src, r->dst, &at);
+	else
+		endpoint_attribute(s->index, a->node, r->src, r->dst, &at);
 	if (!at.counted)
 		return;
 	cross = at.class == TRAFFIC_CROSS_ZONE || at.class == TRAFFIC_CROSS_REGION;
