@@ -136,15 +136,7 @@ e2e_pods_setup
 for n in a b cap1 cap2 cap3 seccomp; do bpffs_new $n; done
 
 # ---- the stand-in API server: the scenario's nodes and pods over HTTPS, a throwaway CA, a token
-cat >"$WORK/topology" <<EOF
-{"nodes": [
-  {"name": "node-a", "zone": "zone-a", "region": "r1", "ips": ["10.88.0.1", "fd88::1"]},
-  {"name": "node-b", "zone": "zone-b", "region": "r1", "ips": ["10.88.0.2", "fd88::2"]}],
- "pods": [
-  {"namespace": "shop", "name": "pod1", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.1.2", "fd77:1::2"]},
-  {"namespace": "shop", "name": "pod2", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.2.2", "fd77:2::2"]},
-  {"namespace": "data", "name": "pod3", "node": "node-b", "workload": "db", "workload_kind": "StatefulSet", "ips": ["10.77.3.2", "fd77:3::2"]}]}
-EOF
+echo "$E2E_TOPOLOGY" >"$WORK/topology"
 python3 "$TOP/test/topology_to_k8s.py" "$WORK/topology" "$WORK/k8s"
 ssl() { openssl "$@" >/dev/null 2>&1; }
 ssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$WORK/ca.key" \
@@ -333,31 +325,26 @@ for p in "shop pod1 $want1" "data pod3 $want3"; do
 done
 
 # ---- minimal capabilities: the results of the runs started above
-for cap in $ADDED; do
-	N="$C: agent without CAP_$cap fails naming it"
-	wait_for 40 test -s "$WORK/cap-$cap.rc"
-	cat "$WORK/cap-$cap.cmd"
-	rc=$(cat "$WORK/cap-$cap.rc" 2>/dev/null)
-	line=$(grep -m1 -o "missing capability [A-Z_, ]*CAP_${cap}[A-Z_, ]*" "$WORK/cap-$cap.log")
+# failed_naming NAME RUN PATTERN: the run exited non-zero with a log line matching PATTERN.
+failed_naming() {
+	local rc line
+	wait_for 40 test -s "$WORK/$2.rc"
+	cat "$WORK/$2.cmd"
+	rc=$(cat "$WORK/$2.rc" 2>/dev/null)
+	line=$(grep -m1 -o "$3" "$WORK/$2.log")
 	if [ -n "$rc" ] && [ "$rc" != 0 ] && [ -n "$line" ]; then
-		t_ok "$N" "exit $rc: $line"
+		t_ok "$1" "exit $rc: $line"
 	else
-		t_not_ok "$N" "exit '${rc:-still running}'"
-		diag "$WORK/cap-$cap.log"
+		t_not_ok "$1" "exit '${rc:-still running}'"
+		diag "$WORK/$2.log"
 	fi
+}
+for cap in $ADDED; do
+	failed_naming "$C: agent without CAP_$cap fails naming it" cap-$cap \
+		"missing capability [A-Z_, ]*CAP_${cap}[A-Z_, ]*"
 done
-
-N="$C: agent under the runtime's default seccomp profile fails naming seccomp"
-wait_for 40 test -s "$WORK/seccomp.rc"
-cat "$WORK/seccomp.cmd"
-rc=$(cat "$WORK/seccomp.rc" 2>/dev/null)
-line=$(grep -m1 -o "a seccomp filter refused bpf()" "$WORK/seccomp.log")
-if [ -n "$rc" ] && [ "$rc" != 0 ] && [ -n "$line" ]; then
-	t_ok "$N" "exit $rc: $line"
-else
-	t_not_ok "$N" "exit '${rc:-still running}'"
-	diag "$WORK/seccomp.log"
-fi
+failed_naming "$C: agent under the runtime's default seccomp profile fails naming seccomp" seccomp \
+	"a seccomp filter refused bpf()"
 
 # ---- deploy/uninstall.yaml on node-b, after its agent ran there: no link, no pin left
 N="$C: uninstall init container removes links and pins"

@@ -316,6 +316,16 @@ e2e_pod() {
 	ip netns exec "$1" ethtool -K eth0 tso off gso off gro off 2>/dev/null
 }
 
+# E2E_TOPOLOGY: the two-zone cluster of e2e_pods_setup as a topology file (README.md,
+# "Topology file").
+E2E_TOPOLOGY='{"nodes": [
+  {"name": "node-a", "zone": "zone-a", "region": "r1", "ips": ["10.88.0.1", "fd88::1"]},
+  {"name": "node-b", "zone": "zone-b", "region": "r1", "ips": ["10.88.0.2", "fd88::2"]}],
+ "pods": [
+  {"namespace": "shop", "name": "pod1", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.1.2", "fd77:1::2"]},
+  {"namespace": "shop", "name": "pod2", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.2.2", "fd77:2::2"]},
+  {"namespace": "data", "name": "pod3", "node": "node-b", "workload": "db", "workload_kind": "StatefulSet", "ips": ["10.77.3.2", "fd77:3::2"]}]}'
+
 # e2e_pods_setup: pod1 and pod2 behind node A (10.88.0.1), pod3 behind node B (10.88.0.2),
 # the routes between them, and nftables counters in each node's postrouting chain (priority
 # 98, beside the agent's 99) for pod1 to pod3 and back, IPv4 and IPv6. Needs A, B, P1, P2, P3

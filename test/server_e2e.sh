@@ -48,15 +48,7 @@ ip netns exec "$A" ethtool -K ${NS_PREFIX}ab tso off gso off gro off 2>/dev/null
 ip netns exec "$B" ethtool -K ${NS_PREFIX}ba tso off gso off gro off 2>/dev/null
 e2e_pods_setup
 
-cat >"$WORK/topology.json" <<EOF
-{"nodes": [
-  {"name": "node-a", "zone": "zone-a", "region": "r1", "ips": ["10.88.0.1", "fd88::1"]},
-  {"name": "node-b", "zone": "zone-b", "region": "r1", "ips": ["10.88.0.2", "fd88::2"]}],
- "pods": [
-  {"namespace": "shop", "name": "pod1", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.1.2", "fd77:1::2"]},
-  {"namespace": "shop", "name": "pod2", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.2.2", "fd77:2::2"]},
-  {"namespace": "data", "name": "pod3", "node": "node-b", "workload": "db", "workload_kind": "StatefulSet", "ips": ["10.77.3.2", "fd77:3::2"]}]}
-EOF
+echo "$E2E_TOPOLOGY" >"$WORK/topology.json"
 SOURCE=(--topology "$WORK/topology.json")
 if [ -n "$E2E_KUBE" ]; then
 	python3 "$TOP/test/topology_to_k8s.py" "$WORK/topology.json" "$WORK/k8s"
