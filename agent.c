@@ -1267,12 +1267,15 @@ static void agent_read(struct agent *a)
 				}
 			} else if (f.type == WIRE_ERROR) {
 				struct wire_error e = {0};
-				char why[WIRE_ERROR_MESSAGE_MAX + 32];
-				if (wire_error_decode(f.payload, f.payload_len, &e) == 0)
-					snprintf(why, sizeof(why), "server error %u: %.*s", e.code,
-						 e.message_len, e.message);
-				else
+				char why[4 * WIRE_ERROR_MESSAGE_MAX + 32];
+				char text[4 * WIRE_ERROR_MESSAGE_MAX + 1];
+				if (wire_error_decode(f.payload, f.payload_len, &e) == 0) {
+					log_escape(e.message, e.message_len, text, sizeof(text));
+					snprintf(why, sizeof(why), "server error %u: %s", e.code,
+						 text);
+				} else {
 					snprintf(why, sizeof(why), "malformed ERROR from server");
+				}
 				agent_disconnect(a, why);
 				if (e.code == WIRE_ERR_VERSION && a->protocol > WIRE_VERSION_1) {
 					agent_speak_version_1(a);

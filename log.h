@@ -37,6 +37,35 @@ static inline void log_line(const char *program, const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
+/*
+ * log_escape writes len bytes of a peer's text into out (outlen bytes, NUL-terminated, cut
+ * short when it does not fit) with every byte outside printable ASCII, and the backslash,
+ * written as \xNN: a peer's newlines and terminal escapes never reach the log raw. An out
+ * of 4 * len + 1 bytes always holds it all.
+ */
+static inline void log_escape(const char *in, size_t len, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	if (!outlen)
+		return;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			if (o + 1 >= outlen)
+				break;
+			out[o++] = (char)c;
+		} else {
+			if (o + 4 >= outlen)
+				break;
+			snprintf(out + o, outlen - o, "\\x%02x", c);
+			o += 4;
+		}
+	}
+	out[o] = '\0';
+}
+
 /* log_now_ms returns CLOCK_MONOTONIC in milliseconds. */
 static inline long long log_now_ms(void)
 {

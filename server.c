@@ -298,6 +298,12 @@ static int server_listen(const char *spec)
 		server_log("listen address '%s': want [HOST]:PORT", spec);
 		return -1;
 	}
+	/* getaddrinfo takes port 99999 modulo 65536: check the range first. */
+	if (strspn(colon + 1, "0123456789") != strlen(colon + 1) || strlen(colon + 1) > 5 ||
+	    atol(colon + 1) < 1 || atol(colon + 1) > 65535) {
+		server_log("listen address '%s': want a port from 1 to 65535", spec);
+		return -1;
+	}
 	hlen = (size_t)(colon - spec);
 	if (hlen >= 2 && spec[0] == '[' && spec[hlen - 1] == ']') {
 		spec++;
@@ -595,8 +601,12 @@ static int server_handle_frame(struct server *s, struct server_agent *a, const s
 		struct wire_error e;
 		int rc = wire_error_decode(f->payload, f->payload_len, &e);
 		if (rc == 0) {
-			server_log("agent %s (%s) sent error %u: %.*s", a->peer, a->node, e.code,
-				   e.message_len, e.message);
+			char message[4 * WIRE_ERROR_MESSAGE_MAX + 1];
+
+			/* A peer's words never reach the log raw: no forged lines, no escapes. */
+			log_escape(e.message, e.message_len, message, sizeof(message));
+			server_log("agent %s (%s) sent error %u: %s", a->peer, a->node, e.code,
+				   message);
 			a->closing = 1;
 		}
 		return rc;
