@@ -627,6 +627,17 @@ static void server_agent_close(struct server *s, int i)
 	s->agents[i] = s->agents[--s->n_agents];
 }
 
+/*
+ * server_frame_limit is the largest frame length a connection may send now: before its HELLO,
+ * a HELLO's (a peer that has not said who it is gets no megabytes of buffer); then
+ * --max-frame.
+ */
+static uint32_t server_frame_limit(const struct server *s, const struct server_agent *a)
+{
+	return a->hello_done ? s->max_frame
+			     : WIRE_HEADER_SIZE - WIRE_LENGTH_SIZE + WIRE_HELLO_MAX_PAYLOAD;
+}
+
 /* server_read reads what the agent sent and handles every whole frame in it. */
 static void server_agent_read(struct server *s, struct server_agent *a)
 {
@@ -637,10 +648,12 @@ static void server_agent_read(struct server *s, struct server_agent *a)
 
 		if (a->in_cap - a->in_len < SERVER_READ_CHUNK) {
 			size_t cap = a->in_cap ? a->in_cap * 2 : SERVER_READ_CHUNK * 2;
+			size_t most = (size_t)server_frame_limit(s, a) + WIRE_LENGTH_SIZE +
+				      SERVER_READ_CHUNK;
 			uint8_t *p;
 
-			if (cap > (size_t)s->max_frame + WIRE_LENGTH_SIZE + SERVER_READ_CHUNK)
-				cap = (size_t)s->max_frame + WIRE_LENGTH_SIZE + SERVER_READ_CHUNK;
+			if (cap > most)
+				cap = most > a->in_cap ? most : a->in_cap;
 			if (cap <= a->in_cap)
 				break; /* buffer full: parse what is here first */
 			p = realloc(a->in, cap);
@@ -667,7 +680,8 @@ static void server_agent_read(struct server *s, struct server_agent *a)
 	}
 	while (!a->closing || a->closing == 2) {
 		struct wire_frame f;
-		long n = wire_frame_parse(a->in + pos, a->in_len - pos, s->max_frame, &f);
+		long n = wire_frame_parse(a->in + pos, a->in_len - pos, server_frame_limit(s, a),
+					  &f);
 		int rc;
 
 		if (n == WIRE_E_PARTIAL)
@@ -689,6 +703,15 @@ static void server_agent_read(struct server *s, struct server_agent *a)
 	}
 	memmove(a->in, a->in + pos, a->in_len - pos);
 	a->in_len -= pos;
+	/* After a large report, give the memory back rather than keep it for the connection's life. */
+	if (a->in_cap > 4 * SERVER_READ_CHUNK && a->in_len <= SERVER_READ_CHUNK) {
+		uint8_t *p = realloc(a->in, 2 * SERVER_READ_CHUNK);
+
+		if (p) {
+			a->in = p;
+			a->in_cap = 2 * SERVER_READ_CHUNK;
+		}
+	}
 }
 
 static void server_agent_write(struct server_agent *a)

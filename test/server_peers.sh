@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue #12's holes, one regression test each as they close: a listen port out of range is
-# refused (getaddrinfo would take 99999 modulo 65536), and a peer's ERROR message reaches the
-# log escaped (a newline in it cannot forge a log line, nor an escape sequence reach a
-# terminal).
+# refused (getaddrinfo would take 99999 modulo 65536); a peer's ERROR message reaches the log
+# escaped (a newline in it cannot forge a log line, nor an escape sequence reach a terminal);
+# a connection that has not sent its HELLO cannot make the server hold megabytes for it.
 . "$(dirname "$0")/lib.sh"
 
 for spec in 127.0.0.1:99999 127.0.0.1:0 127.0.0.1:-1 127.0.0.1:80x; do
@@ -42,4 +42,27 @@ if grep -q "sent error 1: bye\\\\x0a2026" "$WORK/log" && ! grep -q "^2026-11-27T
 	ok "server: a peer's ERROR message is logged escaped, on one line"
 else
 	not_ok "server: a peer's ERROR message is logged escaped, on one line" "$(grep -a -A1 'sent error' "$WORK/log" | head -2)"
+fi
+
+# Eight connections announce a 16 MiB HELLO and send 16 MiB: the server refuses each at its
+# header (a HELLO is at most a few hundred bytes) and its peak memory stays small (it grew by
+# 128 MiB before).
+python3 - <<'PY'
+import socket, threading
+def flood():
+    try:
+        s = socket.create_connection(("127.0.0.1", 18598))
+        s.sendall(bytes.fromhex("0010000000010000") + bytes(1 << 20) * 16)
+    except OSError:
+        pass  # refused at its header: the server closed the connection
+threads = [threading.Thread(target=flood) for _ in range(8)]
+for t in threads: t.start()
+for t in threads: t.join()
+PY
+peak=$(awk '/^VmHWM/ { print $2 }' "/proc/$SPID/status")
+rejected=$(curl -s http://127.0.0.1:18599/metrics | awk '/^kubezonnet_frames_rejected_total\{reason="too_big"\}/ { print $2 }')
+if [ "${peak:-999999}" -lt 40000 ] && [ "${rejected:-0}" -ge 8 ]; then
+	ok "server: eight 16 MiB HELLOs are refused at their header (peak RSS $((peak / 1024)) MiB; $rejected rejected)"
+else
+	not_ok "server: eight 16 MiB HELLOs are refused at their header" "peak RSS ${peak} kB, rejected '${rejected}'"
 fi
