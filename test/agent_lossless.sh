@@ -47,19 +47,6 @@ print(b, p)
 PY
 }
 
-# sink_udp OUT: the pod1-to-pod2 UDP "bytes packets" in OUT since BASE was taken.
-BASE="0 0"
-sink_udp() {
-	local b p
-	read -r b p < <(sink_count "$1" 10.77.1.2 10.77.2.2 udp)
-	echo "$((b - ${BASE% *})) $((p - ${BASE#* }))"
-}
-
-# totals_match OUT: the sink holds exactly the pod1-to-pod2 UDP bytes nftables counted.
-totals_match() {
-	[ "$(sink_udp "$1")" = "$(nft_count 10.77.1.2 10.77.2.2 udp)" ]
-}
-
 # verdict NAME OUT: ok when the sink caught up with nftables within 60 s, still equals it two
 # seconds later (no late report counted twice), and no report declared any loss (65,536
 # entries are far more than these scenarios' flows: any loss here breaks the claim).

@@ -49,20 +49,20 @@ both_udp() {
 	read -r b2 p2 < <(sink_count "$OTHER_OUT" 10.77.1.2 10.77.2.2 udp)
 	echo "$((b1 + b2)) $((p1 + p2))"
 }
-totals_match() { [ "$(both_udp)" = "$(nft_count 10.77.1.2 10.77.2.2 udp)" ]; }
+both_match() { [ "$(both_udp)" = "$(nft_count 10.77.1.2 10.77.2.2 udp)" ]; }
 # records_after OUT LINE: whether OUT holds pod1-to-pod2 records past its first LINE lines.
 records_after() { tail -n +"$(($2 + 1))" "$1" | grep -q '"src":"10.77.1.2","dst":"10.77.2.2"'; }
 
 in_pod "$POD1" python3 "$TRAFFIC" udp 10.77.2.2 5000 300 200 10
-wait_for 10 totals_match
+wait_for 10 both_match
 # The home server goes down (its endpoint leaves the Service), while the node is quiet.
 kill -TERM "$home_pid"
 wait "$home_pid" 2>/dev/null
 service_to 18082
 other_lines=$(wc -l <"$OTHER_OUT")
 in_pod "$POD1" python3 "$TRAFFIC" udp 10.77.2.2 5000 300 200 10
-wait_for 20 totals_match
-if totals_match && records_after "$OTHER_OUT" "$other_lines"; then
+wait_for 20 both_match
+if both_match && records_after "$OTHER_OUT" "$other_lines"; then
 	ok "${NAMES[0]} (UDP $(both_udp) bytes packets)"
 else
 	not_ok "${NAMES[0]}" "servers got '$(both_udp)', nftables '$(nft_count 10.77.1.2 10.77.2.2 udp)'"
@@ -76,8 +76,8 @@ service_to 18081
 home_lines=$(wc -l <"$HOME_OUT")
 sleep 4
 in_pod "$POD1" python3 "$TRAFFIC" udp 10.77.2.2 5000 300 200 10
-wait_for 20 totals_match
-if totals_match && records_after "$HOME_OUT" "$home_lines" && grep -q "rebalance" "$WORK/agent"; then
+wait_for 20 both_match
+if both_match && records_after "$HOME_OUT" "$home_lines" && grep -q "rebalance" "$WORK/agent"; then
 	ok "${NAMES[1]} (UDP $(both_udp) bytes packets)"
 else
 	not_ok "${NAMES[1]}" "servers got '$(both_udp)', nftables '$(nft_count 10.77.1.2 10.77.2.2 udp)'"

@@ -27,17 +27,9 @@ make -s -C "$VARIANT" kubezonnet-agent >"$WORK/variant.log" 2>&1 || {
 	sed 's/^/#   /' "$WORK/variant.log" | tail -5
 }
 
-BASE="0 0"
-sink_udp() {
-	local b p
-	read -r b p < <(sink_count "$WORK/sink" 10.77.1.2 10.77.2.2 udp)
-	echo "$((b - ${BASE% *})) $((p - ${BASE#* }))"
-}
-totals_match() { [ "$(sink_udp)" = "$(nft_count 10.77.1.2 10.77.2.2 udp)" ]; }
-
 # begin: quiet traffic, every count shipped, fresh nftables counters and a new BASE.
 begin() {
-	wait_for 20 totals_match
+	wait_for 20 totals_match "$WORK/sink"
 	ip netns exec "$NODE" nft delete table inet kzt
 	nft_setup
 	BASE=$(sink_count "$WORK/sink" 10.77.1.2 10.77.2.2 udp)
@@ -49,9 +41,9 @@ begin() {
 # verdict NAME: the sink caught up with nftables within 40 s after the traffic ended.
 verdict() {
 	wait "$SENDER"
-	wait_for 40 totals_match
+	wait_for 40 totals_match "$WORK/sink"
 	local got want
-	got=$(sink_udp)
+	got=$(sink_udp "$WORK/sink")
 	want=$(nft_count 10.77.1.2 10.77.2.2 udp)
 	if [ "$got" = "$want" ] && [ "${want% *}" -gt 0 ]; then
 		ok "$1 (UDP $got bytes packets)"

@@ -270,6 +270,16 @@ print(b, p)
 PY
 }
 
+# sink_udp OUT: the pod1-to-pod2 UDP "bytes packets" in OUT since BASE ("bytes packets",
+# taken with sink_count) was taken; totals_match OUT: they equal nftables' count since then.
+BASE="0 0"
+sink_udp() {
+	local b p
+	read -r b p < <(sink_count "$1" 10.77.1.2 10.77.2.2 udp)
+	echo "$((b - ${BASE% *})) $((p - ${BASE#* }))"
+}
+totals_match() { [ "$(sink_udp "$1")" = "$(nft_count 10.77.1.2 10.77.2.2 udp)" ]; }
+
 # sink_count OUT SRC DST PROTO [PORT]: "bytes packets" the sink received for that traffic.
 sink_count() {
 	python3 - "$@" <<'PY'
