@@ -22,6 +22,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -36,20 +39,39 @@
 #include "version.h"
 #include "wire.h"
 
-#define SERVER_MAX_AGENTS	 1024
-#define SERVER_MAX_INSTANCES	 4096 /* remembered (instance, last sequence) pairs */
-#define SERVER_READ_CHUNK	 65536
-#define SERVER_HELLO_TIMEOUT_MS	 10000
-#define SERVER_IDLE_TIMEOUT_MS	 300000 /* an agent reports every 10 s */
-#define SERVER_WRITE_BUFFER	 1024
-#define SERVER_HTTP_MAX_DEFAULT	 256
-#define SERVER_HTTP_IDLE_MS	 60000 /* keep-alive connection without a request */
-#define SERVER_HTTP_HEAD_MS	 10000 /* to send a whole request head once started */
-#define SERVER_SWEEP_MS		 30000
-#define SERVER_RETENTION_DEFAULT (5 * 60 * 1000)
+#define SERVER_MAX_AGENTS_DEFAULT   16384
+#define SERVER_NODE_INSTANCES	    4	  /* (instance, last sequence) pairs kept per node */
+#define SERVER_NODES_MIN	    65536 /* nodes whose deduplication state is kept, at least */
+#define SERVER_READ_CHUNK	    65536
+#define SERVER_HELLO_TIMEOUT_MS	    10000
+#define SERVER_IDLE_TIMEOUT_MS	    300000 /* an agent reports every 10 s */
+#define SERVER_FRAME_TIMEOUT_MS	    60000  /* to send a whole frame once its first byte came */
+#define SERVER_WRITE_TIMEOUT_MS	    30000  /* for a peer to take any of what we have to send */
+#define SERVER_WRITE_BUFFER	    1024
+#define SERVER_HTTP_MAX_DEFAULT	    256
+#define SERVER_HTTP_IDLE_MS	    60000 /* keep-alive connection without a request */
+#define SERVER_HTTP_HEAD_MS	    10000 /* to send a whole request head once started */
+#define SERVER_SWEEP_MS		    30000
+#define SERVER_RETENTION_DEFAULT    (5 * 60 * 1000)
+#define SERVER_INPUT_MEMORY_DEFAULT (96u << 20)
+/*
+ * The work one loop turn may do before it returns to poll(): records accounted, plus one unit
+ * per 64 bytes inflated. 32,768 units are a few milliseconds, so no report, however large,
+ * keeps /healthz or the other agents waiting.
+ */
+#define SERVER_TURN_WORK	 32768
+#define SERVER_SMALL_BUFFER	 (128u << 10)
+#define SERVER_JOB_SLICE	 8192 /* records of one report before the next report's turn */
+#define SERVER_TICK_MS		 250  /* how often deadlines are checked */
+#define SERVER_ACCEPT_BACKOFF_MS 100
+
+struct server_job;
 
 struct server_agent {
+	int kind; /* FD_AGENT: first, as epoll events find it through a pointer */
 	int fd;
+	int slot;	 /* index in server.agents */
+	uint32_t events; /* the epoll interest registered now */
 	char peer[64];
 	int hello_done;
 	uint16_t version; /* from HELLO: the layout of every STATS frame on this connection */
@@ -59,19 +81,50 @@ struct server_agent {
 	size_t in_len, in_cap;
 	uint8_t out[SERVER_WRITE_BUFFER];
 	size_t out_len;
-	int closing; /* 1: flush out[], then close; 2: close now */
-	long long connected_ms;
-	long long last_activity_ms;
+	int closing;		/* 1: flush out[], then close; 2: close now */
+	int waiting;		/* paused until the input memory budget has room */
+	struct server_job *job; /* its report being accounted, or NULL */
+	struct server_agent *ready_prev, *ready_next; /* on the list of input to parse */
+	int ready;
+	long long connected_ms, last_activity_ms;
+	long long frame_started_ms; /* 0: no partial frame in in[] */
+	long long write_since_ms;   /* 0: nothing waiting to be written */
 };
 
-struct server_instance {
-	uint64_t id;
-	uint64_t last_sequence;
+/*
+ * A report being accounted: its records are attributed a slice at a time, between other
+ * work, so one large report does not hold the loop. It lives on if its connection closes.
+ */
+struct server_job {
+	struct server_job *next;
+	struct server_agent *a; /* NULL once the connection is gone */
+	char node[WIRE_NODE_NAME_MAX + 1];
+	uint64_t instance_id;
+	uint8_t *payload; /* owned */
+	size_t mem;	  /* bytes counted against the input budget */
+	struct wire_stats st;
+	uint32_t done; /* records accounted so far */
+	int started;
+};
+
+/* A node's deduplication state: the last sequence stored of each of its recent instances. */
+struct server_node {
+	struct server_node *next; /* hash chain */
+	uint64_t hash;
 	long long seen_ms;
+	int connected; /* scratch for eviction */
+	struct {
+		uint64_t id, last_sequence;
+		long long seen_ms;
+	} inst[SERVER_NODE_INSTANCES];
+	char name[];
 };
 
 struct server_http {
+	int kind; /* FD_HTTP */
 	int fd;
+	int slot;
+	uint32_t events;
 	char peer[64];
 	char in[HTTP_MAX_HEADER_BYTES + 1];
 	size_t in_len, seen_len;
@@ -79,6 +132,8 @@ struct server_http {
 	size_t out_off;
 	int closing;
 	long long last_activity_ms, head_started_ms;
+	long long write_since_ms; /* 0: nothing waiting to be written */
+	int again;		  /* requests left in in[] for the next turn */
 };
 
 /* What the server keeps per endpoint of the current index: its series, found once. */
@@ -96,6 +151,9 @@ struct server_zone_pair {
 	struct metrics_series *bytes, *packets, *encap_bytes;
 };
 
+/* What an epoll event points at: a listener (kind 0, 1), an agent (2) or an HTTP client (3). */
+enum server_fd_kind { FD_AGENT_LISTEN, FD_HTTP_LISTEN, FD_AGENT, FD_HTTP };
+
 struct server {
 	/* configuration */
 	uint32_t max_frame;
@@ -103,14 +161,34 @@ struct server {
 	enum server_flow_logs flow_logs;
 	const char *topology_path;
 	long long retention_ms;
-	int http_max;
+	int http_max, agents_max;
+	size_t input_budget;
 
+	int epoll_fd;
 	int agent_listen_fd, http_listen_fd;
-	struct server_agent agents[SERVER_MAX_AGENTS];
+	long long listen_paused_until[2]; /* after EMFILE: accept again at this time */
+	int listen_paused[2];
+	long long emfile_logged_ms;
+	unsigned long long emfile_unlogged;
+	struct server_agent **agents;
 	int n_agents;
-	struct server_http *http;
-	int n_http;
-	struct server_instance instances[SERVER_MAX_INSTANCES];
+	struct server_http **http;
+	int n_http, n_http_again;
+	/* closed this turn, freed at its end (an event later in the turn may still name them) */
+	void **dead;
+	int n_dead, dead_cap;
+
+	/* the input budget: agent buffers and reports being accounted */
+	size_t input_bytes;
+	int n_waiting;
+	struct server_agent *ready_head, *ready_tail;
+	struct server_job *jobs_head, *jobs_tail;
+	long work; /* what is left of this turn's work */
+
+	struct server_node **nodes;
+	size_t nodes_cap, nodes_len, nodes_max;
+	uint64_t hash_key;
+	unsigned node_generation;
 
 	struct endpoint_index *index;
 	unsigned generation;
@@ -124,7 +202,8 @@ struct server {
 	int ready;
 
 	struct {
-		unsigned long long reports_stored, reports_duplicate;
+		unsigned long long reports_stored, reports_duplicate, input_waits;
+		unsigned long long dedup_evicted;
 	} stats;
 
 	struct metrics_family pod_bytes, pod_packets, workload_bytes, workload_packets;
@@ -134,7 +213,8 @@ struct server {
 	struct metrics_family malformed_packets, malformed_bytes; /* tunnel inner headers */
 	struct metrics_family http_requests, http_rejected, topology_reloads;
 	struct metrics_family kube_events, kube_relists, kube_errors, kube_rejected, kube_synced;
-	struct metrics_family out_dropped;
+	struct metrics_family out_dropped, log_dropped, agents_closed, accept_errors;
+	struct metrics_family input_held, input_waits, dedup_nodes, dedup_evicted;
 	unsigned long long kube_errors_logged[2];
 };
 
@@ -225,6 +305,29 @@ static void server_metrics_init(struct server *s)
 	FAMILY(out_dropped, "kubezonnet_flow_logs_dropped_total",
 	       "Flow log (and --dump-records) lines dropped because stdout did not keep up.",
 	       METRICS_COUNTER, );
+	FAMILY(log_dropped, "kubezonnet_log_lines_dropped_total",
+	       "Log lines dropped because stderr did not keep up.", METRICS_COUNTER, );
+	FAMILY(agents_closed, "kubezonnet_agent_connections_closed_total",
+	       "Agent connections the server closed at a deadline or to make room: "
+	       "hello_timeout, idle_timeout, frame_timeout, write_timeout, evicted.",
+	       METRICS_COUNTER, "reason");
+	FAMILY(accept_errors, "kubezonnet_accept_errors_total",
+	       "Failed accept() calls (EMFILE: out of file descriptors), by listener; the "
+	       "listener then pauses for 100 ms.",
+	       METRICS_COUNTER, "listener");
+	FAMILY(input_held, "kubezonnet_agent_input_bytes",
+	       "Memory held now for agent input: read buffers and reports being accounted "
+	       "(at most --agent-input-memory, plus a quarter of it for ordinary-sized buffers).",
+	       METRICS_GAUGE, );
+	FAMILY(input_waits, "kubezonnet_agent_input_waits_total",
+	       "Times an agent connection paused because the input memory budget was spent.",
+	       METRICS_COUNTER, );
+	FAMILY(dedup_nodes, "kubezonnet_dedup_nodes",
+	       "Nodes whose last stored report sequence the server remembers.", METRICS_GAUGE, );
+	FAMILY(dedup_evicted, "kubezonnet_dedup_nodes_evicted_total",
+	       "Nodes forgotten (least recently reporting, not connected) to keep the "
+	       "deduplication table within its size.",
+	       METRICS_COUNTER, );
 	FAMILY(kube_events, "kubezonnet_kube_watch_events_total",
 	       "Watch events received from the Kubernetes API, bookmarks included.",
 	       METRICS_COUNTER, "resource");
@@ -259,8 +362,6 @@ static void server_count_rejected(struct server *s, const char *reason)
 	SERVER_COUNT(&s->frames_rejected, 1, reason);
 }
 
-static void server_account_report(struct server *s, const struct server_agent *a,
-				  const struct wire_stats *st);
 static volatile sig_atomic_t server_stop;
 
 static void server_on_signal(int sig)
@@ -269,14 +370,120 @@ static void server_on_signal(int sig)
 	server_stop = 1;
 }
 
+/*
+ * ---- stdout (flow logs, --dump-records) and stderr (the log) ----
+ * Lines are buffered here and written only as fast as the descriptor takes them (at most 4 KiB
+ * per write, each after poll() says it is writable, which for a pipe means a 4 KiB write does
+ * not block): a stalled reader never blocks the loop. Past a sink's limit, whole lines are
+ * dropped and counted.
+ */
+struct server_sink {
+	int fd;
+	struct buf b;
+	size_t off, mark, max;
+	unsigned long long dropped;
+};
+
+static struct server_sink server_out = {.fd = STDOUT_FILENO, .max = 8u << 20};
+static struct server_sink server_err = {.fd = STDERR_FILENO, .max = 1u << 20};
+static int server_log_buffered; /* set once the loop runs: before, log lines go out at once */
+
+/* server_sink_full reports whether a new line would be dropped (so it need not be formatted). */
+static int server_sink_full(const struct server_sink *k)
+{
+	return k->b.len - k->off > k->max;
+}
+
+static void server_sink_begin(struct server_sink *k)
+{
+	k->mark = k->b.len;
+}
+
+static void server_sink_end(struct server_sink *k)
+{
+	if (k->b.oom || k->b.len - k->off > k->max) {
+		k->b.len = k->mark; /* drop the whole line */
+		k->b.oom = 0;
+		k->dropped++;
+	}
+}
+
+/*
+ * server_sink_flush writes what the descriptor takes now; with block set (at exit), what it
+ * takes within two seconds.
+ */
+static void server_sink_flush(struct server_sink *k, int block)
+{
+	size_t budget = 1u << 20;
+	long long deadline = log_now_ms() + 2000;
+
+	while (k->off < k->b.len && (block || budget)) {
+		struct pollfd p = {.fd = k->fd, .events = POLLOUT};
+		size_t n = k->b.len - k->off;
+		ssize_t w;
+		long long left = deadline - log_now_ms();
+
+		if (poll(&p, 1, block && left > 0 ? (int)left : 0) <= 0 || !(p.revents & POLLOUT))
+			break;
+		w = write(k->fd, k->b.p + k->off, n < 4096 ? n : 4096);
+		if (w < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (w <= 0) { /* the descriptor is gone: nothing written to it will be read */
+			k->off = k->b.len;
+			break;
+		}
+		k->off += (size_t)w;
+		budget = budget > (size_t)w ? budget - (size_t)w : 0;
+	}
+	if (k->off == k->b.len) {
+		k->b.len = k->off = 0;
+		if (k->b.cap > (1u << 20)) /* a burst does not keep its buffer */
+			buf_free(&k->b);
+	} else if (k->off > k->b.len / 2) {
+		memmove(k->b.p, k->b.p + k->off, k->b.len - k->off);
+		k->b.len -= k->off;
+		k->off = 0;
+	}
+}
+
+static int server_sink_pending(const struct server_sink *k)
+{
+	return k->b.len > k->off;
+}
+
+#define OUT(...) buf_printf(&server_out.b, __VA_ARGS__)
+
+static void server_out_char(char c)
+{
+	buf_append(&server_out.b, &c, 1);
+}
+
 static void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void server_log(const char *fmt, ...)
 {
 	va_list ap;
+	char when[40];
 
 	va_start(ap, fmt);
-	log_line("kubezonnet-server", fmt, ap);
+	if (!server_log_buffered) {
+		log_line("kubezonnet-server", fmt, ap);
+	} else if (server_sink_full(&server_err)) {
+		server_err.dropped++;
+	} else {
+		log_time(when, sizeof(when), 0);
+		server_sink_begin(&server_err);
+		buf_printf(&server_err.b, "%s kubezonnet-server: ", when);
+		/* buf_printf takes no va_list: format into a line-sized buffer first */
+		char line[2048];
+		int n = vsnprintf(line, sizeof(line), fmt, ap);
+		buf_append(&server_err.b, line,
+			   n < 0		      ? 0
+			   : (size_t)n < sizeof(line) ? (size_t)n
+						      : sizeof(line) - 1);
+		buf_append(&server_err.b, "\n", 1);
+		server_sink_end(&server_err);
+	}
 	va_end(ap);
 }
 
@@ -372,362 +579,6 @@ static void server_peer_name(int fd, char *buf, size_t len)
 	snprintf(buf, len, "%s:%d", host, port);
 }
 
-/* server_queue appends a frame to the agent's output; frames here are small and bounded. */
-static void server_queue(struct server_agent *a, const uint8_t *frame, size_t len)
-{
-	if (len > sizeof(a->out) - a->out_len) {
-		a->closing = 1; /* the peer does not read its ACKs: give up on it */
-		return;
-	}
-	memcpy(a->out + a->out_len, frame, len);
-	a->out_len += len;
-}
-
-/* server_reject sends an ERROR naming the failed check, counts it, and closes after flushing. */
-static void server_reject(struct server *s, struct server_agent *a, int result, uint16_t code)
-{
-	uint8_t frame[WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + WIRE_ERROR_MESSAGE_MAX];
-	long n;
-
-	server_count_rejected(s, wire_reason(result));
-	server_log("agent %s (%s): %s; closing", a->peer, a->hello_done ? a->node : "no HELLO yet",
-		   wire_strerror(result));
-	n = wire_error_encode(frame, sizeof(frame), code, wire_strerror(result));
-	if (n > 0)
-		server_queue(a, frame, (size_t)n);
-	a->closing = 1;
-}
-
-static struct server_instance *server_instance(struct server *s, uint64_t id)
-{
-	struct server_instance *oldest = &s->instances[0];
-
-	for (int i = 0; i < SERVER_MAX_INSTANCES; i++) {
-		struct server_instance *in = &s->instances[i];
-		if (in->seen_ms && in->id == id)
-			return in;
-		if (in->seen_ms < oldest->seen_ms)
-			oldest = in;
-	}
-	memset(oldest, 0, sizeof(*oldest));
-	oldest->id = id;
-	return oldest;
-}
-
-/*
- * ---- stdout: flow logs and --dump-records ----
- * Lines are buffered here and written only as fast as stdout takes them (at most 4 KiB per
- * write, each after poll() says it is writable): a stalled log reader never blocks the loop.
- * Past SERVER_OUT_MAX pending bytes, whole lines are dropped and counted.
- */
-#define SERVER_OUT_MAX (8u << 20)
-
-static struct buf server_out;
-static size_t server_out_off, server_out_mark;
-static unsigned long long server_out_dropped;
-
-static void server_out_begin(void)
-{
-	server_out_mark = server_out.len;
-}
-
-static void server_out_end(void)
-{
-	if (server_out.oom || server_out.len - server_out_off > SERVER_OUT_MAX) {
-		server_out.len = server_out_mark; /* drop the whole line */
-		server_out.oom = 0;
-		server_out_dropped++;
-	}
-}
-
-#define OUT(...) buf_printf(&server_out, __VA_ARGS__)
-
-static void server_out_char(char c)
-{
-	buf_append(&server_out, &c, 1);
-}
-
-/*
- * server_out_flush writes what stdout takes now; with block set (at exit), what it takes
- * within two seconds.
- */
-static void server_out_flush(int block)
-{
-	size_t budget = 1u << 20;
-	long long deadline = log_now_ms() + 2000;
-
-	while (server_out_off < server_out.len && (block || budget)) {
-		struct pollfd p = {.fd = STDOUT_FILENO, .events = POLLOUT};
-		size_t n = server_out.len - server_out_off;
-		ssize_t w;
-		long long left = deadline - log_now_ms();
-
-		if (poll(&p, 1, block && left > 0 ? (int)left : 0) <= 0 || !(p.revents & POLLOUT))
-			break;
-		w = write(STDOUT_FILENO, server_out.p + server_out_off, n < 4096 ? n : 4096);
-		if (w < 0 && (errno == EAGAIN || errno == EINTR))
-			break;
-		if (w <= 0) { /* stdout is gone: nothing written to it will be read */
-			server_out_off = server_out.len;
-			break;
-		}
-		server_out_off += (size_t)w;
-		budget = budget > (size_t)w ? budget - (size_t)w : 0;
-	}
-	if (server_out_off == server_out.len) {
-		server_out.len = server_out_off = 0;
-	} else if (server_out_off > server_out.len / 2) {
-		memmove(server_out.p, server_out.p + server_out_off,
-			server_out.len - server_out_off);
-		server_out.len -= server_out_off;
-		server_out_off = 0;
-	}
-}
-
-static int server_out_pending(void)
-{
-	return server_out.len > server_out_off;
-}
-
-static void server_dump(const struct server_agent *a, const struct wire_stats *st)
-{
-	server_out_begin();
-	OUT("{\"type\":\"report\",\"node\":\"%s\",\"instance\":\"%016llx\",\"sequence\":%llu,"
-	    "\"start_ns\":%llu,\"end_ns\":%llu,\"records\":%u,"
-	    "\"lost_map_full_packets\":%llu,\"lost_map_full_bytes\":%llu,"
-	    "\"lost_other_packets\":%llu,\"lost_other_bytes\":%llu,"
-	    "\"tunnel_malformed_packets\":%llu,\"tunnel_malformed_bytes\":%llu}\n",
-	    a->node, (unsigned long long)a->instance_id, (unsigned long long)st->sequence,
-	    (unsigned long long)st->start_ns, (unsigned long long)st->end_ns, st->count,
-	    (unsigned long long)st->loss.map_full_packets,
-	    (unsigned long long)st->loss.map_full_bytes, (unsigned long long)st->loss.other_packets,
-	    (unsigned long long)st->loss.other_bytes,
-	    (unsigned long long)st->tunnel_malformed_packets,
-	    (unsigned long long)st->tunnel_malformed_bytes);
-	server_out_end();
-	for (uint32_t i = 0; i < st->count; i++) {
-		struct wire_record r;
-		char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
-
-		wire_record_get(st, i, &r);
-		endpoint_format_address(r.src, src, sizeof(src));
-		endpoint_format_address(r.dst, dst, sizeof(dst));
-		server_out_begin();
-		OUT("{\"type\":\"record\",\"node\":\"%s\",\"sequence\":%llu,\"family\":%u,"
-		    "\"protocol\":%u,\"port\":%u,\"src\":\"%s\",\"dst\":\"%s\",\"bytes\":%llu,"
-		    "\"packets\":%llu,\"encap_bytes\":%llu}\n",
-		    a->node, (unsigned long long)st->sequence, r.family, r.protocol, r.port, src,
-		    dst, (unsigned long long)r.bytes, (unsigned long long)r.packets,
-		    (unsigned long long)r.encap_bytes);
-		server_out_end();
-	}
-}
-
-/* server_handle_stats decodes, deduplicates and acknowledges one STATS frame. */
-static int server_handle_stats(struct server *s, struct server_agent *a, const struct wire_frame *f)
-{
-	uint8_t *inflated = NULL;
-	const uint8_t *payload = f->payload;
-	size_t len = f->payload_len;
-	struct wire_stats st;
-	struct server_instance *in;
-	uint8_t ack[WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE];
-	int rc;
-
-	if (f->flags & WIRE_FLAG_ZLIB) {
-		long size = wire_inflated_size(f->payload, f->payload_len, s->max_frame);
-		if (size < 0)
-			return (int)size;
-		inflated = malloc((size_t)size);
-		if (!inflated)
-			return WIRE_E_SPACE;
-		long n = wire_inflate(f->payload, f->payload_len, inflated, (size_t)size);
-		if (n < 0) {
-			free(inflated);
-			return (int)n;
-		}
-		payload = inflated;
-		len = (size_t)size;
-	}
-	rc = wire_stats_decode(payload, len, a->version, &st);
-	if (rc < 0)
-		goto out;
-	in = server_instance(s, a->instance_id);
-	in->seen_ms = log_now_ms();
-	if (st.sequence <= in->last_sequence) {
-		s->stats.reports_duplicate++;
-		server_log("agent %s (%s): report %llu already stored; acknowledged again", a->peer,
-			   a->node, (unsigned long long)st.sequence);
-	} else {
-		in->last_sequence = st.sequence;
-		s->stats.reports_stored++;
-		if (s->dump_records)
-			server_dump(a, &st);
-		server_account_report(s, a, &st);
-	}
-	server_queue(a, ack, (size_t)wire_ack_encode(ack, sizeof(ack), st.sequence));
-out:
-	free(inflated);
-	return rc;
-}
-
-/* server_handle_frame acts on one whole frame; a negative result rejects the connection. */
-static int server_handle_frame(struct server *s, struct server_agent *a, const struct wire_frame *f)
-{
-	if (!a->hello_done) {
-		struct wire_hello h;
-		int rc;
-
-		if (f->type != WIRE_HELLO)
-			return WIRE_E_TYPE;
-		rc = wire_hello_decode(f->payload, f->payload_len, &h);
-		if (rc < 0)
-			return rc;
-		memcpy(a->node, h.node, h.node_len);
-		a->node[h.node_len] = '\0';
-		a->instance_id = h.instance_id;
-		a->version = h.version;
-		a->hello_done = 1;
-		server_log(
-			"agent %s connected: node %s, instance %016llx, version %.*s, protocol %u",
-			a->peer, a->node, (unsigned long long)a->instance_id, h.agent_version_len,
-			h.agent_version, h.version);
-		return 0;
-	}
-	switch (f->type) {
-	case WIRE_STATS:
-		return server_handle_stats(s, a, f);
-	case WIRE_ERROR: {
-		struct wire_error e;
-		int rc = wire_error_decode(f->payload, f->payload_len, &e);
-		if (rc == 0) {
-			char message[4 * WIRE_ERROR_MESSAGE_MAX + 1];
-
-			/* A peer's words never reach the log raw: no forged lines, no escapes. */
-			log_escape(e.message, e.message_len, message, sizeof(message));
-			server_log("agent %s (%s) sent error %u: %s", a->peer, a->node, e.code,
-				   message);
-			a->closing = 1;
-		}
-		return rc;
-	}
-	default:
-		return WIRE_E_TYPE; /* HELLO twice, or ACK, which only the server sends */
-	}
-}
-
-static void server_agent_close(struct server *s, int i)
-{
-	struct server_agent *a = &s->agents[i];
-
-	if (a->hello_done)
-		server_log("agent %s (%s) disconnected", a->peer, a->node);
-	close(a->fd);
-	free(a->in);
-	s->agents[i] = s->agents[--s->n_agents];
-}
-
-/*
- * server_frame_limit is the largest frame length a connection may send now: before its HELLO,
- * a HELLO's (a peer that has not said who it is gets no megabytes of buffer); then
- * --max-frame.
- */
-static uint32_t server_frame_limit(const struct server *s, const struct server_agent *a)
-{
-	return a->hello_done ? s->max_frame
-			     : WIRE_HEADER_SIZE - WIRE_LENGTH_SIZE + WIRE_HELLO_MAX_PAYLOAD;
-}
-
-/* server_read reads what the agent sent and handles every whole frame in it. */
-static void server_agent_read(struct server *s, struct server_agent *a)
-{
-	size_t pos = 0;
-
-	for (;;) {
-		ssize_t n;
-
-		if (a->in_cap - a->in_len < SERVER_READ_CHUNK) {
-			size_t cap = a->in_cap ? a->in_cap * 2 : SERVER_READ_CHUNK * 2;
-			size_t most = (size_t)server_frame_limit(s, a) + WIRE_LENGTH_SIZE +
-				      SERVER_READ_CHUNK;
-			uint8_t *p;
-
-			if (cap > most)
-				cap = most > a->in_cap ? most : a->in_cap;
-			if (cap <= a->in_cap)
-				break; /* buffer full: parse what is here first */
-			p = realloc(a->in, cap);
-			if (!p) {
-				server_log("agent %s: out of memory", a->peer);
-				a->closing = 1;
-				return;
-			}
-			a->in = p;
-			a->in_cap = cap;
-		}
-		n = read(a->fd, a->in + a->in_len, a->in_cap - a->in_len);
-		if (n > 0) {
-			a->in_len += (size_t)n;
-			continue;
-		}
-		if (n == 0) {
-			a->closing = 2; /* peer closed: nothing more to say */
-		} else if (errno != EAGAIN && errno != EINTR) {
-			server_log("agent %s: read: %s", a->peer, strerror(errno));
-			a->closing = 2;
-		}
-		break;
-	}
-	while (!a->closing || a->closing == 2) {
-		struct wire_frame f;
-		long n = wire_frame_parse(a->in + pos, a->in_len - pos, server_frame_limit(s, a),
-					  &f);
-		int rc;
-
-		if (n == WIRE_E_PARTIAL)
-			break;
-		if (n < 0) {
-			server_reject(s, a, (int)n, WIRE_ERR_PROTOCOL);
-			break;
-		}
-		rc = server_handle_frame(s, a, &f);
-		if (rc < 0) {
-			server_reject(s, a, rc,
-				      rc == WIRE_E_VERSION ? WIRE_ERR_VERSION
-				      : !a->hello_done && rc == WIRE_E_TYPE
-					      ? WIRE_ERR_EXPECTED_HELLO
-					      : WIRE_ERR_PROTOCOL);
-			break;
-		}
-		pos += (size_t)n;
-	}
-	memmove(a->in, a->in + pos, a->in_len - pos);
-	a->in_len -= pos;
-	/* After a large report, give the memory back rather than keep it for the connection's life. */
-	if (a->in_cap > 4 * SERVER_READ_CHUNK && a->in_len <= SERVER_READ_CHUNK) {
-		uint8_t *p = realloc(a->in, 2 * SERVER_READ_CHUNK);
-
-		if (p) {
-			a->in = p;
-			a->in_cap = 2 * SERVER_READ_CHUNK;
-		}
-	}
-}
-
-static void server_agent_write(struct server_agent *a)
-{
-	while (a->out_len) {
-		ssize_t n = write(a->fd, a->out, a->out_len);
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				a->closing = 2;
-			return;
-		}
-		memmove(a->out, a->out + n, a->out_len - (size_t)n);
-		a->out_len -= (size_t)n;
-	}
-}
-
 /* ---- attribution and metrics ---- */
 
 static const char *server_zone_label(const struct endpoint *e)
@@ -817,16 +668,20 @@ static void server_flow_endpoint(const char *key, const uint8_t addr[16], const 
 	server_out_char('}');
 }
 
-static void server_flow_log(const struct server_agent *a, const struct wire_record *r,
+static void server_flow_log(const char *node, const struct wire_record *r,
 			    const struct attribution *at)
 {
 	char when[40];
 
+	if (server_sink_full(&server_out)) { /* not formatted only to be dropped */
+		server_out.dropped++;
+		return;
+	}
 	log_time(when, sizeof(when), 1);
-	server_out_begin();
+	server_sink_begin(&server_out);
 	OUT("{\"time\":\"%s\",\"node\":\"%s\",\"class\":\"%s\",\"direction\":\"%s\","
 	    "\"protocol\":%u,\"port\":%u,\"bytes\":%llu,\"packets\":%llu,\"encap_bytes\":%llu,",
-	    when, a->node, traffic_class_name(at->class),
+	    when, node, traffic_class_name(at->class),
 	    at->direction == TRAFFIC_SENT ? "sent" : "received", r->protocol, r->port,
 	    (unsigned long long)r->bytes, (unsigned long long)r->packets,
 	    (unsigned long long)r->encap_bytes);
@@ -834,7 +689,7 @@ static void server_flow_log(const struct server_agent *a, const struct wire_reco
 	server_out_char(',');
 	server_flow_endpoint("dst", r->dst, at->dst);
 	OUT("}\n");
-	server_out_end();
+	server_sink_end(&server_out);
 }
 
 /* server_zone_pair returns the zone-pair series, through a cache keyed by string identity. */
@@ -856,8 +711,7 @@ static struct server_zone_pair *server_zone_pair(struct server *s, const char *s
 }
 
 /* server_account attributes one record and adds it to the metrics. */
-static void server_account(struct server *s, const struct server_agent *a,
-			   const struct wire_record *r)
+static void server_account(struct server *s, const char *node, const struct wire_record *r)
 {
 	struct attribution at;
 	struct server_zone_pair *z;
@@ -866,9 +720,9 @@ static void server_account(struct server *s, const struct server_agent *a,
 	if (!s->index)
 		return;
 	if (r->encap_bytes)
-		endpoint_attribute_tunnelled(s->index, a->node, r->src, r->dst, &at);
+		endpoint_attribute_tunnelled(s->index, node, r->src, r->dst, &at);
 	else
-		endpoint_attribute(s->index, a->node, r->src, r->dst, &at);
+		endpoint_attribute(s->index, node, r->src, r->dst, &at);
 	if (!at.counted)
 		return;
 	cross = at.class == TRAFFIC_CROSS_ZONE || at.class == TRAFFIC_CROSS_REGION;
@@ -897,31 +751,41 @@ static void server_account(struct server *s, const struct server_agent *a,
 		}
 	}
 	if (s->flow_logs == FLOW_LOGS_ALL || (s->flow_logs == FLOW_LOGS_CROSS_ZONE && cross))
-		server_flow_log(a, r, &at);
+		server_flow_log(node, r, &at);
 }
 
-static void server_account_report(struct server *s, const struct server_agent *a,
-				  const struct wire_stats *st)
+/* server_node_count adds n to a per-node series and keeps it from the sweep. */
+static struct metrics_series *server_node_count(struct server *s, struct metrics_family *f,
+						uint64_t n, const char *const values[])
 {
-	struct metrics_series *last = metrics_get(&s->last_report, (const char *const[]){a->node});
+	struct metrics_series *x = metrics_get(f, values);
+
+	if (x) {
+		x->count += n;
+		x->generation = s->node_generation;
+	}
+	return x;
+}
+
+#define SERVER_NODE_COUNT(f, n, ...) server_node_count(s, f, n, (const char *const[]){__VA_ARGS__})
+
+/* server_account_report books what a report says of its node, before its records. */
+static void server_account_report(struct server *s, const char *node, const struct wire_stats *st)
+{
+	struct metrics_series *last = SERVER_NODE_COUNT(&s->last_report, 0, node);
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (last)
 		last->gauge = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-	SERVER_COUNT(&s->records, st->count, a->node);
-	SERVER_COUNT(&s->agent_lost_bytes, st->loss.map_full_bytes, a->node, "map_full");
-	SERVER_COUNT(&s->agent_lost_packets, st->loss.map_full_packets, a->node, "map_full");
-	SERVER_COUNT(&s->agent_lost_bytes, st->loss.other_bytes, a->node, "other");
-	SERVER_COUNT(&s->agent_lost_packets, st->loss.other_packets, a->node, "other");
+	SERVER_NODE_COUNT(&s->records, st->count, node);
+	SERVER_NODE_COUNT(&s->agent_lost_bytes, st->loss.map_full_bytes, node, "map_full");
+	SERVER_NODE_COUNT(&s->agent_lost_packets, st->loss.map_full_packets, node, "map_full");
+	SERVER_NODE_COUNT(&s->agent_lost_bytes, st->loss.other_bytes, node, "other");
+	SERVER_NODE_COUNT(&s->agent_lost_packets, st->loss.other_packets, node, "other");
 	if (st->version >= WIRE_VERSION_2) { /* a version 1 agent cannot tell: no series */
-		SERVER_COUNT(&s->malformed_packets, st->tunnel_malformed_packets, a->node);
-		SERVER_COUNT(&s->malformed_bytes, st->tunnel_malformed_bytes, a->node);
-	}
-	for (uint32_t i = 0; i < st->count; i++) {
-		struct wire_record r;
-		wire_record_get(st, i, &r);
-		server_account(s, a, &r);
+		SERVER_NODE_COUNT(&s->malformed_packets, st->tunnel_malformed_packets, node);
+		SERVER_NODE_COUNT(&s->malformed_bytes, st->tunnel_malformed_bytes, node);
 	}
 }
 
@@ -1025,7 +889,10 @@ static void server_render_metrics(struct server *s, struct buf *b)
 		&s->topology_reloads,  &s->kube_events,
 		&s->kube_relists,      &s->kube_errors,
 		&s->kube_rejected,     &s->kube_synced,
-		&s->out_dropped,
+		&s->out_dropped,       &s->log_dropped,
+		&s->agents_closed,     &s->accept_errors,
+		&s->input_held,	       &s->input_waits,
+		&s->dedup_nodes,       &s->dedup_evicted,
 	};
 	static const char *const kinds[] = {"pod", "node", "external"};
 	struct metrics_series *x;
@@ -1041,7 +908,17 @@ static void server_render_metrics(struct server *s, struct buf *b)
 		x->gauge = 1;
 	if ((s->flow_logs != FLOW_LOGS_NONE || s->dump_records) &&
 	    (x = metrics_get(&s->out_dropped, NULL)))
-		x->count = server_out_dropped;
+		x->count = server_out.dropped;
+	if ((x = metrics_get(&s->log_dropped, NULL)))
+		x->count = server_err.dropped;
+	if ((x = metrics_get(&s->input_held, NULL)))
+		x->gauge = (double)s->input_bytes;
+	if ((x = metrics_get(&s->input_waits, NULL)))
+		x->count = s->stats.input_waits;
+	if ((x = metrics_get(&s->dedup_nodes, NULL)))
+		x->gauge = (double)s->nodes_len;
+	if ((x = metrics_get(&s->dedup_evicted, NULL)))
+		x->count = s->stats.dedup_evicted;
 	if ((x = metrics_get(&s->reports, (const char *const[]){"stored"})))
 		x->count = s->stats.reports_stored;
 	if ((x = metrics_get(&s->reports, (const char *const[]){"duplicate"})))
@@ -1062,6 +939,967 @@ static void server_render_metrics(struct server *s, struct buf *b)
 	}
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		metrics_render(all[i], b);
+}
+
+/* ---- descriptors: epoll interest, closing, the input memory budget ---- */
+
+static const int server_kind_agent_listen = FD_AGENT_LISTEN,
+		 server_kind_http_listen = FD_HTTP_LISTEN;
+
+/* server_watch registers (op EPOLL_CTL_ADD), changes or removes fd's interest. */
+static void server_watch(struct server *s, int op, int fd, uint32_t events, void *ptr)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = ptr};
+
+	if (epoll_ctl(s->epoll_fd, op, fd, &ev) != 0 && op != EPOLL_CTL_DEL)
+		server_log("epoll_ctl: %s", strerror(errno)); /* ENOMEM: nothing else to do */
+}
+
+/* server_bury keeps a closed connection's memory until the turn ends (its events may follow). */
+static void server_bury(struct server *s, void *p)
+{
+	if (s->n_dead == s->dead_cap) {
+		int cap = s->dead_cap ? s->dead_cap * 2 : 64;
+		void **d = realloc(s->dead, (size_t)cap * sizeof(*d));
+		if (!d) {
+			/* Out of memory: leak rather than free what an event may still name. */
+			return;
+		}
+		s->dead = d;
+		s->dead_cap = cap;
+	}
+	s->dead[s->n_dead++] = p;
+}
+
+static void server_free_dead(struct server *s)
+{
+	for (int i = 0; i < s->n_dead; i++)
+		free(s->dead[i]);
+	s->n_dead = 0;
+}
+
+/*
+ * server_input_fits reports whether more bytes of agent input fit the budget. A buffer of up
+ * to SERVER_SMALL_BUFFER (what an ordinary report needs) may also use a reserve of a quarter
+ * of the budget, so peers sending huge frames cannot keep ordinary reports out.
+ */
+static int server_input_fits(const struct server *s, size_t more, size_t total)
+{
+	size_t budget = s->input_budget + (total <= SERVER_SMALL_BUFFER ? s->input_budget / 4 : 0);
+
+	return s->input_bytes + more <= budget;
+}
+
+static void server_ready_remove(struct server *s, struct server_agent *a)
+{
+	if (!a->ready)
+		return;
+	if (a->ready_prev)
+		a->ready_prev->ready_next = a->ready_next;
+	else
+		s->ready_head = a->ready_next;
+	if (a->ready_next)
+		a->ready_next->ready_prev = a->ready_prev;
+	else
+		s->ready_tail = a->ready_prev;
+	a->ready_prev = a->ready_next = NULL;
+	a->ready = 0;
+}
+
+/* server_ready_add puts a at the end of the connections with input to parse. */
+static void server_ready_add(struct server *s, struct server_agent *a)
+{
+	server_ready_remove(s, a);
+	a->ready_prev = s->ready_tail;
+	if (s->ready_tail)
+		s->ready_tail->ready_next = a;
+	else
+		s->ready_head = a;
+	s->ready_tail = a;
+	a->ready = 1;
+}
+
+/*
+ * server_agent_interest registers what the connection waits for now: input only when it has
+ * none to parse, no report being accounted, and room in the budget (a peer that outpaces the
+ * server waits in its own socket buffer, not in ours); output while ACKs are queued.
+ */
+static void server_agent_interest(struct server *s, struct server_agent *a)
+{
+	uint32_t ev = 0;
+
+	if (a->fd < 0)
+		return;
+	if (!a->closing && !a->waiting && !a->job && !a->ready)
+		ev |= EPOLLIN;
+	if (a->out_len)
+		ev |= EPOLLOUT;
+	if (ev != a->events) {
+		server_watch(s, EPOLL_CTL_MOD, a->fd, ev, a);
+		a->events = ev;
+	}
+}
+
+/* server_agent_wait pauses the connection until the input budget has room. */
+static void server_agent_wait(struct server *s, struct server_agent *a)
+{
+	if (a->waiting)
+		return;
+	a->waiting = 1;
+	s->n_waiting++;
+	s->stats.input_waits++;
+	server_ready_remove(s, a);
+}
+
+/* server_input_release gives bytes back to the budget and wakes the connections waiting. */
+static void server_input_release(struct server *s, size_t bytes)
+{
+	s->input_bytes -= bytes;
+	if (!s->n_waiting)
+		return;
+	for (int i = 0; i < s->n_agents; i++) {
+		struct server_agent *a = s->agents[i];
+		if (!a->waiting)
+			continue;
+		a->waiting = 0;
+		if (a->in_len)
+			server_ready_add(s, a); /* it may have a whole frame to parse */
+		server_agent_interest(s, a);
+	}
+	s->n_waiting = 0;
+}
+
+static void server_agent_set_buffer(struct server *s, struct server_agent *a, uint8_t *p,
+				    size_t cap)
+{
+	size_t old = a->in_cap;
+
+	a->in = p;
+	a->in_cap = cap;
+	if (cap >= old)
+		s->input_bytes += cap - old;
+	else
+		server_input_release(s, old - cap);
+}
+
+/* server_agent_close closes the connection; its report being accounted goes on without it. */
+static void server_agent_close(struct server *s, struct server_agent *a, const char *reason)
+{
+	if (a->fd < 0)
+		return;
+	if (reason)
+		SERVER_COUNT(&s->agents_closed, 1, reason);
+	if (a->hello_done)
+		server_log("agent %s (%s) disconnected%s%s", a->peer, a->node, reason ? ": " : "",
+			   reason ? reason : "");
+	if (a->job)
+		a->job->a = NULL;
+	server_ready_remove(s, a);
+	if (a->waiting) {
+		a->waiting = 0;
+		s->n_waiting--;
+	}
+	server_watch(s, EPOLL_CTL_DEL, a->fd, 0, NULL);
+	close(a->fd);
+	a->fd = -1;
+	free(a->in);
+	s->agents[a->slot] = s->agents[--s->n_agents];
+	s->agents[a->slot]->slot = a->slot;
+	server_bury(s, a);
+	server_input_release(s, a->in_cap); /* after the slot is gone: it wakes only live ones */
+	a->in = NULL;
+	a->in_cap = a->in_len = 0;
+}
+
+/* ---- deduplication, per node ---- */
+
+/*
+ * server_hash hashes a peer-chosen name with the process's random key (FNV-1a over the key
+ * and the bytes, then a 64-bit finaliser), so a peer cannot choose names that collide.
+ */
+static uint64_t server_hash(const struct server *s, const char *p, size_t n)
+{
+	uint64_t h = 1469598103934665603ull ^ s->hash_key;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+	h ^= s->hash_key >> 17;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	return h ^ (h >> 33);
+}
+
+static struct server_node *server_node_find(struct server *s, const char *name, uint64_t h)
+{
+	if (!s->nodes_cap)
+		return NULL;
+	for (struct server_node *x = s->nodes[h & (s->nodes_cap - 1)]; x; x = x->next)
+		if (x->hash == h && strcmp(x->name, name) == 0)
+			return x;
+	return NULL;
+}
+
+static int server_cmp_ll(const void *a, const void *b)
+{
+	long long x = *(const long long *)a, y = *(const long long *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * server_nodes_evict forgets the eighth of the nodes that reported least recently, among
+ * those with no agent connected: the table stays within its size however many names peers
+ * make up, and a node that reports (or is connected) keeps its state.
+ */
+static void server_nodes_evict(struct server *s)
+{
+	long long *seen = malloc(s->nodes_len * sizeof(*seen)), cut;
+	size_t n = 0, evicted = 0;
+
+	if (!seen)
+		return;
+	for (int i = 0; i < s->n_agents; i++) {
+		struct server_agent *a = s->agents[i];
+		struct server_node *x;
+		if (a->hello_done &&
+		    (x = server_node_find(s, a->node, server_hash(s, a->node, strlen(a->node)))))
+			x->connected = 1;
+	}
+	for (size_t b = 0; b < s->nodes_cap; b++)
+		for (struct server_node *x = s->nodes[b]; x; x = x->next)
+			if (!x->connected)
+				seen[n++] = x->seen_ms;
+	if (n) {
+		qsort(seen, n, sizeof(*seen), server_cmp_ll);
+		cut = seen[n / 8];
+		for (size_t b = 0; b < s->nodes_cap; b++) {
+			struct server_node **pp = &s->nodes[b];
+			while (*pp) {
+				struct server_node *x = *pp;
+				if (!x->connected && x->seen_ms <= cut) {
+					*pp = x->next;
+					free(x);
+					evicted++;
+					continue;
+				}
+				x->connected = 0;
+				pp = &x->next;
+			}
+		}
+	} else {
+		for (size_t b = 0; b < s->nodes_cap; b++)
+			for (struct server_node *x = s->nodes[b]; x; x = x->next)
+				x->connected = 0;
+	}
+	s->nodes_len -= evicted;
+	s->stats.dedup_evicted += evicted;
+	free(seen);
+}
+
+/* server_node_get finds or makes the node's deduplication state; NULL when out of memory. */
+static struct server_node *server_node_get(struct server *s, const char *name)
+{
+	size_t len = strlen(name);
+	uint64_t h = server_hash(s, name, len);
+	struct server_node *x = server_node_find(s, name, h);
+
+	if (x)
+		return x;
+	if (s->nodes_len >= s->nodes_max)
+		server_nodes_evict(s);
+	if (s->nodes_len + 1 > s->nodes_cap) {
+		size_t cap = s->nodes_cap ? s->nodes_cap * 2 : 256;
+		struct server_node **b = calloc(cap, sizeof(*b));
+		if (!b)
+			return NULL;
+		for (size_t i = 0; i < s->nodes_cap; i++) {
+			while (s->nodes[i]) {
+				struct server_node *y = s->nodes[i];
+				s->nodes[i] = y->next;
+				y->next = b[y->hash & (cap - 1)];
+				b[y->hash & (cap - 1)] = y;
+			}
+		}
+		free(s->nodes);
+		s->nodes = b;
+		s->nodes_cap = cap;
+	}
+	x = calloc(1, sizeof(*x) + len + 1);
+	if (!x)
+		return NULL;
+	memcpy(x->name, name, len + 1);
+	x->hash = h;
+	x->next = s->nodes[h & (s->nodes_cap - 1)];
+	s->nodes[h & (s->nodes_cap - 1)] = x;
+	s->nodes_len++;
+	return x;
+}
+
+/*
+ * server_dedup reports whether the report (node, instance, sequence) is new, and remembers it:
+ * 1 new, 0 already stored (a resend after a lost ACK). Each node keeps its own few instances,
+ * so no peer can push another node's state out of a shared table.
+ */
+static int server_dedup(struct server *s, const char *node, uint64_t instance, uint64_t sequence,
+			long long now)
+{
+	struct server_node *x = server_node_get(s, node);
+	int k, oldest = 0;
+
+	if (!x)
+		return 1; /* out of memory: counting it beats losing it */
+	x->seen_ms = now;
+	for (k = 0; k < SERVER_NODE_INSTANCES; k++) {
+		if (x->inst[k].seen_ms && x->inst[k].id == instance)
+			break;
+		if (x->inst[k].seen_ms < x->inst[oldest].seen_ms)
+			oldest = k;
+	}
+	if (k == SERVER_NODE_INSTANCES) {
+		k = oldest;
+		x->inst[k].id = instance;
+		x->inst[k].last_sequence = 0;
+	}
+	x->inst[k].seen_ms = now;
+	if (sequence <= x->inst[k].last_sequence)
+		return 0;
+	x->inst[k].last_sequence = sequence;
+	return 1;
+}
+
+/* ---- agents: frames, reports, accounting ---- */
+
+/* server_queue appends a frame to the agent's output; frames here are small and bounded. */
+static void server_queue(struct server_agent *a, const uint8_t *frame, size_t len, long long now)
+{
+	if (len > sizeof(a->out) - a->out_len) {
+		a->closing = 1; /* the peer does not read its ACKs: give up on it */
+		return;
+	}
+	memcpy(a->out + a->out_len, frame, len);
+	a->out_len += len;
+	if (!a->write_since_ms)
+		a->write_since_ms = now;
+}
+
+/* server_reject sends an ERROR naming the failed check, counts it, and closes after flushing. */
+static void server_reject(struct server *s, struct server_agent *a, int result, uint16_t code,
+			  long long now)
+{
+	uint8_t frame[WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + WIRE_ERROR_MESSAGE_MAX];
+	long n;
+
+	server_count_rejected(s, wire_reason(result));
+	server_log("agent %s (%s): %s; closing", a->peer, a->hello_done ? a->node : "no HELLO yet",
+		   wire_strerror(result));
+	n = wire_error_encode(frame, sizeof(frame), code, wire_strerror(result));
+	if (n > 0)
+		server_queue(a, frame, (size_t)n, now);
+	a->closing = 1;
+}
+
+static void server_dump_report(const struct server_job *j)
+{
+	const struct wire_stats *st = &j->st;
+
+	if (server_sink_full(&server_out)) {
+		server_out.dropped++;
+		return;
+	}
+	server_sink_begin(&server_out);
+	OUT("{\"type\":\"report\",\"node\":\"%s\",\"instance\":\"%016llx\",\"sequence\":%llu,"
+	    "\"start_ns\":%llu,\"end_ns\":%llu,\"records\":%u,"
+	    "\"lost_map_full_packets\":%llu,\"lost_map_full_bytes\":%llu,"
+	    "\"lost_other_packets\":%llu,\"lost_other_bytes\":%llu,"
+	    "\"tunnel_malformed_packets\":%llu,\"tunnel_malformed_bytes\":%llu}\n",
+	    j->node, (unsigned long long)j->instance_id, (unsigned long long)st->sequence,
+	    (unsigned long long)st->start_ns, (unsigned long long)st->end_ns, st->count,
+	    (unsigned long long)st->loss.map_full_packets,
+	    (unsigned long long)st->loss.map_full_bytes, (unsigned long long)st->loss.other_packets,
+	    (unsigned long long)st->loss.other_bytes,
+	    (unsigned long long)st->tunnel_malformed_packets,
+	    (unsigned long long)st->tunnel_malformed_bytes);
+	server_sink_end(&server_out);
+}
+
+static void server_dump_record(const struct server_job *j, const struct wire_record *r)
+{
+	char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
+
+	if (server_sink_full(&server_out)) {
+		server_out.dropped++;
+		return;
+	}
+	endpoint_format_address(r->src, src, sizeof(src));
+	endpoint_format_address(r->dst, dst, sizeof(dst));
+	server_sink_begin(&server_out);
+	OUT("{\"type\":\"record\",\"node\":\"%s\",\"sequence\":%llu,\"family\":%u,"
+	    "\"protocol\":%u,\"port\":%u,\"src\":\"%s\",\"dst\":\"%s\",\"bytes\":%llu,"
+	    "\"packets\":%llu,\"encap_bytes\":%llu}\n",
+	    j->node, (unsigned long long)j->st.sequence, r->family, r->protocol, r->port, src, dst,
+	    (unsigned long long)r->bytes, (unsigned long long)r->packets,
+	    (unsigned long long)r->encap_bytes);
+	server_sink_end(&server_out);
+}
+
+/*
+ * server_job_step accounts up to most records of the report; returns the work done (at
+ * least 1).
+ */
+static long server_job_step(struct server *s, struct server_job *j, long most)
+{
+	uint32_t end;
+
+	if (!j->started) {
+		j->started = 1;
+		if (s->dump_records)
+			server_dump_report(j);
+		server_account_report(s, j->node, &j->st);
+	}
+	end = j->st.count - j->done > (uint32_t)most ? j->done + (uint32_t)most : j->st.count;
+	for (uint32_t i = j->done; i < end; i++) {
+		struct wire_record r;
+		wire_record_get(&j->st, i, &r);
+		if (s->dump_records)
+			server_dump_record(j, &r);
+		server_account(s, j->node, &r);
+	}
+	long done = (long)(end - j->done);
+	j->done = end;
+	return done ? done : 1;
+}
+
+/* server_job_finish acknowledges the report (if its connection is still there) and frees it. */
+static void server_job_finish(struct server *s, struct server_job *j, long long now)
+{
+	struct server_agent *a = j->a;
+
+	if (a) {
+		uint8_t ack[WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE];
+		server_queue(a, ack, (size_t)wire_ack_encode(ack, sizeof(ack), j->st.sequence),
+			     now);
+		a->job = NULL;
+		if (a->in_len && !a->closing)
+			server_ready_add(s, a); /* more frames may be waiting */
+		server_agent_interest(s, a);
+	}
+	free(j->payload);
+	server_input_release(s, j->mem);
+	free(j);
+}
+
+/*
+ * server_handle_stats decodes and deduplicates one STATS frame whose payload is at
+ * payload[0..len) (in the agent's buffer). A new report becomes a job, which takes the buffer
+ * when the frame is all of it; a duplicate is acknowledged at once. Returns 0, 1 when the
+ * input budget has no room to inflate it now (the frame stays), or a negative wire error.
+ */
+static int server_handle_stats(struct server *s, struct server_agent *a, const struct wire_frame *f,
+			       size_t frame_len, long long now)
+{
+	uint8_t *owned = NULL;
+	const uint8_t *payload = f->payload;
+	size_t len = f->payload_len, mem = 0;
+	struct wire_stats st;
+	struct server_job *j;
+	int rc;
+
+	if (f->flags & WIRE_FLAG_ZLIB) {
+		long size = wire_inflated_size(f->payload, f->payload_len, s->max_frame);
+		if (size < 0)
+			return (int)size;
+		if (!server_input_fits(s, (size_t)size, (size_t)size))
+			return 1;
+		owned = malloc((size_t)size);
+		if (!owned)
+			return WIRE_E_SPACE;
+		s->input_bytes += mem = (size_t)size;
+		s->work -= size / 64;
+		long n = wire_inflate(f->payload, f->payload_len, owned, (size_t)size);
+		if (n < 0) {
+			rc = (int)n;
+			goto fail;
+		}
+		payload = owned;
+		len = (size_t)size;
+	}
+	rc = wire_stats_decode(payload, len, a->version, &st);
+	if (rc < 0)
+		goto fail;
+	s->work -= 1 + st.count / 16;
+	if (!server_dedup(s, a->node, a->instance_id, st.sequence, now)) {
+		uint8_t ack[WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE];
+
+		s->stats.reports_duplicate++;
+		server_log("agent %s (%s): report %llu already stored; acknowledged again", a->peer,
+			   a->node, (unsigned long long)st.sequence);
+		server_queue(a, ack, (size_t)wire_ack_encode(ack, sizeof(ack), st.sequence), now);
+		rc = 0;
+		goto fail; /* not a failure: frees what was inflated */
+	}
+	s->stats.reports_stored++;
+	j = calloc(1, sizeof(*j));
+	if (!j) {
+		rc = WIRE_E_SPACE;
+		goto fail;
+	}
+	if (!owned && frame_len == a->in_len) {
+		/* The frame is the whole buffer: the job takes it rather than a copy. */
+		owned = a->in;
+		mem = a->in_cap;
+		a->in = NULL;
+		a->in_cap = a->in_len = 0;
+	} else if (!owned) {
+		owned = malloc(len ? len : 1);
+		if (!owned) {
+			free(j);
+			return WIRE_E_SPACE;
+		}
+		memcpy(owned, payload, len);
+		s->input_bytes += mem = len;
+		rc = wire_stats_decode(owned, len, a->version, &st); /* re-point at the copy */
+	}
+	j->a = a;
+	memcpy(j->node, a->node, sizeof(j->node));
+	j->instance_id = a->instance_id;
+	j->payload = owned;
+	j->mem = mem;
+	j->st = st;
+	if (s->jobs_tail)
+		s->jobs_tail->next = j;
+	else
+		s->jobs_head = j;
+	s->jobs_tail = j;
+	a->job = j;
+	return 0;
+fail:
+	free(owned);
+	server_input_release(s, mem);
+	return rc;
+}
+
+/*
+ * server_handle_frame acts on one whole frame of frame_len bytes at the start of a->in; a
+ * negative result rejects the connection, 1 means "not now" (the input budget is spent).
+ */
+static int server_handle_frame(struct server *s, struct server_agent *a, const struct wire_frame *f,
+			       size_t frame_len, long long now)
+{
+	if (!a->hello_done) {
+		struct wire_hello h;
+		int rc;
+
+		if (f->type != WIRE_HELLO)
+			return WIRE_E_TYPE;
+		rc = wire_hello_decode(f->payload, f->payload_len, &h);
+		if (rc < 0)
+			return rc;
+		memcpy(a->node, h.node, h.node_len);
+		a->node[h.node_len] = '\0';
+		a->instance_id = h.instance_id;
+		a->version = h.version;
+		a->hello_done = 1;
+		server_log(
+			"agent %s connected: node %s, instance %016llx, version %.*s, protocol %u",
+			a->peer, a->node, (unsigned long long)a->instance_id, h.agent_version_len,
+			h.agent_version, h.version);
+		return 0;
+	}
+	switch (f->type) {
+	case WIRE_STATS:
+		return server_handle_stats(s, a, f, frame_len, now);
+	case WIRE_ERROR: {
+		struct wire_error e;
+		int rc = wire_error_decode(f->payload, f->payload_len, &e);
+		if (rc == 0) {
+			char message[4 * WIRE_ERROR_MESSAGE_MAX + 1];
+
+			/* A peer's words never reach the log raw: no forged lines, no escapes. */
+			log_escape(e.message, e.message_len, message, sizeof(message));
+			server_log("agent %s (%s) sent error %u: %s", a->peer, a->node, e.code,
+				   message);
+			a->closing = 1;
+		}
+		return rc;
+	}
+	default:
+		return WIRE_E_TYPE; /* HELLO twice, or ACK, which only the server sends */
+	}
+}
+
+/*
+ * server_frame_limit is the largest frame length a connection may send now: before its HELLO,
+ * a HELLO's (a peer that has not said who it is gets no megabytes of buffer); then
+ * --max-frame.
+ */
+static uint32_t server_frame_limit(const struct server *s, const struct server_agent *a)
+{
+	return a->hello_done ? s->max_frame
+			     : WIRE_HEADER_SIZE - WIRE_LENGTH_SIZE + WIRE_HELLO_MAX_PAYLOAD;
+}
+
+/* server_agent_shrink gives a large buffer back once what it holds is small. */
+static void server_agent_shrink(struct server *s, struct server_agent *a)
+{
+	if (!a->in_len && a->in) {
+		free(a->in);
+		server_agent_set_buffer(s, a, NULL, 0);
+	} else if (a->in_cap > 4 * SERVER_READ_CHUNK && a->in_len <= SERVER_READ_CHUNK) {
+		uint8_t *p = realloc(a->in, 2 * SERVER_READ_CHUNK);
+		if (p)
+			server_agent_set_buffer(s, a, p, 2 * SERVER_READ_CHUNK);
+	}
+}
+
+/* server_agent_parse handles the first frame in the connection's buffer, if it is whole. */
+static void server_agent_parse(struct server *s, struct server_agent *a, long long now)
+{
+	struct wire_frame f;
+	long n;
+	int rc;
+
+	if (a->closing || a->job) {
+		server_ready_remove(s, a);
+		return;
+	}
+	n = wire_frame_parse(a->in, a->in_len, server_frame_limit(s, a), &f);
+	s->work--;
+	if (n == WIRE_E_PARTIAL) {
+		server_ready_remove(s, a);
+		server_agent_shrink(s, a);
+		server_agent_interest(s, a);
+		return;
+	}
+	if (n < 0) {
+		server_reject(s, a, (int)n, WIRE_ERR_PROTOCOL, now);
+		server_ready_remove(s, a);
+		server_agent_interest(s, a);
+		return;
+	}
+	rc = server_handle_frame(s, a, &f, (size_t)n, now);
+	if (rc == 1) { /* no room to inflate it now: wait for memory, the frame stays */
+		server_agent_wait(s, a);
+		server_agent_interest(s, a);
+		return;
+	}
+	if (rc < 0) {
+		server_reject(s, a, rc,
+			      rc == WIRE_E_VERSION		    ? WIRE_ERR_VERSION
+			      : !a->hello_done && rc == WIRE_E_TYPE ? WIRE_ERR_EXPECTED_HELLO
+								    : WIRE_ERR_PROTOCOL,
+			      now);
+		server_ready_remove(s, a);
+		server_agent_interest(s, a);
+		return;
+	}
+	if (a->in_len >= (size_t)n) { /* not taken by a job */
+		memmove(a->in, a->in + n, a->in_len - (size_t)n);
+		a->in_len -= (size_t)n;
+	}
+	a->frame_started_ms = a->in_len ? now : 0;
+	if (a->job || !a->in_len || a->closing)
+		server_ready_remove(s, a);
+	else
+		server_ready_add(s, a); /* to the back: one frame per turn of the list */
+	server_agent_shrink(s, a);
+	server_agent_interest(s, a);
+}
+
+/*
+ * server_agent_read reads what the agent sent, growing its buffer as the frame being received
+ * needs, within the input budget; then its frames wait on the ready list to be parsed.
+ */
+static void server_agent_read(struct server *s, struct server_agent *a, long long now)
+{
+	for (;;) {
+		ssize_t n;
+
+		if (a->in_cap - a->in_len < 4096) {
+			size_t limit = (size_t)server_frame_limit(s, a) + WIRE_LENGTH_SIZE;
+			size_t cap = a->in_cap ? a->in_cap * 2 : 16384;
+			uint8_t *p;
+
+			/* Enough for the frame being received and a chunk more; never more. */
+			if (a->in_len >= WIRE_LENGTH_SIZE) {
+				size_t want = (size_t)wire_get32(a->in) + WIRE_LENGTH_SIZE;
+				if (want > limit)
+					break; /* parsing it rejects the frame */
+				if (cap > want + SERVER_READ_CHUNK)
+					cap = want + SERVER_READ_CHUNK;
+			} else if (cap > limit + SERVER_READ_CHUNK) {
+				cap = limit + SERVER_READ_CHUNK;
+			}
+			if (cap <= a->in_cap)
+				break; /* a whole frame is here: parse it first */
+			if (!server_input_fits(s, cap - a->in_cap, cap)) {
+				server_agent_wait(s, a);
+				break;
+			}
+			p = realloc(a->in, cap);
+			if (!p) {
+				server_log("agent %s: out of memory", a->peer);
+				a->closing = 2;
+				return;
+			}
+			server_agent_set_buffer(s, a, p, cap);
+		}
+		n = read(a->fd, a->in + a->in_len, a->in_cap - a->in_len);
+		if (n > 0) {
+			if (!a->in_len)
+				a->frame_started_ms = now;
+			a->in_len += (size_t)n;
+			continue;
+		}
+		if (n == 0) {
+			a->closing = 2; /* peer closed: nothing more to say */
+		} else if (errno != EAGAIN && errno != EINTR) {
+			server_log("agent %s: read: %s", a->peer, strerror(errno));
+			a->closing = 2;
+		}
+		break;
+	}
+	if (a->in_len && a->closing != 2)
+		server_ready_add(s, a);
+	server_agent_shrink(s, a);
+}
+
+static void server_agent_write(struct server_agent *a, long long now)
+{
+	while (a->out_len) {
+		ssize_t n = write(a->fd, a->out, a->out_len);
+		if (n < 0) {
+			if (errno != EAGAIN && errno != EINTR)
+				a->closing = 2;
+			return;
+		}
+		memmove(a->out, a->out + n, a->out_len - (size_t)n);
+		a->out_len -= (size_t)n;
+		a->write_since_ms = a->out_len ? now : 0;
+	}
+}
+
+/* server_agent_settle closes the connection when it is done, else updates its interest. */
+static void server_agent_settle(struct server *s, struct server_agent *a)
+{
+	if (a->fd < 0)
+		return;
+	if (a->closing == 2 || (a->closing && a->out_len == 0))
+		server_agent_close(s, a, NULL);
+	else
+		server_agent_interest(s, a);
+}
+
+static void server_agent_event(struct server *s, struct server_agent *a, uint32_t ev, long long now)
+{
+	if (a->fd < 0)
+		return;
+	if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		a->last_activity_ms = now;
+		if (!a->closing && !a->waiting && !a->job && !a->ready)
+			server_agent_read(s, a, now);
+		else if (ev & (EPOLLHUP | EPOLLERR))
+			a->closing = 2;
+	}
+	if (a->out_len)
+		server_agent_write(a, now);
+	server_agent_settle(s, a);
+}
+
+/*
+ * server_work does the turn's share of the work: a slice of the first report being accounted
+ * and one frame of the first connection with input, in turn, until the turn's budget is spent
+ * or nothing is left. Returns whether work is left for the next turn.
+ */
+static int server_work(struct server *s, long long now, int unbounded)
+{
+	s->work = SERVER_TURN_WORK;
+	while ((s->work > 0 || unbounded) && (s->jobs_head || s->ready_head)) {
+		struct server_job *j = s->jobs_head;
+		if (j) {
+			s->jobs_head = j->next;
+			if (!s->jobs_head)
+				s->jobs_tail = NULL;
+			j->next = NULL;
+			s->work -= server_job_step(s, j,
+						   s->work < SERVER_JOB_SLICE && !unbounded
+							   ? (s->work > 0 ? s->work : 1)
+							   : SERVER_JOB_SLICE);
+			if (j->done == j->st.count) {
+				struct server_agent *a = j->a;
+				server_job_finish(s, j, now);
+				if (a)
+					server_agent_settle(s, a);
+			} else {
+				if (s->jobs_tail)
+					s->jobs_tail->next = j;
+				else
+					s->jobs_head = j;
+				s->jobs_tail = j;
+			}
+		}
+		if (s->ready_head && (s->work > 0 || unbounded)) {
+			struct server_agent *a = s->ready_head;
+			server_agent_parse(s, a, now);
+			server_agent_settle(s, a);
+		}
+	}
+	return s->jobs_head || s->ready_head;
+}
+
+/* server_agent_deadlines closes the connections that overstayed the state they are in. */
+static void server_agent_deadlines(struct server *s, long long now)
+{
+	for (int i = s->n_agents - 1; i >= 0; i--) {
+		struct server_agent *a = s->agents[i];
+		const char *why = NULL;
+
+		if (!a->hello_done && now - a->connected_ms > SERVER_HELLO_TIMEOUT_MS)
+			why = "hello_timeout";
+		else if (a->write_since_ms && now - a->write_since_ms > SERVER_WRITE_TIMEOUT_MS)
+			why = "write_timeout";
+		else if (a->in_len && !a->job && a->frame_started_ms &&
+			 now - a->frame_started_ms > SERVER_FRAME_TIMEOUT_MS)
+			why = "frame_timeout";
+		else if (!a->job && now - a->last_activity_ms > SERVER_IDLE_TIMEOUT_MS)
+			why = "idle_timeout";
+		if (why)
+			server_agent_close(s, a, why);
+	}
+}
+
+/*
+ * server_accept_failed handles a failed accept(): EMFILE and its kin leave the connection in
+ * the backlog and the listener readable, so the listener pauses for a moment (rather than the
+ * loop spinning on it), and the log says so at most every ten seconds.
+ */
+static void server_accept_failed(struct server *s, int which, long long now)
+{
+	int fd = which ? s->http_listen_fd : s->agent_listen_fd;
+	const char *name = which ? "http" : "agent";
+
+	if (errno == EAGAIN || errno == EINTR || errno == ECONNABORTED)
+		return;
+	SERVER_COUNT(&s->accept_errors, 1, name);
+	if (now - s->emfile_logged_ms >= 10000) {
+		server_log("accept (%s): %s; pausing that listener for %d ms (%llu more such "
+			   "errors not logged)",
+			   name, strerror(errno), SERVER_ACCEPT_BACKOFF_MS, s->emfile_unlogged);
+		s->emfile_logged_ms = now;
+		s->emfile_unlogged = 0;
+	} else {
+		s->emfile_unlogged++;
+	}
+	s->listen_paused[which] = 1;
+	s->listen_paused_until[which] = now + SERVER_ACCEPT_BACKOFF_MS;
+	server_watch(s, EPOLL_CTL_MOD, fd, 0,
+		     (void *)(which ? &server_kind_http_listen : &server_kind_agent_listen));
+}
+
+static void server_listeners_resume(struct server *s, long long now)
+{
+	for (int w = 0; w < 2; w++) {
+		if (!s->listen_paused[w] || now < s->listen_paused_until[w])
+			continue;
+		s->listen_paused[w] = 0;
+		server_watch(s, EPOLL_CTL_MOD, w ? s->http_listen_fd : s->agent_listen_fd, EPOLLIN,
+			     (void *)(w ? &server_kind_http_listen : &server_kind_agent_listen));
+	}
+}
+
+/* server_agent_victim is the connection to close for a new one: the oldest without a HELLO. */
+static struct server_agent *server_agent_victim(struct server *s)
+{
+	struct server_agent *v = NULL;
+
+	for (int i = 0; i < s->n_agents; i++) {
+		struct server_agent *a = s->agents[i];
+		if (!a->hello_done && (!v || a->connected_ms < v->connected_ms))
+			v = a;
+	}
+	return v;
+}
+
+static void server_agent_accept(struct server *s, long long now)
+{
+	for (int k = 0; k < 256; k++) { /* the rest next turn: accepting is work too */
+		int fd = accept4(s->agent_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct server_agent *a;
+		int one = 1;
+
+		if (fd < 0) {
+			server_accept_failed(s, 0, now);
+			return;
+		}
+		if (s->n_agents == s->agents_max) {
+			struct server_agent *v = server_agent_victim(s);
+			if (v) {
+				server_agent_close(s, v, "evicted");
+			} else {
+				uint8_t frame[64];
+				long n =
+					wire_error_encode(frame, sizeof(frame), WIRE_ERR_OVERLOADED,
+							  "too many agent connections");
+				if (write(fd, frame, (size_t)n) < 0) {
+					/* best effort: the peer learns why or just sees the close */
+				}
+				close(fd);
+				server_count_rejected(s, "too_many_connections");
+				continue;
+			}
+		}
+		a = calloc(1, sizeof(*a));
+		if (!a) {
+			close(fd);
+			server_log("accept (agent): out of memory");
+			return;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		a->kind = FD_AGENT;
+		a->fd = fd;
+		a->slot = s->n_agents;
+		a->events = EPOLLIN;
+		a->connected_ms = a->last_activity_ms = now;
+		server_peer_name(fd, a->peer, sizeof(a->peer));
+		s->agents[s->n_agents++] = a;
+		server_watch(s, EPOLL_CTL_ADD, fd, EPOLLIN, a);
+	}
+}
+
+/*
+ * server_sweep_nodes drops the per-node series (records, last report, losses) of nodes that
+ * have neither reported nor been connected for the retention period: names peers made up do
+ * not stay in /metrics for ever.
+ */
+static void server_sweep_nodes(struct server *s, long long now)
+{
+	struct metrics_family *f[] = {&s->records,	     &s->last_report,
+				      &s->agent_lost_bytes,  &s->agent_lost_packets,
+				      &s->malformed_packets, &s->malformed_bytes};
+
+	for (int i = 0; i < s->n_agents; i++) {
+		const struct server_agent *a = s->agents[i];
+		if (!a->hello_done)
+			continue;
+		for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
+			/* Series with a reason label: both reasons. */
+			static const char *const reasons[] = {"map_full", "other"};
+			struct metrics_series *x;
+			if (f[k]->nlabels == 1) {
+				if ((x = metrics_find(f[k], (const char *const[]){a->node})))
+					x->generation = s->node_generation;
+			} else {
+				for (int r = 0; r < 2; r++)
+					if ((x = metrics_find(f[k], (const char *const[]){
+									    a->node, reasons[r]})))
+						x->generation = s->node_generation;
+			}
+		}
+	}
+	for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++)
+		metrics_sweep(f[k], s->node_generation, now, s->retention_ms);
+	s->node_generation++;
 }
 
 /* ---- HTTP ---- */
@@ -1208,7 +2046,13 @@ static void server_http_handle(struct server *s, struct server_http *c,
 	}
 }
 
-static void server_http_read(struct server *s, struct server_http *c, long long now)
+static int server_http_out_pending(const struct server_http *c)
+{
+	return c->out.len > c->out_off;
+}
+
+/* server_http_read reads what the client sent; it is called only with no response pending. */
+static void server_http_read(struct server_http *c, long long now)
 {
 	for (;;) {
 		ssize_t n;
@@ -1226,7 +2070,16 @@ static void server_http_read(struct server *s, struct server_http *c, long long 
 			c->closing = 2;
 		break;
 	}
-	while (!c->closing && c->in_len) {
+}
+
+/*
+ * server_http_parse answers the request at the start of the buffer, if it is whole, and only
+ * while no response is pending: a client that pipelines requests and never reads gets one
+ * response buffered, not one per request.
+ */
+static void server_http_parse(struct server *s, struct server_http *c, long long now)
+{
+	while (!c->closing && c->in_len && !server_http_out_pending(c)) {
 		struct http_request r;
 		int n = http_parse_request(c->in, c->in_len, c->seen_len, &r);
 
@@ -1247,12 +2100,14 @@ static void server_http_read(struct server *s, struct server_http *c, long long 
 		c->in_len -= (size_t)n;
 		c->seen_len = 0;
 		c->head_started_ms = now;
+		if (server_http_out_pending(c) && !c->write_since_ms)
+			c->write_since_ms = now;
 	}
 }
 
 #define SERVER_HTTP_KEEP_BUFFER (64u << 10)
 
-static void server_http_write(struct server_http *c)
+static void server_http_write(struct server_http *c, long long now)
 {
 	while (c->out_off < c->out.len) {
 		ssize_t n = write(c->fd, c->out.p + c->out_off, c->out.len - c->out_off);
@@ -1262,81 +2117,159 @@ static void server_http_write(struct server_http *c)
 			return;
 		}
 		c->out_off += (size_t)n;
+		c->write_since_ms = now; /* progress: the write deadline starts again */
+		c->last_activity_ms = now;
 	}
 	c->out.len = c->out_off = 0;
+	c->write_since_ms = 0;
+	c->head_started_ms = now; /* a pipelined request's head is timed from here */
 	/* An idle keep-alive connection does not keep a /metrics-sized buffer. */
 	if (c->out.cap > SERVER_HTTP_KEEP_BUFFER)
 		buf_free(&c->out);
 }
 
-static void server_http_close(struct server *s, int i)
+static void server_http_close(struct server *s, struct server_http *c, const char *reason)
 {
-	close(s->http[i].fd);
-	buf_free(&s->http[i].out);
-	s->http[i] = s->http[--s->n_http];
+	if (c->fd < 0)
+		return;
+	if (reason)
+		SERVER_COUNT(&s->http_rejected, 1, reason);
+	if (c->again)
+		s->n_http_again--;
+	server_watch(s, EPOLL_CTL_DEL, c->fd, 0, NULL);
+	close(c->fd);
+	c->fd = -1;
+	buf_free(&c->out);
+	s->http[c->slot] = s->http[--s->n_http];
+	s->http[c->slot]->slot = c->slot;
+	server_bury(s, c);
 }
 
-static void server_http_accept(struct server *s)
+/* server_http_settle closes the connection when it is done, else updates its interest. */
+static void server_http_settle(struct server *s, struct server_http *c)
 {
-	for (;;) {
+	uint32_t ev = 0;
+
+	if (c->fd < 0)
+		return;
+	if (c->closing == 2 || (c->closing && !server_http_out_pending(c))) {
+		server_http_close(s, c, NULL);
+		return;
+	}
+	if (!c->closing && !server_http_out_pending(c) && c->in_len < sizeof(c->in))
+		ev |= EPOLLIN;
+	if (server_http_out_pending(c))
+		ev |= EPOLLOUT;
+	if (ev != c->events) {
+		server_watch(s, EPOLL_CTL_MOD, c->fd, ev, c);
+		c->events = ev;
+	}
+}
+
+static void server_http_event(struct server *s, struct server_http *c, uint32_t ev, long long now)
+{
+	if (c->fd < 0)
+		return;
+	if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+		c->last_activity_ms = now;
+		if (!c->closing && !server_http_out_pending(c))
+			server_http_read(c, now);
+		else if (ev & (EPOLLHUP | EPOLLERR))
+			c->closing = 2;
+	}
+	/* Answer, send, answer the next: four pipelined requests a turn, the rest next turn. */
+	for (int k = 0; k < 4 && !c->closing; k++) {
+		server_http_parse(s, c, now);
+		if (!server_http_out_pending(c))
+			break;
+		server_http_write(c, now);
+		if (server_http_out_pending(c))
+			break;
+	}
+	if (server_http_out_pending(c))
+		server_http_write(c, now);
+	if (!c->again && !c->closing && c->in_len && !server_http_out_pending(c) &&
+	    c->seen_len < c->in_len) {
+		c->again = 1; /* a whole request may wait in in[]: no event will say so */
+		s->n_http_again++;
+	}
+	server_http_settle(s, c);
+}
+
+/* server_http_again goes on with the requests left waiting in connections' buffers. */
+static void server_http_again(struct server *s, long long now)
+{
+	for (int i = s->n_http - 1; i >= 0 && s->n_http_again; i--) {
+		struct server_http *c = s->http[i];
+		if (c->again) {
+			c->again = 0;
+			s->n_http_again--;
+			server_http_event(s, c, 0, now);
+		}
+	}
+}
+
+/*
+ * server_http_deadlines: every state has one. A head must arrive whole within 10 s of its
+ * first byte; a keep-alive connection may idle 60 s; a response (also the last one, before a
+ * close) must make progress every 30 s.
+ */
+static void server_http_deadlines(struct server *s, long long now)
+{
+	for (int i = s->n_http - 1; i >= 0; i--) {
+		struct server_http *c = s->http[i];
+
+		if (server_http_out_pending(c)) {
+			if (now - c->write_since_ms > SERVER_WRITE_TIMEOUT_MS)
+				server_http_close(s, c, "write_timeout");
+		} else if (!c->closing && c->in_len) {
+			if (now - c->head_started_ms > SERVER_HTTP_HEAD_MS) {
+				server_http_reject(s, c, 408, "head_timeout");
+				c->write_since_ms = now;
+				server_http_write(c, now);
+				server_http_settle(s, c);
+			}
+		} else if (now - c->last_activity_ms > SERVER_HTTP_IDLE_MS) {
+			server_http_close(s, c, "idle_timeout");
+		}
+	}
+}
+
+static void server_http_accept(struct server *s, long long now)
+{
+	for (int k = 0; k < 256; k++) {
 		int fd = accept4(s->http_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		struct server_http *c;
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				server_log("accept (http): %s", strerror(errno));
+			server_accept_failed(s, 1, now);
 			return;
 		}
 		if (s->n_http == s->http_max) {
-			static const char busy[] =
-				"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-				"Connection: close\r\n\r\n";
-			if (write(fd, busy, sizeof(busy) - 1) < 0) {
-				/* best effort */
-			}
+			/*
+			 * Full: the connection that has been quiet longest makes room (a slow or
+			 * idle client cannot keep the scraper and the probes out).
+			 */
+			struct server_http *v = s->http[0];
+			for (int i = 1; i < s->n_http; i++)
+				if (s->http[i]->last_activity_ms < v->last_activity_ms)
+					v = s->http[i];
+			server_http_close(s, v, "evicted");
+		}
+		c = calloc(1, sizeof(*c));
+		if (!c) {
 			close(fd);
 			SERVER_COUNT(&s->http_rejected, 1, "too_many_connections");
 			continue;
 		}
-		c = &s->http[s->n_http++];
-		memset(c, 0, sizeof(*c));
+		c->kind = FD_HTTP;
 		c->fd = fd;
-		c->last_activity_ms = log_now_ms();
+		c->slot = s->n_http;
+		c->events = EPOLLIN;
+		c->last_activity_ms = now;
 		server_peer_name(fd, c->peer, sizeof(c->peer));
-	}
-}
-
-/* ---- agents ---- */
-
-static void server_agent_accept(struct server *s)
-{
-	for (;;) {
-		int fd = accept4(s->agent_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct server_agent *a;
-		int one = 1;
-
-		if (fd < 0) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				server_log("accept (agents): %s", strerror(errno));
-			return;
-		}
-		if (s->n_agents == SERVER_MAX_AGENTS) {
-			uint8_t frame[64];
-			long n = wire_error_encode(frame, sizeof(frame), WIRE_ERR_OVERLOADED,
-						   "too many agent connections");
-			if (write(fd, frame, (size_t)n) < 0) {
-				/* best effort: the peer learns the reason or just sees the close */
-			}
-			close(fd);
-			server_count_rejected(s, "too_many_connections");
-			continue;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		a = &s->agents[s->n_agents++];
-		memset(a, 0, sizeof(*a));
-		a->fd = fd;
-		a->connected_ms = a->last_activity_ms = log_now_ms();
-		server_peer_name(fd, a->peer, sizeof(a->peer));
+		s->http[s->n_http++] = c;
+		server_watch(s, EPOLL_CTL_ADD, fd, EPOLLIN, c);
 	}
 }
 
@@ -1405,14 +2338,63 @@ static void server_usage(FILE *out)
 		"  --flow-logs MODE            JSON flow logs on stdout: cross-zone (default), "
 		"all,\n"
 		"                              or none\n"
-		"  --pod-retention DURATION    keep a deleted pod's series this long (default 5m)\n"
-		"  --http-max-connections N    concurrent HTTP connections (default %d)\n"
+		"  --pod-retention DURATION    keep the series of a deleted pod, and of a node no\n"
+		"                              agent reports for, this long (default 5m)\n"
+		"  --http-max-connections N    concurrent HTTP connections (default %d; when "
+		"full,\n"
+		"                              the quietest one makes room)\n"
+		"  --max-agents N              concurrent agent connections (default %d); the\n"
+		"                              file descriptor limit is raised to fit at start\n"
+		"  --agent-input-memory BYTES  memory for agent input: buffers and reports being\n"
+		"                              counted (default %u MiB, at least 3 * --max-frame)\n"
 		"  --max-frame BYTES           largest agent frame accepted (default %u)\n"
 		"  --dump-records              print every new raw record as a JSON line on "
 		"stdout\n"
 		"  -h, --help                  this text\n"
 		"  -V, --version               print the version and exit\n",
-		SERVER_HTTP_MAX_DEFAULT, WIRE_FRAME_MAX_DEFAULT);
+		SERVER_HTTP_MAX_DEFAULT, SERVER_MAX_AGENTS_DEFAULT,
+		SERVER_INPUT_MEMORY_DEFAULT >> 20, WIRE_FRAME_MAX_DEFAULT);
+}
+
+/*
+ * server_fd_limit raises the soft RLIMIT_NOFILE to what the flags need (every agent and HTTP
+ * connection, the listeners, the API server, stdio). When the hard limit is lower: with
+ * --max-agents given, an error; with the default, fewer agents and a warning. Returns 0 or -1.
+ */
+static int server_fd_limit(struct server *s, int agents_given)
+{
+	struct rlimit rl;
+	rlim_t need = (rlim_t)s->agents_max + (rlim_t)s->http_max + 64;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return 0;
+	if (rl.rlim_cur >= need)
+		return 0;
+	if (rl.rlim_max < need) {
+		if (agents_given || rl.rlim_max < (rlim_t)s->http_max + 64 + 64) {
+			fprintf(stderr,
+				"kubezonnet-server: --max-agents %d and --http-max-connections %d "
+				"need %llu file descriptors, but the hard limit (RLIMIT_NOFILE) is "
+				"%llu: raise it (ulimit -Hn, LimitNOFILE=, the container runtime's "
+				"default) or lower --max-agents\n",
+				s->agents_max, s->http_max, (unsigned long long)need,
+				(unsigned long long)rl.rlim_max);
+			return -1;
+		}
+		s->agents_max = (int)(rl.rlim_max - (rlim_t)s->http_max - 64);
+		need = rl.rlim_max;
+		server_log(
+			"the file descriptor limit (RLIMIT_NOFILE) is %llu: accepting at most %d "
+			"agents (raise the hard limit, or set --max-agents, to change this)",
+			(unsigned long long)rl.rlim_max, s->agents_max);
+	}
+	rl.rlim_cur = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		fprintf(stderr, "kubezonnet-server: setrlimit(RLIMIT_NOFILE, %llu): %s\n",
+			(unsigned long long)need, strerror(errno));
+		return -1;
+	}
+	return 0;
 }
 
 static int server_parse_duration(const char *v, long long *ms)
@@ -1435,6 +2417,66 @@ static int server_parse_duration(const char *v, long long *ms)
 	return 0;
 }
 
+/* server_free gives back everything (so that a leak checker sees only real leaks). */
+static void server_free(struct server *s)
+{
+	struct metrics_family *all[] = {
+		&s->pod_bytes,	       &s->pod_packets,
+		&s->workload_bytes,    &s->workload_packets,
+		&s->zone_bytes,	       &s->zone_packets,
+		&s->encap_bytes,       &s->class_bytes,
+		&s->unknown_bytes,     &s->records,
+		&s->reports,	       &s->frames_rejected,
+		&s->agents_connected,  &s->last_report,
+		&s->agent_lost_bytes,  &s->agent_lost_packets,
+		&s->malformed_packets, &s->malformed_bytes,
+		&s->endpoints,	       &s->build_info,
+		&s->http_requests,     &s->http_rejected,
+		&s->topology_reloads,  &s->kube_events,
+		&s->kube_relists,      &s->kube_errors,
+		&s->kube_rejected,     &s->kube_synced,
+		&s->out_dropped,       &s->log_dropped,
+		&s->agents_closed,     &s->accept_errors,
+		&s->input_held,	       &s->input_waits,
+		&s->dedup_nodes,       &s->dedup_evicted,
+	};
+
+	while (s->jobs_head) {
+		struct server_job *j = s->jobs_head;
+		s->jobs_head = j->next;
+		free(j->payload);
+		free(j);
+	}
+	for (size_t b = 0; b < s->nodes_cap; b++)
+		while (s->nodes[b]) {
+			struct server_node *x = s->nodes[b];
+			s->nodes[b] = x->next;
+			free(x);
+		}
+	free(s->nodes);
+	if (s->index) {
+		endpoint_each(s->index, server_free_series, NULL);
+		endpoint_index_free(s->index);
+	}
+	endpoint_index_free(s->topology_extra);
+	if (s->kube) {
+		k8s_client_free(s->kube);
+		free(s->kube);
+	}
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		metrics_free_family(all[i]);
+	buf_free(&s->render);
+	buf_free(&s->gzipped);
+	buf_free(&server_out.b);
+	buf_free(&server_err.b);
+	free(s->dead);
+	free(s->agents);
+	free(s->http);
+	close(s->agent_listen_fd);
+	close(s->http_listen_fd);
+	close(s->epoll_fd);
+}
+
 int main(int argc, char **argv)
 {
 	enum {
@@ -1450,6 +2492,8 @@ int main(int argc, char **argv)
 		OPT_KUBE_CA,
 		OPT_KUBE_TOKEN,
 		OPT_KUBE_TIMEOUT,
+		OPT_MAX_AGENTS,
+		OPT_INPUT_MEMORY,
 	};
 	static const struct option options[] = {
 		{"agent-listen", required_argument, NULL, OPT_AGENT_LISTEN},
@@ -1464,23 +2508,29 @@ int main(int argc, char **argv)
 		{"kube-ca", required_argument, NULL, OPT_KUBE_CA},
 		{"kube-token-file", required_argument, NULL, OPT_KUBE_TOKEN},
 		{"kube-timeout", required_argument, NULL, OPT_KUBE_TIMEOUT},
+		{"max-agents", required_argument, NULL, OPT_MAX_AGENTS},
+		{"agent-input-memory", required_argument, NULL, OPT_INPUT_MEMORY},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
 	};
 	static struct server s;
-	struct pollfd *pfds;
+	struct pollfd pfds[8];
+	struct epoll_event events[256];
+	int agents_given = 0, input_given = 0;
 	const char *agent_listen = ":8081", *http_listen = ":8080";
 	struct sigaction sa = {.sa_handler = server_on_signal}, hup = {.sa_handler = server_on_hup};
 	struct k8s_options kube = {0};
 	int kube_off = 0;
-	long long next_sweep, sweep_ms;
+	long long next_sweep, sweep_ms, next_tick;
 	int opt;
 
 	s.max_frame = WIRE_FRAME_MAX_DEFAULT;
 	s.flow_logs = FLOW_LOGS_CROSS_ZONE;
 	s.retention_ms = SERVER_RETENTION_DEFAULT;
 	s.http_max = SERVER_HTTP_MAX_DEFAULT;
+	s.agents_max = SERVER_MAX_AGENTS_DEFAULT;
+	s.input_budget = SERVER_INPUT_MEMORY_DEFAULT;
 	while ((opt = getopt_long(argc, argv, "hV", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_AGENT_LISTEN:
@@ -1541,6 +2591,35 @@ int main(int argc, char **argv)
 			s.max_frame = (uint32_t)v;
 			break;
 		}
+		case OPT_MAX_AGENTS: {
+			char *end;
+			long v = strtol(optarg, &end, 10);
+			if (*end || v < 1 || v > 1000000) {
+				fprintf(stderr,
+					"kubezonnet-server: --max-agents: want 1..1000000, got "
+					"'%s'\n",
+					optarg);
+				return 2;
+			}
+			s.agents_max = (int)v;
+			agents_given = 1;
+			break;
+		}
+		case OPT_INPUT_MEMORY: {
+			char *end;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (*end || v < (1u << 20) || v > (1ull << 40)) {
+				fprintf(stderr,
+					"kubezonnet-server: --agent-input-memory: want bytes from "
+					"1 MiB "
+					"to 1 TiB, got '%s'\n",
+					optarg);
+				return 2;
+			}
+			s.input_budget = (size_t)v;
+			input_given = 1;
+			break;
+		}
 		case OPT_DUMP:
 			s.dump_records = 1;
 			s.flow_logs = FLOW_LOGS_NONE;
@@ -1581,15 +2660,37 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	if (s.input_budget < 3ull * s.max_frame + (1u << 20)) {
+		if (input_given) {
+			fprintf(stderr,
+				"kubezonnet-server: --agent-input-memory %zu is below 3 * "
+				"--max-frame "
+				"+ 1 MiB (%llu): a frame of the largest size could never be "
+				"taken\n",
+				s.input_budget, 3ull * s.max_frame + (1u << 20));
+			return 2;
+		}
+		s.input_budget = 3ull * s.max_frame + (1u << 20);
+	}
+	if (server_fd_limit(&s, agents_given) != 0)
+		return 2;
+	s.nodes_max = (size_t)s.agents_max * 4 > SERVER_NODES_MIN ? (size_t)s.agents_max * 4
+								  : SERVER_NODES_MIN;
+	if (getrandom(&s.hash_key, sizeof(s.hash_key), GRND_NONBLOCK) != sizeof(s.hash_key))
+		s.hash_key = (uint64_t)log_now_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+	s.node_generation = 1;
+
 	server_metrics_init(&s);
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &hup, NULL);
 	s.http = calloc((size_t)s.http_max, sizeof(*s.http));
-	pfds = calloc((size_t)(5 + SERVER_MAX_AGENTS + s.http_max), sizeof(*pfds));
-	if (!s.http || !pfds) {
-		server_log("out of memory for %d HTTP connections", s.http_max);
+	s.agents = calloc((size_t)s.agents_max, sizeof(*s.agents));
+	s.epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (!s.http || !s.agents || s.epoll_fd < 0) {
+		server_log("out of memory for %d agents and %d HTTP connections", s.agents_max,
+			   s.http_max);
 		return 1;
 	}
 	if (kube.url && strcmp(kube.url, "off") == 0) {
@@ -1632,115 +2733,96 @@ int main(int argc, char **argv)
 	s.http_listen_fd = server_listen(http_listen);
 	if (s.http_listen_fd < 0)
 		return 1;
-	server_log("listening for agents on %s, HTTP on %s", agent_listen, http_listen);
+	server_watch(&s, EPOLL_CTL_ADD, s.agent_listen_fd, EPOLLIN,
+		     (void *)&server_kind_agent_listen);
+	server_watch(&s, EPOLL_CTL_ADD, s.http_listen_fd, EPOLLIN,
+		     (void *)&server_kind_http_listen);
+	server_log("listening for agents on %s (at most %d), HTTP on %s", agent_listen,
+		   s.agents_max, http_listen);
 	sweep_ms = s.retention_ms / 4 < SERVER_SWEEP_MS ? s.retention_ms / 4 : SERVER_SWEEP_MS;
 	if (sweep_ms < 100)
 		sweep_ms = 100;
 	next_sweep = log_now_ms() + sweep_ms;
+	next_tick = log_now_ms() + SERVER_TICK_MS;
+	server_log_buffered = 1; /* from here the loop writes the log as stderr takes it */
 
 	while (!server_stop) {
 		long long now;
-		int n, np = 2, a0, h0, k0, nk = 0;
+		int n, np = 0, k0, nk = 0, timeout;
+		int busy = s.jobs_head || s.ready_head || s.n_http_again;
 
 		if (server_reload) {
 			server_reload = 0;
 			if (s.topology_path)
 				server_load_topology(&s, 0);
 		}
-		pfds[0] = (struct pollfd){.fd = s.agent_listen_fd, .events = POLLIN};
-		pfds[1] = (struct pollfd){.fd = s.http_listen_fd, .events = POLLIN};
-		a0 = np;
-		for (int i = 0; i < s.n_agents; i++) {
-			struct server_agent *a = &s.agents[i];
-			pfds[np++] = (struct pollfd){.fd = a->fd,
-						     .events = (short)((a->closing ? 0 : POLLIN) |
-								       (a->out_len ? POLLOUT : 0))};
-		}
-		h0 = np;
-		for (int i = 0; i < s.n_http; i++) {
-			struct server_http *c = &s.http[i];
-			pfds[np++] = (struct pollfd){
-				.fd = c->fd,
-				.events = (short)((c->closing ? 0 : POLLIN) |
-						  (c->out.len > c->out_off ? POLLOUT : 0))};
-		}
+		pfds[np++] = (struct pollfd){.fd = s.epoll_fd, .events = POLLIN};
 		k0 = np;
 		if (s.kube)
 			np += nk = k8s_client_pollfds(s.kube, pfds + np);
-		if (server_out_pending()) /* woken when stdout takes more */
+		if (server_sink_pending(&server_out)) /* woken when stdout takes more */
 			pfds[np++] = (struct pollfd){.fd = STDOUT_FILENO, .events = POLLOUT};
-		n = poll(pfds, (nfds_t)np, s.kube ? (s.kube->busy ? 0 : 200) : 1000);
+		if (server_sink_pending(&server_err))
+			pfds[np++] = (struct pollfd){.fd = STDERR_FILENO, .events = POLLOUT};
+		timeout = busy ? 0 : s.kube ? (s.kube->busy ? 0 : 200) : SERVER_TICK_MS;
+		n = poll(pfds, (nfds_t)np, timeout);
 		if (n < 0 && errno != EINTR) {
 			server_log("poll: %s", strerror(errno));
-			return 1;
+			break;
 		}
 		now = log_now_ms();
-		/* Walk backwards: closing moves the last connection into the closed one's slot. */
-		for (int i = s.n_agents - 1; i >= 0; i--) {
-			struct server_agent *a = &s.agents[i];
-			short re = n > 0 ? pfds[a0 + i].revents : 0;
+		if (n > 0 && pfds[0].revents) {
+			int ne = epoll_wait(s.epoll_fd, events,
+					    (int)(sizeof(events) / sizeof(events[0])), 0);
+			for (int i = 0; i < ne; i++) {
+				int kind = *(const int *)events[i].data.ptr;
+				uint32_t ev = events[i].events;
 
-			if (re & (POLLIN | POLLHUP | POLLERR)) {
-				a->last_activity_ms = now;
-				server_agent_read(&s, a);
+				if (kind == FD_AGENT)
+					server_agent_event(&s, events[i].data.ptr, ev, now);
+				else if (kind == FD_HTTP)
+					server_http_event(&s, events[i].data.ptr, ev, now);
+				else if (kind == FD_AGENT_LISTEN)
+					server_agent_accept(&s, now);
+				else if (kind == FD_HTTP_LISTEN)
+					server_http_accept(&s, now);
 			}
-			if (a->out_len)
-				server_agent_write(a);
-			if (!a->hello_done && now - a->connected_ms > SERVER_HELLO_TIMEOUT_MS)
-				a->closing = 2;
-			if (now - a->last_activity_ms > SERVER_IDLE_TIMEOUT_MS)
-				a->closing = 2;
-			if (a->closing == 2 || (a->closing && a->out_len == 0))
-				server_agent_close(&s, i);
 		}
-		for (int i = s.n_http - 1; i >= 0; i--) {
-			struct server_http *c = &s.http[i];
-			short re = n > 0 ? pfds[h0 + i].revents : 0;
-
-			if (re & (POLLIN | POLLHUP | POLLERR)) {
-				c->last_activity_ms = now;
-				server_http_read(&s, c, now);
-			}
-			if (c->out.len > c->out_off)
-				server_http_write(c);
-			if (!c->closing && c->in_len &&
-			    now - c->head_started_ms > SERVER_HTTP_HEAD_MS) {
-				server_http_reject(&s, c, 408, "head_timeout");
-				server_http_write(c);
-			} else if (!c->closing && now - c->last_activity_ms > SERVER_HTTP_IDLE_MS) {
-				SERVER_COUNT(&s.http_rejected, 1, "idle_timeout");
-				c->closing = 2;
-			}
-			if (c->closing == 2 || (c->closing && c->out.len <= c->out_off))
-				server_http_close(&s, i);
-		}
-		if (n > 0 && (pfds[0].revents & POLLIN))
-			server_agent_accept(&s);
-		if (n > 0 && (pfds[1].revents & POLLIN))
-			server_http_accept(&s);
 		if (s.kube)
 			server_kube_step(&s, pfds + k0, nk, now);
-		server_out_flush(0);
+		server_work(&s, now, 0);
+		if (s.n_http_again)
+			server_http_again(&s, now);
+		if (now >= next_tick) {
+			server_agent_deadlines(&s, now);
+			server_http_deadlines(&s, now);
+			server_listeners_resume(&s, now);
+			next_tick = now + SERVER_TICK_MS;
+		}
 		if (now >= next_sweep) {
 			server_sweep(&s, now);
+			server_sweep_nodes(&s, now);
 			next_sweep = now + sweep_ms;
 		}
+		server_sink_flush(&server_out, 0);
+		server_sink_flush(&server_err, 0);
+		server_free_dead(&s);
 	}
+	/* Reports already taken are counted and acknowledged before the server goes. */
+	server_work(&s, log_now_ms(), 1);
+	for (int i = 0; i < s.n_agents; i++)
+		if (s.agents[i]->out_len)
+			server_agent_write(s.agents[i], log_now_ms());
 	server_log("stopping: %llu reports stored, %llu duplicates", s.stats.reports_stored,
 		   s.stats.reports_duplicate);
-	server_out_flush(1);
+	server_sink_flush(&server_out, 1);
+	server_sink_flush(&server_err, 1);
+	server_log_buffered = 0;
 	for (int i = s.n_agents - 1; i >= 0; i--)
-		server_agent_close(&s, i);
+		server_agent_close(&s, s.agents[i], NULL);
 	for (int i = s.n_http - 1; i >= 0; i--)
-		server_http_close(&s, i);
-	close(s.agent_listen_fd);
-	close(s.http_listen_fd);
-	if (s.kube) {
-		k8s_client_free(s.kube);
-		free(s.kube);
-	}
-	endpoint_index_free(s.topology_extra);
-	free(s.http);
-	free(pfds);
+		server_http_close(&s, s.http[i], NULL);
+	server_free_dead(&s);
+	server_free(&s);
 	return 0;
 }

@@ -64,7 +64,7 @@ static size_t heap_in_use(void)
 int main(void)
 {
 	static struct server s;
-	struct server_agent agent = {.hello_done = 1};
+	const char *node = "ip-10-0-1-1.eu-west-1.compute.internal";
 	size_t len = wire_stats_size_version(WIRE_VERSION_2, 1000);
 	uint8_t *frame = malloc(len), *rec;
 	struct wire_stats st = {.version = WIRE_VERSION_2, .sequence = 1, .count = 1000};
@@ -75,7 +75,6 @@ int main(void)
 	server_metrics_init(&s);
 	s.flow_logs = FLOW_LOGS_NONE;
 	s.retention_ms = SERVER_RETENTION_DEFAULT;
-	strcpy(agent.node, "ip-10-0-1-1.eu-west-1.compute.internal");
 
 	/* Memory per pod: the heap grown by the index, over the pods in it. */
 	size_t before = heap_in_use();
@@ -101,8 +100,14 @@ int main(void)
 		abort();
 	for (int r = 0; r < BENCH_RUNS; r++) {
 		double t = bench_now();
-		for (int k = 0; k < 200; k++)
-			server_account_report(&s, &agent, &st);
+		for (int k = 0; k < 200; k++) { /* what a report's job does */
+			server_account_report(&s, node, &st);
+			for (uint32_t i = 0; i < st.count; i++) {
+				struct wire_record w;
+				wire_record_get(&st, i, &w);
+				server_account(&s, node, &w);
+			}
+		}
 		ingest[r] = 200.0 * 1000 / (bench_now() - t);
 		t = bench_now();
 		for (int k = 0; k < 200; k++) {

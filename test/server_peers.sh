@@ -66,3 +66,141 @@ if [ "${peak:-999999}" -lt 40000 ] && [ "${rejected:-0}" -ge 8 ]; then
 else
 	not_ok "server: eight 16 MiB HELLOs are refused at their header" "peak RSS ${peak} kB, rejected '${rejected}'"
 fi
+kill $SPID 2>/dev/null
+wait $SPID 2>/dev/null
+
+# The rest of the holes, against one server with a topology (pod p1 on n1 in zone a, p2 on n2
+# in zone b), a short retention, and four HTTP connections at most.
+AP=18596 HP=18597
+url=http://127.0.0.1:$HP
+cat >"$WORK/topology.json" <<'EOT'
+{"nodes": [{"name": "n1", "zone": "a", "region": "r"}, {"name": "n2", "zone": "b", "region": "r"}],
+ "pods": [{"namespace": "ns", "name": "p1", "node": "n1", "ips": ["10.0.0.1"]},
+          {"namespace": "ns", "name": "p2", "node": "n2", "ips": ["10.0.0.2"]}]}
+EOT
+metric() { curl -s "$url/metrics" | awk -v want="$1" '$1 == want { print $2 }'; }
+p1() { metric 'pod_cross_zone_network_traffic_bytes_total{namespace="ns",pod="p1"}'; }
+(ulimit -Sn 1024 && exec "$SERVER" --topology "$WORK/topology.json" --agent-listen 127.0.0.1:$AP \
+	--http-listen 127.0.0.1:$HP --pod-retention 3s --http-max-connections 4 >"$WORK/flows" 2>"$WORK/log2") &
+SPID=$!
+wait_for 5 grep -q listening "$WORK/log2"
+
+# Hole 2: twenty 50 KB zlib frames, each inflating to 16 MiB (322,637 cross-zone records, a
+# flow log line each by default), sent at once. /healthz keeps answering within the liveness
+# probe's timeout (read from the manifest), every record is counted, and the flow log lines
+# stdout could not take are counted as dropped, not formatted first.
+liveness_ms=$(python3 -c '
+import sys, yaml
+for d in yaml.safe_load_all(open(sys.argv[1])):
+    for c in (d or {}).get("spec", {}).get("template", {}).get("spec", {}).get("containers", []):
+        if c["name"] == "server":
+            print(c["livenessProbe"]["timeoutSeconds"] * 1000)' "$TOP/deploy.yaml")
+python3 "$TOP/test/hostile_peer.py" bomb $AP $HP 20 >"$WORK/bomb"
+acks=$(sed -n 's/^acks=//p' "$WORK/bomb") worst=$(sed -n 's/^healthz_max_ms=//p' "$WORK/bomb")
+asked=$(sed -n 's/^healthz_count=//p' "$WORK/bomb") per=$(sed -n 's/^records_per_frame=//p' "$WORK/bomb")
+check_eq "hole 2: twenty zlib bombs are all acknowledged" "$acks" 20
+if [ -n "$worst" ] && [ "$worst" -lt "${liveness_ms:-0}" ] && [ "${asked:-0}" -ge 2 ]; then
+	ok "hole 2: /healthz answered within the liveness timeout (${liveness_ms} ms) throughout: slowest ${worst} ms of $asked"
+else
+	not_ok "hole 2: /healthz answered within the liveness timeout (${liveness_ms} ms) throughout" "slowest ${worst} ms of $asked"
+fi
+check_eq "hole 2: every record of the bombs is counted" "$(p1)" $((20 * per))
+dropped=$(metric kubezonnet_flow_logs_dropped_total)
+lines=$(grep -c '"class":"cross_zone"' "$WORK/flows")
+check_eq "hole 2: each flow log line is written or counted as dropped" $((lines + dropped)) $((20 * per))
+
+# Hole 3: 50,000 pipelined GET /metrics on a connection that never reads: the server holds
+# one response at a time, not 50,000 (it grew by gigabytes).
+python3 "$TOP/test/hostile_peer.py" pipeline $HP 50000 4 >/dev/null
+rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$SPID/status")
+if [ "${rss:-999999}" -lt 60000 ]; then
+	ok "hole 3: pipelined requests never read cost one response (RSS $((rss / 1024)) MiB)"
+else
+	not_ok "hole 3: pipelined requests never read cost one response" "RSS ${rss} kB"
+fi
+
+# Hole 5: 5,000 agents with made-up names report once; their per-node series (records, last
+# report, losses) leave /metrics after --pod-retention once they are gone.
+# Hole 6: a real agent's report, resent after those 5,000 fresh instances, is still known as
+# a duplicate (a shared 4,096-entry table forgot it, and it was counted twice).
+python3 "$TOP/test/wire_agent.py" 127.0.0.1 $AP n1 77 1 10.0.0.1 10.0.0.2 1000 >/dev/null
+before=$(p1)
+python3 "$TOP/test/hostile_peer.py" names $AP 5000 made-up 1000 >"$WORK/names"
+check_eq "hole 5: 5,000 made-up agents are acknowledged" "$(cat "$WORK/names")" acked=5000
+python3 "$TOP/test/wire_agent.py" 127.0.0.1 $AP n1 77 1 10.0.0.1 10.0.0.2 1000 >/dev/null
+check_eq "hole 6: a resent report after 5,000 other instances is not counted twice" "$(p1)" "$before"
+series() { curl -s "$url/metrics" | grep -c 'node="made-up-'; }
+big=$(series)
+gone() { [ "$(series)" = 0 ]; }
+if [ "$big" -ge 5000 ] && wait_for 15 gone; then
+	ok "hole 5: per-node series of departed agents are swept ($big before, 0 after the retention)"
+else
+	not_ok "hole 5: per-node series of departed agents are swept" "$big before, $(series) after 15 s"
+fi
+
+# Hole 4: at --http-max-connections 4, four clients that asked for /metrics with
+# "Connection: close" and never read cannot keep a scraper out; and a response that makes no
+# progress is given up at its write deadline (30 s) rather than holding its slot for ever.
+python3 "$TOP/test/hostile_peer.py" names $AP 20000 big-metrics 9000 >/dev/null # /metrics of 12 MB
+python3 - $HP <<'PY' >"$WORK/stuck" &
+import socket, sys, time
+port = int(sys.argv[1])
+socks = []
+for _ in range(4):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    socks.append(s)
+print("held", flush=True)
+time.sleep(40)
+PY
+STUCK=$!
+wait_for 5 grep -q held "$WORK/stuck"
+sleep 0.5
+code=$(curl -s -m 5 -o /dev/null -w '%{http_code}' "$url/healthz")
+check_eq "hole 4: four stuck clients at the connection limit do not keep /healthz out" "$code" 200
+timed_out() { [ "$(metric 'kubezonnet_http_rejected_total{reason="write_timeout"}')" -ge 1 ] 2>/dev/null; }
+evicted=$(metric 'kubezonnet_http_rejected_total{reason="evicted"}')
+if wait_for 40 timed_out || [ "${evicted:-0}" -ge 4 ]; then
+	ok "hole 4: a response that makes no progress is given up (write_timeout $(metric 'kubezonnet_http_rejected_total{reason="write_timeout"}'), evicted ${evicted:-0})"
+else
+	not_ok "hole 4: a response that makes no progress is given up" "$(curl -s "$url/metrics" | grep http_rejected)"
+fi
+kill $STUCK 2>/dev/null
+
+# Hole 7: started with a soft file limit of 1,024, the server raises it to what its flags need
+# and takes 1,100 agent connections without an accept() error; before, it spun on EMFILE
+# writing a log line per turn.
+limit=$(awk '/^Max open files/ { print $4 }' "/proc/$SPID/limits")
+if [ "${limit:-0}" -ge 16384 ]; then
+	ok "hole 7: the soft file limit is raised to fit the flags ($limit)"
+else
+	not_ok "hole 7: the soft file limit is raised to fit the flags" "soft limit $limit"
+fi
+lines_before=$(wc -l <"$WORK/log2")
+python3 "$TOP/test/hostile_peer.py" hold $AP 1100 3 >/dev/null &
+HOLD=$!
+held() { [ "$(metric kubezonnet_agents_connected)" -ge 1100 ] 2>/dev/null; }
+if wait_for 5 held; then ok "hole 7: 1,100 agent connections are taken"; else not_ok "hole 7: 1,100 agent connections are taken" "$(metric kubezonnet_agents_connected) connected"; fi
+wait $HOLD
+check_eq "hole 7: no accept() error on the way" "$(grep -c 'accept (' "$WORK/log2")" 0
+# With the limit lowered under it (prlimit), accept() fails with EMFILE: the listener pauses
+# 100 ms at a time, the errors are counted, the log says so once per 10 s, and the server
+# takes connections again once descriptors are free.
+prlimit --pid $SPID --nofile=64:20000
+python3 "$TOP/test/hostile_peer.py" hold $AP 200 3 >/dev/null
+prlimit --pid $SPID --nofile=16704:20000
+errors=$(metric 'kubezonnet_accept_errors_total{listener="agent"}')
+logged=$(grep -c 'accept (agent): Too many open files' "$WORK/log2")
+cpu=$(awk '{ print $14 + $15 }' "/proc/$SPID/stat")
+if [ "${errors:-0}" -ge 1 ] && [ "$logged" -le 2 ]; then
+	ok "hole 7: EMFILE pauses the listener ($errors errors counted, $logged logged)"
+else
+	not_ok "hole 7: EMFILE pauses the listener" "errors '${errors}', logged $logged, log grew by $(($(wc -l <"$WORK/log2") - lines_before)) lines"
+fi
+acked=$(python3 "$TOP/test/wire_agent.py" 127.0.0.1 $AP n1 77 2 10.0.0.1 10.0.0.2 1 2>&1)
+check_eq "hole 7: and takes agents again afterwards" "$acked" 2
+kill $SPID
+wait $SPID
+check_eq "server exits 0 on SIGTERM after all that" "$?" 0
