@@ -77,6 +77,8 @@ build/bench/server_bench: server.c $(MODULES)
 build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h
 
 unit-tests: $(UNIT_TESTS)
+# test/server_scale.sh drives the server with many simulated agents (bench/agentsim.c).
+unit-tests: build/bench/agentsim
 
 # libFuzzer targets (clang, AddressSanitizer, UndefinedBehaviorSanitizer); test/fuzz.sh runs them.
 FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
