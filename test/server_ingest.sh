@@ -7,7 +7,7 @@
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-PORT=$((20000 + $$ % 20000))
+PORT=$((20000 + $$ % 12000)) # below 32768: not an ephemeral port another socket may hold
 HTTP=$((PORT + 1))
 url=http://127.0.0.1:$HTTP
 
