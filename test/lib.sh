@@ -3,7 +3,7 @@
 
 TOP=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 AGENT=$TOP/kubezonnet-agent
-SERVER=$TOP/kubezonnet-server
+SERVER=${KZN_SERVER:-$TOP/kubezonnet-server}
 
 ok() { echo "ok - $*"; }
 not_ok() {

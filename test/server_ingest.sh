@@ -7,7 +7,7 @@
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-PORT=$((20000 + $$ % 20000))
+PORT=$((20000 + $$ % 12000)) # below 32768: not an ephemeral port another socket may hold
 HTTP=$((PORT + 1))
 url=http://127.0.0.1:$HTTP
 
@@ -169,7 +169,9 @@ print(open("/proc/%s/status" % pid).read().split("VmRSS:")[1].split()[0])
 PY
 )
 growth=$((grown - before))
-if [ "$size" -gt 500000 ] && [ "$growth" -lt $((size * 40 / 1024 / 4)) ]; then
+if [ -n "${KZN_SANITIZED:-}" ]; then # test/sanitizers.sh: freed memory waits in ASan's quarantine
+	skip "server: idle keep-alive scrapers keep no response buffers" "RSS under AddressSanitizer"
+elif [ "$size" -gt 500000 ] && [ "$growth" -lt $((size * 40 / 1024 / 4)) ]; then
 	ok "server: idle keep-alive scrapers keep no response buffers ($((size / 1024)) KiB metrics, 40 idle: +${growth} KiB RSS)"
 else
 	not_ok "server: idle keep-alive scrapers keep no response buffers" "$((size / 1024)) KiB metrics, 40 idle connections: +${growth} KiB RSS"

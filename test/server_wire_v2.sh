@@ -9,7 +9,7 @@
 
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-PORT=$((30000 + $$ % 20000))
+PORT=$((28000 + $$ % 4000)) # below 32768: not an ephemeral port another socket may hold
 HTTP=$((PORT + 1))
 url=http://127.0.0.1:$HTTP
 agent() { python3 "$TOP/test/wire_agent.py" "$@"; }
