@@ -40,6 +40,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <linux/capability.h>
@@ -54,6 +55,7 @@
 #include "bpf/kubezonnet.h"
 #include "kubezonnet.skel.h"
 #include "log.h"
+#include "sandbox.h"
 #include "version.h"
 #include "wire.h"
 
@@ -77,7 +79,8 @@ struct agent_config {
 	uint16_t vxlan_port, geneve_port;
 	const char *pin_path;
 	enum { AGENT_RUN, AGENT_UNINSTALL, AGENT_MOUNT_BPFFS } mode;
-	int pause; /* after --uninstall or --mount-bpffs: sleep until SIGTERM */
+	int pause;	/* after --uninstall or --mount-bpffs: sleep until SIGTERM */
+	int no_sandbox; /* --no-sandbox: keep capabilities, no seccomp filter */
 };
 
 enum agent_conn_state { AGENT_DISCONNECTED, AGENT_CONNECTING, AGENT_CONNECTED };
@@ -1432,6 +1435,9 @@ static void agent_usage(FILE *out)
 		"                          container on a node without one)\n"
 		"      --pause             after --uninstall or --mount-bpffs, stay running until\n"
 		"                          SIGTERM (for a DaemonSet)\n"
+		"      --no-sandbox        keep the capabilities and make any system call once\n"
+		"                          set up (by default they are dropped and a seccomp\n"
+		"                          filter allows only the calls the agent makes)\n"
 		"  -h, --help              this text\n"
 		"  -V, --version           print the version and exit\n",
 		KZN_MAP_ENTRIES_DEFAULT, KZN_MAP_ENTRIES_MIN, KZN_MAP_ENTRIES_MAX,
@@ -1473,6 +1479,7 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		{"uninstall", no_argument, NULL, 'U'},
 		{"mount-bpffs", no_argument, NULL, 'M'},
 		{"pause", no_argument, NULL, 'P'},
+		{"no-sandbox", no_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1561,6 +1568,9 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		case 'P':
 			c->pause = 1;
 			break;
+		case 'S':
+			c->no_sandbox = 1;
+			break;
 		case 'h':
 			agent_usage(stdout);
 			return 1;
@@ -1616,6 +1626,129 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 	return 0;
 }
 
+/*
+ * The system calls the agent makes once set up: its loop (bpf on the maps it holds, the
+ * server connection, rtnetlink), name resolution on every connect (files and DNS; glibc may
+ * load an NSS module), malloc, logging, and the exit path (libbpf closing what it holds).
+ */
+static const int agent_syscalls[] = {
+	SYS_read,
+	SYS_write,
+	SYS_writev,
+	SYS_close,
+	SYS_ppoll,
+	SYS_bpf,
+	SYS_socket,
+	SYS_connect,
+	SYS_sendto,
+	SYS_recvfrom,
+	SYS_sendmsg,
+	SYS_recvmsg,
+	SYS_sendmmsg,
+	SYS_setsockopt,
+	SYS_getsockopt,
+	SYS_getsockname,
+	SYS_getpeername,
+	SYS_bind,
+	SYS_shutdown,
+	SYS_fcntl,
+	SYS_ioctl,
+	SYS_clock_gettime,
+	SYS_clock_nanosleep,
+	SYS_nanosleep,
+	SYS_gettimeofday,
+	SYS_getrandom,
+	SYS_brk,
+	SYS_mmap,
+	SYS_munmap,
+	SYS_mremap,
+	SYS_madvise,
+	SYS_mprotect,
+	SYS_openat,
+	SYS_fstat,
+	SYS_newfstatat,
+	SYS_lseek,
+	SYS_pread64,
+	SYS_statfs,
+	SYS_fstatfs,
+	SYS_getpid,
+	SYS_gettid,
+	SYS_uname,
+	SYS_exit,
+	SYS_exit_group,
+	SYS_rt_sigreturn,
+	SYS_rt_sigprocmask,
+	SYS_restart_syscall,
+	SYS_futex,
+	SYS_sched_yield,
+	SYS_sysinfo,
+	SYS_tgkill,
+	SYS_getuid,
+	SYS_geteuid,
+	SYS_faccessat,
+	SYS_readlinkat,
+	SYS_dup,
+#ifdef SYS_poll
+	SYS_poll,
+	SYS_open,
+	SYS_stat,
+	SYS_access,
+	SYS_readlink,
+#endif
+#ifdef SYS_faccessat2
+	SYS_faccessat2,
+#endif
+#ifdef SYS_rseq
+	SYS_rseq,
+#endif
+};
+
+/*
+ * agent_sandbox gives up what the agent no longer needs once its program is attached and
+ * pinned: every capability (on kernels before 6.5 with unprivileged BPF disabled, bpf() on the
+ * maps it holds still needs CAP_BPF: a child process tries a lookup without it, and CAP_BPF is
+ * kept if that fails), then no_new_privs and the seccomp filter. Returns 0 or -1 (logged).
+ */
+static int agent_sandbox(struct agent *a)
+{
+	uint64_t keep = 0;
+	uint32_t key = 0;
+	pid_t pid;
+	int status = 0;
+
+	if (a->config.no_sandbox) {
+		agent_log("--no-sandbox: keeping capabilities, no seccomp filter");
+		return 0;
+	}
+	pid = fork();
+	if (pid == 0) {
+		uint8_t value[sizeof(struct kzn_agent_state)];
+		_exit(sandbox_drop_caps(0) == 0 &&
+				      bpf_map_lookup_elem(a->state_fd, &key, value) == 0
+			      ? 0
+			      : 1);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status) != 0)
+		keep = 1ull << CAP_BPF;
+	if (sandbox_drop_caps(keep) != 0) {
+		agent_log("sandbox: dropping capabilities: %s", strerror(errno));
+		return -1;
+	}
+	int rc = sandbox_seccomp("kubezonnet-agent", agent_syscalls,
+				 sizeof(agent_syscalls) / sizeof(agent_syscalls[0]));
+	if (rc < 0) {
+		agent_log("sandbox: seccomp: %s", strerror(errno));
+		return -1;
+	}
+	agent_log("sandbox: %s; no_new_privs; %s",
+		  keep ? "kept CAP_BPF only (bpf() on held maps needs it on this kernel)"
+		       : "no capabilities left",
+		  rc == 0 ? "seccomp filter on"
+			  : "no seccomp filter (this architecture, or a sanitized build)");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static struct agent a;
@@ -1665,6 +1798,8 @@ int main(int argc, char **argv)
 	if (agent_encode_hello(&a) != 0)
 		goto cleanup;
 	a.next_drain_ms = log_now_ms() + a.config.interval_ms;
+	if (agent_sandbox(&a) != 0)
+		goto cleanup;
 
 	while (!agent_stop)
 		agent_step(&a, 1000);

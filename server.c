@@ -36,6 +36,7 @@
 #include "metrics.h"
 #include "topology.h"
 #include "log.h"
+#include "sandbox.h"
 #include "version.h"
 #include "wire.h"
 
@@ -2348,6 +2349,9 @@ static void server_usage(FILE *out)
 		"  --agent-input-memory BYTES  memory for agent input: buffers and reports being\n"
 		"                              counted (default %u MiB, at least 3 * --max-frame)\n"
 		"  --max-frame BYTES           largest agent frame accepted (default %u)\n"
+		"  --no-sandbox                keep capabilities and allow any system call (by\n"
+		"                              default, once listening, they are dropped and a\n"
+		"                              seccomp filter allows only the calls it makes)\n"
 		"  --dump-records              print every new raw record as a JSON line on "
 		"stdout\n"
 		"  -h, --help                  this text\n"
@@ -2402,18 +2406,125 @@ static int server_parse_duration(const char *v, long long *ms)
 	char *end;
 	double x = strtod(v, &end);
 
-	if (end == v || x < 0)
+	double unit;
+
+	if (end == v || !(x >= 0)) /* NaN too */
 		return -1;
 	if (strcmp(end, "ms") == 0)
-		*ms = (long long)x;
+		unit = 1;
 	else if (*end == '\0' || strcmp(end, "s") == 0)
-		*ms = (long long)(x * 1000);
+		unit = 1000;
 	else if (strcmp(end, "m") == 0)
-		*ms = (long long)(x * 60000);
+		unit = 60000;
 	else if (strcmp(end, "h") == 0)
-		*ms = (long long)(x * 3600000);
+		unit = 3600000;
 	else
 		return -1;
+	if (!(x * unit < 9e18)) /* inf, and what a long long cannot hold */
+		return -1;
+	*ms = (long long)(x * unit);
+	return 0;
+}
+
+/*
+ * The system calls the server makes once its listeners are open: the loop (epoll, poll,
+ * sockets), the Kubernetes client (name resolution on every connect, files and DNS; TLS;
+ * the token file read again), the topology file read again on SIGHUP, malloc, the exit path.
+ */
+static const int server_syscalls[] = {
+	SYS_read,
+	SYS_write,
+	SYS_writev,
+	SYS_close,
+	SYS_ppoll,
+	SYS_epoll_ctl,
+	SYS_epoll_pwait,
+	SYS_accept4,
+	SYS_socket,
+	SYS_connect,
+	SYS_sendto,
+	SYS_recvfrom,
+	SYS_sendmsg,
+	SYS_recvmsg,
+	SYS_sendmmsg,
+	SYS_setsockopt,
+	SYS_getsockopt,
+	SYS_getsockname,
+	SYS_getpeername,
+	SYS_bind,
+	SYS_shutdown,
+	SYS_fcntl,
+	SYS_ioctl,
+	SYS_clock_gettime,
+	SYS_clock_nanosleep,
+	SYS_nanosleep,
+	SYS_gettimeofday,
+	SYS_getrandom,
+	SYS_brk,
+	SYS_mmap,
+	SYS_munmap,
+	SYS_mremap,
+	SYS_madvise,
+	SYS_mprotect,
+	SYS_openat,
+	SYS_fstat,
+	SYS_newfstatat,
+	SYS_lseek,
+	SYS_pread64,
+	SYS_getpid,
+	SYS_gettid,
+	SYS_uname,
+	SYS_exit,
+	SYS_exit_group,
+	SYS_rt_sigreturn,
+	SYS_rt_sigprocmask,
+	SYS_restart_syscall,
+	SYS_futex,
+	SYS_sched_yield,
+	SYS_sysinfo,
+	SYS_tgkill,
+	SYS_getuid,
+	SYS_geteuid,
+	SYS_getgid,
+	SYS_getegid,
+	SYS_faccessat,
+	SYS_readlinkat,
+	SYS_prlimit64,
+	SYS_statx,
+#ifdef SYS_poll
+	SYS_poll,
+	SYS_epoll_wait,
+	SYS_open,
+	SYS_stat,
+	SYS_access,
+	SYS_readlink,
+#endif
+#ifdef SYS_faccessat2
+	SYS_faccessat2,
+#endif
+#ifdef SYS_rseq
+	SYS_rseq,
+#endif
+};
+
+/* server_sandbox drops every capability, sets no_new_privs and installs the filter. */
+static int server_sandbox(void)
+{
+	int rc;
+
+	if (sandbox_drop_caps(0) != 0) {
+		server_log("sandbox: dropping capabilities: %s", strerror(errno));
+		return -1;
+	}
+	rc = sandbox_seccomp("kubezonnet-server", server_syscalls,
+			     sizeof(server_syscalls) / sizeof(server_syscalls[0]));
+	if (rc < 0) {
+		server_log("sandbox: seccomp: %s", strerror(errno));
+		return -1;
+	}
+	server_log("sandbox: no capabilities left; no_new_privs; %s",
+		   rc == 0 ? "seccomp filter on"
+			   : "no seccomp filter (this architecture, or a sanitized build)");
 	return 0;
 }
 
@@ -2472,9 +2583,12 @@ static void server_free(struct server *s)
 	free(s->dead);
 	free(s->agents);
 	free(s->http);
-	close(s->agent_listen_fd);
-	close(s->http_listen_fd);
-	close(s->epoll_fd);
+	if (s->agent_listen_fd >= 0)
+		close(s->agent_listen_fd);
+	if (s->http_listen_fd >= 0)
+		close(s->http_listen_fd);
+	if (s->epoll_fd >= 0)
+		close(s->epoll_fd);
 }
 
 int main(int argc, char **argv)
@@ -2494,6 +2608,7 @@ int main(int argc, char **argv)
 		OPT_KUBE_TIMEOUT,
 		OPT_MAX_AGENTS,
 		OPT_INPUT_MEMORY,
+		OPT_NO_SANDBOX,
 	};
 	static const struct option options[] = {
 		{"agent-listen", required_argument, NULL, OPT_AGENT_LISTEN},
@@ -2510,6 +2625,7 @@ int main(int argc, char **argv)
 		{"kube-timeout", required_argument, NULL, OPT_KUBE_TIMEOUT},
 		{"max-agents", required_argument, NULL, OPT_MAX_AGENTS},
 		{"agent-input-memory", required_argument, NULL, OPT_INPUT_MEMORY},
+		{"no-sandbox", no_argument, NULL, OPT_NO_SANDBOX},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -2517,7 +2633,7 @@ int main(int argc, char **argv)
 	static struct server s;
 	struct pollfd pfds[8];
 	struct epoll_event events[256];
-	int agents_given = 0, input_given = 0;
+	int agents_given = 0, input_given = 0, rc = 1, no_sandbox = 0;
 	const char *agent_listen = ":8081", *http_listen = ":8080";
 	struct sigaction sa = {.sa_handler = server_on_signal}, hup = {.sa_handler = server_on_hup};
 	struct k8s_options kube = {0};
@@ -2525,6 +2641,7 @@ int main(int argc, char **argv)
 	long long next_sweep, sweep_ms, next_tick;
 	int opt;
 
+	s.agent_listen_fd = s.http_listen_fd = s.epoll_fd = -1;
 	s.max_frame = WIRE_FRAME_MAX_DEFAULT;
 	s.flow_logs = FLOW_LOGS_CROSS_ZONE;
 	s.retention_ms = SERVER_RETENTION_DEFAULT;
@@ -2620,6 +2737,9 @@ int main(int argc, char **argv)
 			input_given = 1;
 			break;
 		}
+		case OPT_NO_SANDBOX:
+			no_sandbox = 1;
+			break;
 		case OPT_DUMP:
 			s.dump_records = 1;
 			s.flow_logs = FLOW_LOGS_NONE;
@@ -2691,7 +2811,8 @@ int main(int argc, char **argv)
 	if (!s.http || !s.agents || s.epoll_fd < 0) {
 		server_log("out of memory for %d agents and %d HTTP connections", s.agents_max,
 			   s.http_max);
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	if (kube.url && strcmp(kube.url, "off") == 0) {
 		kube_off = 1;
@@ -2700,7 +2821,8 @@ int main(int argc, char **argv)
 	if ((kube.ca_file || kube.token_file) && !kube.url && !getenv("KUBERNETES_SERVICE_HOST")) {
 		fprintf(stderr,
 			"kubezonnet-server: --kube-ca and --kube-token-file need --kube-api\n");
-		return 2;
+		rc = 2;
+		goto out;
 	}
 	/*
 	 * The sources of endpoints: the Kubernetes API (--kube-api, or in a pod the in-cluster
@@ -2713,14 +2835,17 @@ int main(int argc, char **argv)
 		if (!s.kube || k8s_client_init(s.kube, &kube, err, sizeof(err)) != 0) {
 			fprintf(stderr, "kubezonnet-server: kubernetes: %s\n",
 				s.kube ? err : "out of memory");
-			return 2;
+			rc = 2;
+			goto out;
 		}
 		server_log("kubernetes: API server %s://%s:%s%s", s.kube->tls ? "https" : "http",
 			   s.kube->host, s.kube->port,
 			   kube.url ? "" : " (in-cluster configuration)");
 	}
-	if (s.topology_path && server_load_topology(&s, 1) != 0)
-		return 1;
+	if (s.topology_path && server_load_topology(&s, 1) != 0) {
+		rc = 1;
+		goto out;
+	}
 	if (s.kube)
 		s.index = endpoint_index_new(); /* until the first lists arrive; not ready before */
 	else if (!s.topology_path) {
@@ -2728,11 +2853,15 @@ int main(int argc, char **argv)
 		s.ready = 1; /* no endpoint source to wait for */
 	}
 	s.agent_listen_fd = server_listen(agent_listen);
-	if (s.agent_listen_fd < 0)
-		return 1;
+	if (s.agent_listen_fd < 0) {
+		rc = 1;
+		goto out;
+	}
 	s.http_listen_fd = server_listen(http_listen);
-	if (s.http_listen_fd < 0)
-		return 1;
+	if (s.http_listen_fd < 0) {
+		rc = 1;
+		goto out;
+	}
 	server_watch(&s, EPOLL_CTL_ADD, s.agent_listen_fd, EPOLLIN,
 		     (void *)&server_kind_agent_listen);
 	server_watch(&s, EPOLL_CTL_ADD, s.http_listen_fd, EPOLLIN,
@@ -2744,6 +2873,10 @@ int main(int argc, char **argv)
 		sweep_ms = 100;
 	next_sweep = log_now_ms() + sweep_ms;
 	next_tick = log_now_ms() + SERVER_TICK_MS;
+	if (no_sandbox)
+		server_log("--no-sandbox: keeping capabilities, no seccomp filter");
+	else if (server_sandbox() != 0)
+		goto out;
 	server_log_buffered = 1; /* from here the loop writes the log as stderr takes it */
 
 	while (!server_stop) {
@@ -2823,6 +2956,8 @@ int main(int argc, char **argv)
 	for (int i = s.n_http - 1; i >= 0; i--)
 		server_http_close(&s, s.http[i], NULL);
 	server_free_dead(&s);
+	rc = 0;
+out:
 	server_free(&s);
-	return 0;
+	return rc;
 }

@@ -92,7 +92,13 @@ in_pod "$P1" python3 "$TRAFFIC" udp 10.77.2.2 7000 500 1200 3
 want1=$(($(nft_bytes "$A" pod1-pod3) + $(nft_bytes "$A" pod1-pod3-v6)))
 want3=$(($(nft_bytes "$B" pod3-pod1) + $(nft_bytes "$B" pod3-pod1-v6)))
 pod_metric() { metric pod_cross_zone_network_traffic_bytes_total "namespace=\"$1\",pod=\"$2\""; }
-settled() { [ "$(pod_metric shop pod1)" = "$want1" ] && [ "$(pod_metric data pod3)" = "$want3" ]; }
+same_zone() { metric zone_network_traffic_bytes_total 'src_zone="zone-a",dst_zone="zone-a"'; }
+# Settled: both pods' cross-zone bytes, and the same-zone traffic sent last (its report may
+# come an interval after theirs).
+settled() {
+	[ "$(pod_metric shop pod1)" = "$want1" ] && [ "$(pod_metric data pod3)" = "$want3" ] &&
+		[ "$(same_zone)" -ge $((500 * 1228)) ] 2>/dev/null
+}
 wait_for 20 settled
 got1=$(pod_metric shop pod1)
 got3=$(pod_metric data pod3)

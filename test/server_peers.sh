@@ -61,7 +61,9 @@ for t in threads: t.join()
 PY
 peak=$(awk '/^VmHWM/ { print $2 }' "/proc/$SPID/status")
 rejected=$(curl -s http://127.0.0.1:18599/metrics | awk '/^kubezonnet_frames_rejected_total\{reason="too_big"\}/ { print $2 }')
-if [ "${peak:-999999}" -lt 40000 ] && [ "${rejected:-0}" -ge 8 ]; then
+if [ -n "${KZN_SANITIZED:-}" ] && [ "${rejected:-0}" -ge 8 ]; then
+	ok "server: eight 16 MiB HELLOs are refused at their header ($rejected rejected; RSS not checked under AddressSanitizer)"
+elif [ "${peak:-999999}" -lt 40000 ] && [ "${rejected:-0}" -ge 8 ]; then
 	ok "server: eight 16 MiB HELLOs are refused at their header (peak RSS $((peak / 1024)) MiB; $rejected rejected)"
 else
 	not_ok "server: eight 16 MiB HELLOs are refused at their header" "peak RSS ${peak} kB, rejected '${rejected}'"
@@ -113,7 +115,9 @@ check_eq "hole 2: each flow log line is written or counted as dropped" $((lines 
 # one response at a time, not 50,000 (it grew by gigabytes).
 python3 "$TOP/test/hostile_peer.py" pipeline $HP 50000 4 >/dev/null
 rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$SPID/status")
-if [ "${rss:-999999}" -lt 60000 ]; then
+if [ -n "${KZN_SANITIZED:-}" ]; then # test/sanitizers.sh: freed memory waits in ASan's quarantine
+	skip "hole 3: pipelined requests never read cost one response" "RSS under AddressSanitizer"
+elif [ "${rss:-999999}" -lt 60000 ]; then
 	ok "hole 3: pipelined requests never read cost one response (RSS $((rss / 1024)) MiB)"
 else
 	not_ok "hole 3: pipelined requests never read cost one response" "RSS ${rss} kB"
