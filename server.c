@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -47,6 +48,8 @@
 #define SERVER_HELLO_TIMEOUT_MS	    10000
 #define SERVER_IDLE_TIMEOUT_MS	    300000 /* an agent reports every 10 s */
 #define SERVER_FRAME_TIMEOUT_MS	    60000  /* to send a whole frame once its first byte came */
+#define SERVER_FRAME_STALL_MS	    10000  /* a frame begun, and not a byte more for this long */
+#define SERVER_UNKNOWN_NODES	    1024   /* per-node series for names the index does not know */
 #define SERVER_WRITE_TIMEOUT_MS	    30000  /* for a peer to take any of what we have to send */
 #define SERVER_WRITE_BUFFER	    1024
 #define SERVER_HTTP_MAX_DEFAULT	    256
@@ -82,9 +85,10 @@ struct server_agent {
 	size_t in_len, in_cap;
 	uint8_t out[SERVER_WRITE_BUFFER];
 	size_t out_len;
-	int closing;		/* 1: flush out[], then close; 2: close now */
-	int waiting;		/* paused until the input memory budget has room */
-	struct server_job *job; /* its report being accounted, or NULL */
+	int closing; /* 1: flush out[], then close; 2: close now */
+	int eof;     /* 1: the peer sent FIN; 2: it hung up (no longer watched): finish, close */
+	int waiting; /* paused until the input memory budget has room */
+	struct server_job *job;			      /* its report being accounted, or NULL */
 	struct server_agent *ready_prev, *ready_next; /* on the list of input to parse */
 	int ready;
 	long long connected_ms, last_activity_ms;
@@ -135,6 +139,9 @@ struct server_http {
 	long long last_activity_ms, head_started_ms;
 	long long write_since_ms; /* 0: nothing waiting to be written */
 	int again;		  /* requests left in in[] for the next turn */
+	int heard;		  /* it has sent a byte */
+	int eof;		  /* it sent FIN: answer what is buffered, then close */
+	long long connected_ms;
 };
 
 /* What the server keeps per endpoint of the current index: its series, found once. */
@@ -190,6 +197,7 @@ struct server {
 	size_t nodes_cap, nodes_len, nodes_max;
 	uint64_t hash_key;
 	unsigned node_generation;
+	size_t unknown_nodes; /* per-node series named by nodes the index does not know */
 
 	struct endpoint_index *index;
 	unsigned generation;
@@ -199,6 +207,13 @@ struct server {
 	struct metrics_series *class_series[TRAFFIC_CLASSES];
 	/* Kept between scrapes: a large fresh buffer costs a page fault per 4 KiB every time. */
 	struct buf render, gzipped;
+	/*
+	 * A rendering is reused for ten times what it cost (at most a second): scrapers and
+	 * pipelined requests cannot keep the loop rendering; and at most one rendering (and its
+	 * gzip) a turn, further requests waiting for the next turn.
+	 */
+	long long render_at_ms, render_ttl_ms;
+	int render_valid, gzip_valid, rendered_this_turn;
 	struct server_zone_pair zone_cache[SERVER_ZONE_CACHE];
 	int ready;
 
@@ -383,6 +398,7 @@ struct server_sink {
 	struct buf b;
 	size_t off, mark, max;
 	unsigned long long dropped;
+	int gone; /* the reader went away: lines are dropped (and counted) from now on */
 };
 
 static struct server_sink server_out = {.fd = STDOUT_FILENO, .max = 8u << 20};
@@ -392,7 +408,7 @@ static int server_log_buffered; /* set once the loop runs: before, log lines go 
 /* server_sink_full reports whether a new line would be dropped (so it need not be formatted). */
 static int server_sink_full(const struct server_sink *k)
 {
-	return k->b.len - k->off > k->max;
+	return k->gone || k->b.len - k->off > k->max;
 }
 
 static void server_sink_begin(struct server_sink *k)
@@ -424,13 +440,21 @@ static void server_sink_flush(struct server_sink *k, int block)
 		ssize_t w;
 		long long left = deadline - log_now_ms();
 
-		if (poll(&p, 1, block && left > 0 ? (int)left : 0) <= 0 || !(p.revents & POLLOUT))
+		if (poll(&p, 1, block && left > 0 ? (int)left : 0) <= 0)
 			break;
+		if (!(p.revents & POLLOUT)) {
+			if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {
+				k->off = k->b.len; /* nobody reads it: do not wait for it */
+				k->gone = 1;
+			}
+			break;
+		}
 		w = write(k->fd, k->b.p + k->off, n < 4096 ? n : 4096);
 		if (w < 0 && (errno == EAGAIN || errno == EINTR))
 			break;
 		if (w <= 0) { /* the descriptor is gone: nothing written to it will be read */
 			k->off = k->b.len;
+			k->gone = 1;
 			break;
 		}
 		k->off += (size_t)w;
@@ -459,6 +483,43 @@ static void server_out_char(char c)
 	buf_append(&server_out.b, &c, 1);
 }
 
+/*
+ * server_log_token takes one of the log's tokens: SERVER_LOG_RATE a second, SERVER_LOG_BURST
+ * at most, so peers cannot fill a node's disk through the log; when lines were dropped, the
+ * next line allowed says how many first.
+ */
+#define SERVER_LOG_RATE	 100
+#define SERVER_LOG_BURST 1000
+static unsigned long long server_log_suppressed;
+
+static int server_log_token(void)
+{
+	static double tokens = SERVER_LOG_BURST;
+	static long long last;
+	long long now = log_now_ms();
+	char when[40];
+
+	tokens += (double)(now - last) * SERVER_LOG_RATE / 1000.0;
+	if (tokens > SERVER_LOG_BURST)
+		tokens = SERVER_LOG_BURST;
+	last = now;
+	if (tokens < 1) {
+		server_log_suppressed++;
+		return 0;
+	}
+	tokens -= 1;
+	if (server_log_suppressed) {
+		log_time(when, sizeof(when), 0);
+		server_sink_begin(&server_err);
+		buf_printf(&server_err.b,
+			   "%s kubezonnet-server: %llu log lines dropped (more than %d a second)\n",
+			   when, server_log_suppressed, SERVER_LOG_RATE);
+		server_sink_end(&server_err);
+		server_log_suppressed = 0;
+	}
+	return 1;
+}
+
 static void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void server_log(const char *fmt, ...)
@@ -469,7 +530,7 @@ static void server_log(const char *fmt, ...)
 	va_start(ap, fmt);
 	if (!server_log_buffered) {
 		log_line("kubezonnet-server", fmt, ap);
-	} else if (server_sink_full(&server_err)) {
+	} else if (server_sink_full(&server_err) || !server_log_token()) {
 		server_err.dropped++;
 	} else {
 		log_time(when, sizeof(when), 0);
@@ -770,12 +831,32 @@ static struct metrics_series *server_node_count(struct server *s, struct metrics
 
 #define SERVER_NODE_COUNT(f, n, ...) server_node_count(s, f, n, (const char *const[]){__VA_ARGS__})
 
+/*
+ * server_node_label is the node label a report's per-node series take: the node's name when
+ * the index knows it or it has series already, and for names the index does not know, only
+ * the first SERVER_UNKNOWN_NODES of them; later ones share "_other_" (made-up names cannot
+ * grow /metrics without bound).
+ */
+static const char *server_node_label(struct server *s, const char *node)
+{
+	if (metrics_find(&s->records, (const char *const[]){node}) ||
+	    (s->index && endpoint_node(s->index, node)))
+		return node;
+	if (s->unknown_nodes < SERVER_UNKNOWN_NODES) {
+		s->unknown_nodes++;
+		return node;
+	}
+	return "_other_";
+}
+
 /* server_account_report books what a report says of its node, before its records. */
 static void server_account_report(struct server *s, const char *node, const struct wire_stats *st)
 {
-	struct metrics_series *last = SERVER_NODE_COUNT(&s->last_report, 0, node);
+	struct metrics_series *last;
 	struct timespec ts;
 
+	node = server_node_label(s, node);
+	last = SERVER_NODE_COUNT(&s->last_report, 0, node);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (last)
 		last->gauge = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
@@ -991,6 +1072,19 @@ static int server_input_fits(const struct server *s, size_t more, size_t total)
 	return s->input_bytes + more <= budget;
 }
 
+/*
+ * server_buffer_fits: read buffers may fill the budget only up to --max-frame below its top,
+ * so that a whole frame can always be inflated and counted (which frees memory): frames that
+ * are read but cannot be inflated never hold all of it.
+ */
+static int server_buffer_fits(const struct server *s, size_t more, size_t total)
+{
+	size_t budget = s->input_budget - s->max_frame +
+			(total <= SERVER_SMALL_BUFFER ? s->input_budget / 4 : 0);
+
+	return s->input_bytes + more <= budget;
+}
+
 static void server_ready_remove(struct server *s, struct server_agent *a)
 {
 	if (!a->ready)
@@ -1029,9 +1123,9 @@ static void server_agent_interest(struct server *s, struct server_agent *a)
 {
 	uint32_t ev = 0;
 
-	if (a->fd < 0)
+	if (a->fd < 0 || a->eof == 2)
 		return;
-	if (!a->closing && !a->waiting && !a->job && !a->ready)
+	if (!a->closing && !a->eof && !a->waiting && !a->job && !a->ready)
 		ev |= EPOLLIN;
 	if (a->out_len)
 		ev |= EPOLLOUT;
@@ -1169,9 +1263,12 @@ static void server_nodes_evict(struct server *s)
 			x->connected = 1;
 	}
 	for (size_t b = 0; b < s->nodes_cap; b++)
-		for (struct server_node *x = s->nodes[b]; x; x = x->next)
+		for (struct server_node *x = s->nodes[b]; x; x = x->next) {
+			if (s->index && endpoint_node(s->index, x->name))
+				x->connected = 1; /* a node of the cluster is never forgotten */
 			if (!x->connected)
 				seen[n++] = x->seen_ms;
+		}
 	if (n) {
 		qsort(seen, n, sizeof(*seen), server_cmp_ll);
 		cut = seen[n / 8];
@@ -1273,8 +1370,14 @@ static int server_dedup(struct server *s, const char *node, uint64_t instance, u
 /* ---- agents: frames, reports, accounting ---- */
 
 /* server_queue appends a frame to the agent's output; frames here are small and bounded. */
+static void server_agent_write(struct server_agent *a, long long now);
+
 static void server_queue(struct server_agent *a, const uint8_t *frame, size_t len, long long now)
 {
+	if (a->eof == 2)
+		return; /* hung up: nobody to read it */
+	if (len > sizeof(a->out) - a->out_len)
+		server_agent_write(a, now);
 	if (len > sizeof(a->out) - a->out_len) {
 		a->closing = 1; /* the peer does not read its ACKs: give up on it */
 		return;
@@ -1619,7 +1722,7 @@ static void server_agent_read(struct server *s, struct server_agent *a, long lon
 
 		if (a->in_cap - a->in_len < 4096) {
 			size_t limit = (size_t)server_frame_limit(s, a) + WIRE_LENGTH_SIZE;
-			size_t cap = a->in_cap ? a->in_cap * 2 : 16384;
+			size_t cap = a->in_cap ? a->in_cap * 2 : a->hello_done ? 16384 : limit;
 			uint8_t *p;
 
 			/* Enough for the frame being received and a chunk more; never more. */
@@ -1632,9 +1735,11 @@ static void server_agent_read(struct server *s, struct server_agent *a, long lon
 			} else if (cap > limit + SERVER_READ_CHUNK) {
 				cap = limit + SERVER_READ_CHUNK;
 			}
+			if (!a->hello_done && cap > limit)
+				cap = limit; /* before HELLO: a HELLO's worth, outside the budget */
 			if (cap <= a->in_cap)
 				break; /* a whole frame is here: parse it first */
-			if (!server_input_fits(s, cap - a->in_cap, cap)) {
+			if (a->hello_done && !server_buffer_fits(s, cap - a->in_cap, cap)) {
 				server_agent_wait(s, a);
 				break;
 			}
@@ -1654,7 +1759,7 @@ static void server_agent_read(struct server *s, struct server_agent *a, long lon
 			continue;
 		}
 		if (n == 0) {
-			a->closing = 2; /* peer closed: nothing more to say */
+			a->eof = 1; /* count and acknowledge what came with it, then close */
 		} else if (errno != EAGAIN && errno != EINTR) {
 			server_log("agent %s: read: %s", a->peer, strerror(errno));
 			a->closing = 2;
@@ -1686,7 +1791,8 @@ static void server_agent_settle(struct server *s, struct server_agent *a)
 {
 	if (a->fd < 0)
 		return;
-	if (a->closing == 2 || (a->closing && a->out_len == 0))
+	if (a->closing == 2 || (a->closing && a->out_len == 0) ||
+	    (a->eof && !a->job && !a->ready && !a->waiting && a->out_len == 0))
 		server_agent_close(s, a, NULL);
 	else
 		server_agent_interest(s, a);
@@ -1698,10 +1804,21 @@ static void server_agent_event(struct server *s, struct server_agent *a, uint32_
 		return;
 	if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		a->last_activity_ms = now;
-		if (!a->closing && !a->waiting && !a->job && !a->ready)
+		if (!a->closing && !a->eof && !a->waiting && !a->job && !a->ready)
 			server_agent_read(s, a, now);
-		else if (ev & (EPOLLHUP | EPOLLERR))
+		if (ev & EPOLLERR) {
 			a->closing = 2;
+		} else if ((ev & EPOLLHUP) && !a->closing) {
+			/*
+			 * Hung up both ways: epoll would report it every turn, so stop watching;
+			 * frames already read are still counted (an ACK cannot reach it: the
+			 * agent resends, and the resend is known as a duplicate).
+			 */
+			a->eof = 2;
+			a->out_len = 0;
+			a->write_since_ms = 0;
+			server_watch(s, EPOLL_CTL_DEL, a->fd, 0, NULL);
+		}
 	}
 	if (a->out_len)
 		server_agent_write(a, now);
@@ -1761,7 +1878,9 @@ static void server_agent_deadlines(struct server *s, long long now)
 		else if (a->write_since_ms && now - a->write_since_ms > SERVER_WRITE_TIMEOUT_MS)
 			why = "write_timeout";
 		else if (a->in_len && !a->job && a->frame_started_ms &&
-			 now - a->frame_started_ms > SERVER_FRAME_TIMEOUT_MS)
+			 (now - a->frame_started_ms > SERVER_FRAME_TIMEOUT_MS ||
+			  (!a->waiting && !a->ready &&
+			   now - a->last_activity_ms > SERVER_FRAME_STALL_MS)))
 			why = "frame_timeout";
 		else if (!a->job && now - a->last_activity_ms > SERVER_IDLE_TIMEOUT_MS)
 			why = "idle_timeout";
@@ -1809,17 +1928,24 @@ static void server_listeners_resume(struct server *s, long long now)
 	}
 }
 
-/* server_agent_victim is the connection to close for a new one: the oldest without a HELLO. */
-static struct server_agent *server_agent_victim(struct server *s)
+/*
+ * server_agent_victim is the connection to close for a new one: the oldest without a HELLO,
+ * else the one quiet longest if it has been quiet for a minute (an agent reports every 10 s),
+ * else none.
+ */
+static struct server_agent *server_agent_victim(struct server *s, long long now)
 {
-	struct server_agent *v = NULL;
+	struct server_agent *v = NULL, *quiet = NULL;
 
 	for (int i = 0; i < s->n_agents; i++) {
 		struct server_agent *a = s->agents[i];
 		if (!a->hello_done && (!v || a->connected_ms < v->connected_ms))
 			v = a;
+		if (a->hello_done && !a->job && now - a->last_activity_ms > 60000 &&
+		    (!quiet || a->last_activity_ms < quiet->last_activity_ms))
+			quiet = a;
 	}
-	return v;
+	return v ? v : quiet;
 }
 
 static void server_agent_accept(struct server *s, long long now)
@@ -1834,7 +1960,7 @@ static void server_agent_accept(struct server *s, long long now)
 			return;
 		}
 		if (s->n_agents == s->agents_max) {
-			struct server_agent *v = server_agent_victim(s);
+			struct server_agent *v = server_agent_victim(s, now);
 			if (v) {
 				server_agent_close(s, v, "evicted");
 			} else {
@@ -1901,6 +2027,13 @@ static void server_sweep_nodes(struct server *s, long long now)
 	for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++)
 		metrics_sweep(f[k], s->node_generation, now, s->retention_ms);
 	s->node_generation++;
+	/* Count again the names the index does not know that still have series. */
+	s->unknown_nodes = 0;
+	for (size_t b = 0; b < s->records.cap; b++)
+		for (const struct metrics_series *x = s->records.buckets[b]; x; x = x->next)
+			if (strcmp(x->key, "_other_") != 0 &&
+			    !(s->index && endpoint_node(s->index, x->key)))
+				s->unknown_nodes++;
 }
 
 /* ---- HTTP ---- */
@@ -1997,8 +2130,11 @@ static int server_path_is(const struct http_request *r, const char *path)
 	return len == n && memcmp(r->target, path, n) == 0;
 }
 
-static void server_http_handle(struct server *s, struct server_http *c,
-			       const struct http_request *r)
+/*
+ * server_http_handle answers one request; returns 0, or 1 when it must wait for the next
+ * turn (a /metrics rendering was already made in this one).
+ */
+static int server_http_handle(struct server *s, struct server_http *c, const struct http_request *r)
 {
 	const struct http_header *h = http_header_value(r, "Connection");
 	int keep_alive = r->minor_version == 1
@@ -2014,18 +2150,37 @@ static void server_http_handle(struct server *s, struct server_http *c,
 		if (!get && !head) {
 			server_http_respond(s, c, 405, text, "Method Not Allowed\n", 19, 0, 0,
 					    keep_alive);
-			return;
+			return 0;
 		}
 		struct buf *body = &s->render, *z = &s->gzipped;
 		const struct http_header *ae = http_header_value(r, "Accept-Encoding");
 		int gzip = ae && http_accepts_token(ae->value, ae->value_len, "gzip");
+		long long t0 = log_now_ms();
 
-		body->len = 0;
-		body->oom = 0;
-		server_render_metrics(s, body);
-		if (body->oom) {
+		if (!s->render_valid || t0 - s->render_at_ms > s->render_ttl_ms) {
+			if (s->rendered_this_turn)
+				return 1;
+			body->len = 0;
+			body->oom = 0;
+			server_render_metrics(s, body);
+			s->render_valid = !body->oom;
+			s->gzip_valid = 0;
+			s->render_at_ms = t0;
+			s->rendered_this_turn = 1;
+		}
+		if (gzip && s->render_valid && !s->gzip_valid) {
+			if (s->rendered_this_turn && s->render_at_ms != t0)
+				return 1; /* the gzip of an earlier rendering: next turn */
+			s->gzip_valid = server_gzip(body->p ? body->p : "", body->len, z) == 0;
+			s->rendered_this_turn = 1;
+		}
+		if (s->render_at_ms == t0) {
+			long long cost = log_now_ms() - t0;
+			s->render_ttl_ms = cost * 10 < 1000 ? cost * 10 : 1000;
+		}
+		if (!s->render_valid) {
 			server_http_respond(s, c, 500, text, "out of memory\n", 14, head, 0, 0);
-		} else if (gzip && server_gzip(body->p ? body->p : "", body->len, z) == 0) {
+		} else if (gzip && s->gzip_valid) {
 			server_http_respond(s, c, 200, "text/plain; version=0.0.4; charset=utf-8",
 					    z->p, z->len, head, 1, keep_alive);
 		} else {
@@ -2045,6 +2200,7 @@ static void server_http_handle(struct server *s, struct server_http *c,
 	} else {
 		server_http_respond(s, c, 404, text, "Not Found\n", 10, head, 0, keep_alive);
 	}
+	return 0;
 }
 
 static int server_http_out_pending(const struct server_http *c)
@@ -2065,9 +2221,12 @@ static void server_http_read(struct server_http *c, long long now)
 			if (c->in_len == 0)
 				c->head_started_ms = now;
 			c->in_len += (size_t)n;
+			c->heard = 1;
 			continue;
 		}
-		if (n == 0 || (errno != EAGAIN && errno != EINTR))
+		if (n == 0)
+			c->eof = 1; /* answer what came with it, then close */
+		else if (errno != EAGAIN && errno != EINTR)
 			c->closing = 2;
 		break;
 	}
@@ -2096,7 +2255,10 @@ static void server_http_parse(struct server *s, struct server_http *c, long long
 			server_http_reject(s, c, 400, "bad_request");
 			break;
 		}
-		server_http_handle(s, c, &r);
+		if (server_http_handle(s, c, &r) == 1) {
+			c->seen_len = 0; /* a whole request waits: parsed again next turn */
+			break;
+		}
 		memmove(c->in, c->in + n, c->in_len - (size_t)n);
 		c->in_len -= (size_t)n;
 		c->seen_len = 0;
@@ -2153,11 +2315,12 @@ static void server_http_settle(struct server *s, struct server_http *c)
 
 	if (c->fd < 0)
 		return;
-	if (c->closing == 2 || (c->closing && !server_http_out_pending(c))) {
+	if (c->closing == 2 || (c->closing && !server_http_out_pending(c)) ||
+	    (c->eof && !c->again && !server_http_out_pending(c))) {
 		server_http_close(s, c, NULL);
 		return;
 	}
-	if (!c->closing && !server_http_out_pending(c) && c->in_len < sizeof(c->in))
+	if (!c->closing && !c->eof && !server_http_out_pending(c) && c->in_len < sizeof(c->in))
 		ev |= EPOLLIN;
 	if (server_http_out_pending(c))
 		ev |= EPOLLOUT;
@@ -2173,7 +2336,7 @@ static void server_http_event(struct server *s, struct server_http *c, uint32_t 
 		return;
 	if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
 		c->last_activity_ms = now;
-		if (!c->closing && !server_http_out_pending(c))
+		if (!c->closing && !c->eof && !server_http_out_pending(c))
 			server_http_read(c, now);
 		else if (ev & (EPOLLHUP | EPOLLERR))
 			c->closing = 2;
@@ -2236,6 +2399,30 @@ static void server_http_deadlines(struct server *s, long long now)
 	}
 }
 
+/*
+ * server_http_victim is the connection to close for a new one: the oldest that has never sent
+ * a byte and has none waiting to be read (a probe's request may be in its socket, not yet
+ * read), else the one quiet longest.
+ */
+static struct server_http *server_http_victim(struct server *s)
+{
+	struct server_http *v = NULL, *quiet = s->http[0];
+
+	for (int i = 0; i < s->n_http; i++) {
+		struct server_http *c = s->http[i];
+		int waiting = 0;
+
+		if (c->last_activity_ms < quiet->last_activity_ms)
+			quiet = c;
+		if (c->heard || (v && c->connected_ms >= v->connected_ms))
+			continue;
+		if (ioctl(c->fd, FIONREAD, &waiting) == 0 && waiting > 0)
+			continue;
+		v = c;
+	}
+	return v ? v : quiet;
+}
+
 static void server_http_accept(struct server *s, long long now)
 {
 	for (int k = 0; k < 256; k++) {
@@ -2251,11 +2438,7 @@ static void server_http_accept(struct server *s, long long now)
 			 * Full: the connection that has been quiet longest makes room (a slow or
 			 * idle client cannot keep the scraper and the probes out).
 			 */
-			struct server_http *v = s->http[0];
-			for (int i = 1; i < s->n_http; i++)
-				if (s->http[i]->last_activity_ms < v->last_activity_ms)
-					v = s->http[i];
-			server_http_close(s, v, "evicted");
+			server_http_close(s, server_http_victim(s), "evicted");
 		}
 		c = calloc(1, sizeof(*c));
 		if (!c) {
@@ -2267,7 +2450,7 @@ static void server_http_accept(struct server *s, long long now)
 		c->fd = fd;
 		c->slot = s->n_http;
 		c->events = EPOLLIN;
-		c->last_activity_ms = now;
+		c->last_activity_ms = c->connected_ms = now;
 		server_peer_name(fd, c->peer, sizeof(c->peer));
 		s->http[s->n_http++] = c;
 		server_watch(s, EPOLL_CTL_ADD, fd, EPOLLIN, c);
@@ -2884,6 +3067,7 @@ int main(int argc, char **argv)
 		int n, np = 0, k0, nk = 0, timeout;
 		int busy = s.jobs_head || s.ready_head || s.n_http_again;
 
+		s.rendered_this_turn = 0;
 		if (server_reload) {
 			server_reload = 0;
 			if (s.topology_path)

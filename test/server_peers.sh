@@ -75,11 +75,15 @@ wait $SPID 2>/dev/null
 # in zone b), a short retention, and four HTTP connections at most.
 AP=18596 HP=18597
 url=http://127.0.0.1:$HP
-cat >"$WORK/topology.json" <<'EOT'
-{"nodes": [{"name": "n1", "zone": "a", "region": "r"}, {"name": "n2", "zone": "b", "region": "r"}],
- "pods": [{"namespace": "ns", "name": "p1", "node": "n1", "ips": ["10.0.0.1"]},
-          {"namespace": "ns", "name": "p2", "node": "n2", "ips": ["10.0.0.2"]}]}
-EOT
+# (and 20,000 more nodes, big-metrics-N, for a /metrics of 12 MB)
+python3 - >"$WORK/topology.json" <<'PY'
+import json
+nodes = [{"name": "n1", "zone": "a", "region": "r"}, {"name": "n2", "zone": "b", "region": "r"}]
+nodes += [{"name": "big-metrics-%d" % i, "zone": "a", "region": "r"} for i in range(20000)]
+print(json.dumps({"nodes": nodes,
+                  "pods": [{"namespace": "ns", "name": "p1", "node": "n1", "ips": ["10.0.0.1"]},
+                           {"namespace": "ns", "name": "p2", "node": "n2", "ips": ["10.0.0.2"]}]}))
+PY
 metric() { curl -s "$url/metrics" | awk -v want="$1" '$1 == want { print $2 }'; }
 p1() { metric 'pod_cross_zone_network_traffic_bytes_total{namespace="ns",pod="p1"}'; }
 (ulimit -Sn 1024 && exec "$SERVER" --topology "$WORK/topology.json" --agent-listen 127.0.0.1:$AP \
@@ -123,8 +127,9 @@ else
 	not_ok "hole 3: pipelined requests never read cost one response" "RSS ${rss} kB"
 fi
 
-# Hole 5: 5,000 agents with made-up names report once; their per-node series (records, last
-# report, losses) leave /metrics after --pod-retention once they are gone.
+# Hole 5: 5,000 agents with made-up names report once: the first 1,024 names the index does
+# not know get per-node series (records, last report, losses), the rest share node="_other_",
+# and all leave /metrics after --pod-retention once they are gone.
 # Hole 6: a real agent's report, resent after those 5,000 fresh instances, is still known as
 # a duplicate (a shared 4,096-entry table forgot it, and it was counted twice).
 python3 "$TOP/test/wire_agent.py" 127.0.0.1 $AP n1 77 1 10.0.0.1 10.0.0.2 1000 >/dev/null
@@ -135,6 +140,9 @@ python3 "$TOP/test/wire_agent.py" 127.0.0.1 $AP n1 77 1 10.0.0.1 10.0.0.2 1000 >
 check_eq "hole 6: a resent report after 5,000 other instances is not counted twice" "$(p1)" "$before"
 series() { curl -s "$url/metrics" | grep -c 'node="made-up-'; }
 big=$(series)
+names=$(curl -s "$url/metrics" | grep '^kubezonnet_records_received_total{node="made-up-' | wc -l)
+check_eq "hole 5: 1,024 made-up names get series of their own" "$names" 1024
+check_eq "hole 5: the other 3,976 share node=\"_other_\"" "$(metric 'kubezonnet_records_received_total{node="_other_"}')" 3976
 gone() { [ "$(series)" = 0 ]; }
 if [ "$big" -ge 5000 ] && wait_for 15 gone; then
 	ok "hole 5: per-node series of departed agents are swept ($big before, 0 after the retention)"
@@ -205,6 +213,167 @@ else
 fi
 acked=$(python3 "$TOP/test/wire_agent.py" 127.0.0.1 $AP n1 77 2 10.0.0.1 10.0.0.2 1 2>&1)
 check_eq "hole 7: and takes agents again afterwards" "$acked" 2
+# Half-close: a report that arrives with the peer's FIN is still counted and acknowledged.
+python3 - $AP "$TOP/test" <<'PY' >"$WORK/halfclose"
+import socket, sys
+sys.path.insert(0, sys.argv[2])
+import hostile_peer as h
+acked = 0
+for i in range(20):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    s.sendall(h.hello("n1", 500 + i) + h.stats(1, h.record("10.0.0.1", "10.0.0.2", 1), 1, False))
+    s.shutdown(socket.SHUT_WR)
+    got, _ = h.read_frames(s.recv(4096))
+    acked += sum(1 for t, _ in got if t == h.ACK)
+print(acked)
+PY
+check_eq "half-close: reports sent with FIN are acknowledged (of 20)" "$(cat "$WORK/halfclose")" 20
+
+# /metrics of 12 MB asked by 8 pipelining scrapers at once (gzip): a rendering is reused for
+# ten times its cost and made at most once a turn, so /healthz stays within the liveness
+# timeout (it took 1.7 s with 8, 12 s with 64).
+python3 "$TOP/test/hostile_peer.py" names $AP 20000 big-metrics 30000 >/dev/null
+size=$(curl -s "$url/metrics" | wc -c)
+python3 - $HP "$liveness_ms" <<'PY' >"$WORK/scrapers"
+import socket, sys, threading, time
+port, limit = int(sys.argv[1]), int(sys.argv[2])
+stop = time.monotonic() + 6
+def scraper():
+    s = socket.create_connection(("127.0.0.1", port), timeout=60)
+    req = b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n"
+    while time.monotonic() < stop:
+        s.sendall(req * 8)
+        got = 0
+        while got < 8:
+            d = s.recv(1 << 20)
+            if not d:
+                return
+            got += d.count(b"HTTP/1.1 200")
+threads = [threading.Thread(target=scraper) for _ in range(8)]
+for t in threads: t.start()
+worst = 0
+while time.monotonic() < stop:
+    t = time.monotonic()
+    c = socket.create_connection(("127.0.0.1", port), timeout=30)
+    c.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    while c.recv(4096):
+        pass
+    worst = max(worst, (time.monotonic() - t) * 1000)
+    time.sleep(0.05)
+for t in threads: t.join()
+print(int(worst))
+PY
+worst=$(cat "$WORK/scrapers")
+if [ -n "$worst" ] && [ "$worst" -lt "$liveness_ms" ] && [ "$size" -gt 4000000 ]; then
+	ok "scrapers: 8 pipelining /metrics ($((size >> 20)) MiB) leave /healthz under ${liveness_ms} ms (slowest $worst ms)"
+else
+	not_ok "scrapers: 8 pipelining /metrics leave /healthz under ${liveness_ms} ms" "slowest '$worst' ms, /metrics $size bytes"
+fi
+
+# A log flood (a peer resending one stored report over and over) is held to 100 lines a
+# second after a burst of 1,000; what is dropped is counted and said.
+lines0=$(wc -l <"$WORK/log2")
+python3 - $AP "$TOP/test" <<'PY'
+import socket, sys, time
+sys.path.insert(0, sys.argv[2])
+import hostile_peer as h
+frame = h.stats(1, h.record("10.0.0.1", "10.0.0.2", 1), 1, False)
+end = time.monotonic() + 4
+while time.monotonic() < end:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+    s.sendall(h.hello("n1", 77) + frame * 50)
+    try:
+        while s.recv(65536):
+            pass
+    except OSError:
+        pass
+    s.close()
+PY
+sleep 1.5
+grown=$(($(wc -l <"$WORK/log2") - lines0))
+dropped=$(metric kubezonnet_log_lines_dropped_total)
+if [ "$grown" -le 1800 ] && [ "${dropped:-0}" -gt 0 ] && grep -q "log lines dropped (more than 100 a second)" "$WORK/log2"; then
+	ok "log flood: held to the rate ($grown lines in about 5 s, $dropped dropped and counted)"
+else
+	not_ok "log flood: held to the rate" "$grown lines, dropped '${dropped}'"
+fi
 kill $SPID
 wait $SPID
 check_eq "server exits 0 on SIGTERM after all that" "$?" 0
+
+# The input budget cannot deadlock: three whole 1 MiB zlib frames (stored, not compressed)
+# with --agent-input-memory at its least (3 * --max-frame + 1 MiB) are all inflated, counted
+# and acknowledged in turn (the budget keeps --max-frame free for inflating); and frames that
+# stall half-sent are closed after 10 s without a byte, so an agent's report waits less than
+# its 30 s ACK timeout.
+"$SERVER" --topology "$WORK/topology.json" --agent-listen 127.0.0.1:$AP --http-listen 127.0.0.1:$HP \
+	--max-frame 1048576 --agent-input-memory 4194304 --flow-logs none 2>"$WORK/log3" &
+SPID=$!
+wait_for 5 grep -q listening "$WORK/log3"
+python3 - $AP "$TOP/test" <<'PY' >"$WORK/budget"
+import socket, struct, sys, threading, time, zlib
+sys.path.insert(0, sys.argv[2])
+import hostile_peer as h
+port = int(sys.argv[1])
+count = (1048576 - 8 - 60 - 100) // 52
+payload = struct.pack(">QQQQQQQI", 1, 1, 2, 0, 0, 0, 0, count) + h.record("10.0.0.1", "10.0.0.2", 1) * count
+body = struct.pack(">I", len(payload)) + zlib.compress(payload, 0)
+frame = h.frame(h.STATS, body, h.FLAG_ZLIB)
+assert len(frame) - 4 <= 1048576, len(frame)
+def whole(i, out):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(h.hello("n1", 900 + i) + frame)
+    got, _ = h.read_frames(s.recv(4096))
+    out.append(sum(1 for t, _ in got if t == h.ACK))
+out = []
+threads = [threading.Thread(target=whole, args=(i, out)) for i in range(3)]
+for t in threads: t.start()
+for t in threads: t.join()
+print("whole_acked=%d" % sum(out))
+# three half-sent 1 MiB frames that stall, then an ordinary report
+stalled = []
+for i in range(3):
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.sendall(h.hello("n2", 950 + i) + frame[:900000])
+    stalled.append(s)
+time.sleep(0.5)
+t = time.monotonic()
+s = socket.create_connection(("127.0.0.1", port), timeout=40)
+s.sendall(h.hello("n1", 990) + h.stats(1, h.record("10.0.0.1", "10.0.0.2", 5) * 300, 300, True))
+got, _ = h.read_frames(s.recv(4096))
+print("ordinary_acked=%d" % sum(1 for t_, _ in got if t_ == h.ACK))
+print("ordinary_s=%d" % (time.monotonic() - t), flush=True)
+time.sleep(12)  # the half-sent frames stay open, silent, past the 10 s stall deadline
+PY
+check_eq "budget: three whole frames at the budget's least are all acknowledged" "$(sed -n 's/^whole_acked=//p' "$WORK/budget")" 3
+secs=$(sed -n 's/^ordinary_s=//p' "$WORK/budget")
+if [ "$(sed -n 's/^ordinary_acked=//p' "$WORK/budget")" = 1 ] && [ "${secs:-99}" -lt 25 ]; then
+	ok "budget: an ordinary report gets in while half-sent frames hold the budget (${secs} s)"
+else
+	not_ok "budget: an ordinary report gets in while half-sent frames hold the budget" "$(cat "$WORK/budget")"
+fi
+stalled() { [ "$(curl -s "$url/metrics" | awk '$1 == "kubezonnet_agent_connections_closed_total{reason=\"frame_timeout\"}" { print $2 }')" -ge 2 ] 2>/dev/null; }
+if wait_for 5 stalled; then
+	ok "budget: half-sent frames without a byte more for 10 s are closed (frame_timeout)"
+else
+	not_ok "budget: half-sent frames without a byte more for 10 s are closed (frame_timeout)" "$(curl -s "$url/metrics" | grep connections_closed)"
+fi
+kill $SPID
+wait $SPID
+
+# A stdout whose reader went away (--dump-records into a pipe nobody reads) does not make the
+# loop spin.
+"$SERVER" --agent-listen 127.0.0.1:$AP --http-listen 127.0.0.1:$HP --dump-records 2>/dev/null | sleep 1 &
+wait_for 5 curl -sf "$url/healthz"
+SPID=$(pgrep -f "kubezonnet-server --agent-listen 127.0.0.1:$AP --http-listen 127.0.0.1:$HP --dump-records" | head -1)
+python3 "$TOP/test/wire_agent.py" 127.0.0.1 $AP n1 5 --bulk 30 5000 10.0.0.1 10.0.0.2 1 >/dev/null
+sleep 1
+cpu0=$(awk '{ print $14 + $15 }' "/proc/$SPID/stat")
+sleep 3
+cpu=$(($(awk '{ print $14 + $15 }' "/proc/$SPID/stat") - cpu0))
+if [ "$cpu" -lt 50 ]; then
+	ok "stdout gone: the loop does not spin ($cpu ticks of CPU in 3 s)"
+else
+	not_ok "stdout gone: the loop does not spin" "$cpu ticks of CPU in 3 s"
+fi
+kill $SPID
