@@ -345,35 +345,44 @@ int json_is(const char *js, const struct json_token *tokens, int i, const char *
 	       memcmp(js + tokens[i].start, s, n) == 0;
 }
 
-int json_child(const struct json_token *tokens, int parent, uint32_t i)
+int json_first(const struct json_token *tokens, int parent)
 {
-	int t;
-
 	if (parent < 0 ||
 	    (tokens[parent].type != JSON_OBJECT && tokens[parent].type != JSON_ARRAY) ||
-	    i >= tokens[parent].size)
+	    tokens[parent].size == 0)
 		return -1;
-	t = parent + 1;
-	for (uint32_t k = 0; k < i; k++) {
-		t = (int)tokens[t].next; /* skip the key (or element) */
-		if (tokens[parent].type == JSON_OBJECT)
-			t = (int)tokens[t].next; /* and its value */
-	}
+	return parent + 1;
+}
+
+int json_next(const struct json_token *tokens, int parent, int i)
+{
+	uint32_t n;
+
+	if (parent < 0 || i <= parent)
+		return -1;
+	/* A member is a key, which has no children, and its value right after it. */
+	n = tokens[parent].type == JSON_OBJECT ? tokens[i + 1].next : tokens[i].next;
+	return n < tokens[parent].next ? (int)n : -1;
+}
+
+int json_child(const struct json_token *tokens, int parent, uint32_t i)
+{
+	int t = json_first(tokens, parent);
+
+	if (t < 0 || i >= tokens[parent].size)
+		return -1;
+	for (uint32_t k = 0; k < i; k++)
+		t = json_next(tokens, parent, t);
 	return t;
 }
 
 int json_get(const char *js, const struct json_token *tokens, int object, const char *key)
 {
-	int t;
-
 	if (object < 0 || tokens[object].type != JSON_OBJECT)
 		return -1;
-	t = object + 1;
-	for (uint32_t k = 0; k < tokens[object].size; k++) {
+	for (int t = json_first(tokens, object); t >= 0; t = json_next(tokens, object, t))
 		if (json_is(js, tokens, t, key))
 			return t + 1;
-		t = (int)tokens[t + 1].next;
-	}
 	return -1;
 }
 

@@ -268,6 +268,95 @@ static void test_merge(void)
 	endpoint_index_free(k);
 }
 
+/*
+ * Long topology arrays cost their length, not its square: a node with a million addresses, a
+ * million pods, and 300,000 nodes and external networks each load in a small part of
+ * LONG_CPU_SECONDS. Walked with json_child(k) for each k, 100,000 pods took 10 s. The last
+ * entry is the one a check looks for, so the walk must reach it.
+ */
+#define LONG_ARRAY	 1000000
+#define LONG_OBJECTS	 300000
+#define LONG_CPU_SECONDS 10
+
+static struct endpoint_index *parse_expecting_success(const char *js, size_t len)
+{
+	char err[256] = "";
+	struct endpoint_index *x = topology_parse(js, len, err, sizeof(err));
+
+	if (!x)
+		test_fail(__FILE__, __LINE__, "%s", err);
+	return x;
+}
+
+static void load_long_ips(void *arg)
+{
+	size_t len;
+	char *js = test_repeat("{\"nodes\":[{\"name\":\"n1\",\"ips\":[", "\"10.0.0.1\"", LONG_ARRAY,
+			       ",\"10.0.0.2\"]}]}", &len);
+	struct endpoint_index *x = parse_expecting_success(js, len);
+
+	(void)arg;
+	EXPECT(x && at(x, "10.0.0.2") && strcmp(at(x, "10.0.0.2")->name, "n1") == 0);
+	endpoint_index_free(x);
+	free(js);
+}
+
+static void load_long_pods(void *arg)
+{
+	size_t len;
+	char *js = test_repeat(
+		"{\"nodes\":[{\"name\":\"n1\"}],\"pods\":[",
+		"{\"namespace\":\"k\",\"name\":\"p\",\"node\":\"n1\",\"host_network\":true}",
+		LONG_ARRAY,
+		",{\"namespace\":\"k\",\"name\":\"q\",\"node\":\"n1\",\"ips\":[\"10.0.0.2\"]}]}",
+		&len);
+	struct endpoint_index *x = parse_expecting_success(js, len);
+
+	(void)arg;
+	EXPECT(x && at(x, "10.0.0.2") && strcmp(at(x, "10.0.0.2")->name, "q") == 0);
+	endpoint_index_free(x);
+	free(js);
+}
+
+static void load_long_nodes(void *arg)
+{
+	char *js = malloc(64 * LONG_OBJECTS);
+	size_t len = (size_t)sprintf(js, "{\"nodes\":[");
+	struct endpoint_index *x;
+
+	(void)arg;
+	for (int i = 0; i < LONG_OBJECTS; i++)
+		len += (size_t)sprintf(js + len, "{\"name\":\"n%d\"},", i);
+	len += (size_t)sprintf(js + len, "{\"name\":\"last\",\"ips\":[\"10.0.0.2\"]}]}");
+	x = parse_expecting_success(js, len);
+	EXPECT(x && endpoint_count(x, ENDPOINT_NODE) == LONG_OBJECTS + 1);
+	EXPECT(x && at(x, "10.0.0.2") && strcmp(at(x, "10.0.0.2")->name, "last") == 0);
+	endpoint_index_free(x);
+	free(js);
+}
+
+static void load_long_externals(void *arg)
+{
+	size_t len;
+	char *js =
+		test_repeat("{\"external\":[", "{\"name\":\"x\",\"cidr\":\"10.0.0.0/8\"}",
+			    LONG_OBJECTS, ",{\"name\":\"last\",\"cidr\":\"10.0.0.0/16\"}]}", &len);
+	struct endpoint_index *x = parse_expecting_success(js, len);
+
+	(void)arg;
+	EXPECT(x && at(x, "10.0.0.2") && strcmp(at(x, "10.0.0.2")->name, "last") == 0);
+	endpoint_index_free(x);
+	free(js);
+}
+
+static void test_long_topology_arrays(void)
+{
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, load_long_ips, NULL);
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, load_long_pods, NULL);
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, load_long_nodes, NULL);
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, load_long_externals, NULL);
+}
+
 int main(void)
 {
 	test_attribution();
@@ -275,5 +364,6 @@ int main(void)
 	RUN(test_example_file);
 	RUN(test_many_pods);
 	RUN(test_merge);
+	RUN(test_long_topology_arrays);
 	return test_done();
 }

@@ -136,6 +136,38 @@ static void test_tokens_and_lookup(void)
 	EXPECT_EQ(json_parse(js, strlen(js), t, 5, NULL), JSON_E_NOMEM);
 }
 
+/* json_first and json_next visit what json_child(0..size-1) returns, in order, and stop. */
+static void test_iteration(void)
+{
+	const char *js = "{\"a\": [1, [2, 3], {\"b\": [4]}, [], \"x\"], \"c\": {}, "
+			 "\"d\": {\"e\": {\"f\": 5}, \"g\": [6, 7]}, \"h\": 8}";
+	struct json_token t[64];
+	int n = json_parse(js, strlen(js), t, 64, NULL);
+
+	EXPECT(n > 0);
+	for (int i = 0; i < n; i++) {
+		uint32_t k = 0;
+		int e;
+
+		for (e = json_first(t, i); e >= 0; e = json_next(t, i, e), k++)
+			if (e != json_child(t, i, k))
+				test_fail(__FILE__, __LINE__, "token %d: child %u is %d, not %d", i,
+					  k, e, json_child(t, i, k));
+		if (k != ((t[i].type == JSON_OBJECT || t[i].type == JSON_ARRAY) ? t[i].size : 0))
+			test_fail(__FILE__, __LINE__, "token %d: %u children, not %u", i, k,
+				  t[i].size);
+	}
+	int a = json_get(js, t, 0, "a");
+	EXPECT_EQ(json_first(t, a), a + 1);
+	EXPECT(json_is(js, t, json_next(t, a, json_child(t, a, 3)), "x"));
+	EXPECT_EQ(json_next(t, a, json_child(t, a, 4)), -1); /* after the last: not "c" */
+	EXPECT(json_is(js, t, json_next(t, 0, json_first(t, 0)), "c"));
+	EXPECT_EQ(json_first(t, json_get(js, t, 0, "c")), -1); /* empty */
+	EXPECT_EQ(json_first(t, json_get(js, t, 0, "h")), -1); /* not a container */
+	EXPECT_EQ(json_first(t, -1), -1);
+	EXPECT_EQ(json_next(t, -1, 0), -1);
+}
+
 static void test_string_decoding(void)
 {
 	static const struct {
@@ -222,17 +254,18 @@ static int stream_list(const char *doc, size_t len, size_t step, const struct js
 	struct json_list l = {0};
 	char *buf = malloc(len + 1);
 	size_t have = 0, fed = 0, pos = 0, dropped = 0;
-	int n = 0, r, metadata = 0;
+	int n = 0, r, metadata = 0, want = t && items >= 0 ? json_first(t, items) : -1;
 
 	for (;;) {
 		size_t s, e;
 		r = json_list_next(&l, buf, have, &pos, "items", &s, &e);
 		if (r == JSON_LIST_ITEM) {
-			int want = items >= 0 ? json_child(t, items, (uint32_t)n) : -1;
 			if (t && (want < 0 || t[want].start != dropped + s ||
 				  t[want].end != dropped + e))
 				test_fail(__FILE__, __LINE__, "item %d at %zu..%zu (step %zu)", n,
 					  dropped + s, dropped + e, step);
+			if (want >= 0)
+				want = json_next(t, items, want);
 			n++;
 			continue;
 		}
@@ -376,6 +409,7 @@ int main(void)
 {
 	test_suite();
 	RUN(test_tokens_and_lookup);
+	RUN(test_iteration);
 	RUN(test_string_decoding);
 	RUN(test_depth_limit);
 	RUN(test_error_position);
