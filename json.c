@@ -562,8 +562,8 @@ int json_list_next(struct json_list *l, const char *js, size_t len, size_t *pos,
 	for (;;) {
 		long n;
 
-		/* White space before anything but the rest of a value already begun. */
-		if ((l->state != JL_ITEM && l->state != JL_VALUE) || l->scanned == 0) {
+		/* White space before anything but the rest of a key or value already begun. */
+		if (l->scanned == 0) {
 			while (p < len && json_space(js[p]))
 				p++;
 			*pos = p;
@@ -579,26 +579,38 @@ int json_list_next(struct json_list *l, const char *js, size_t len, size_t *pos,
 			break;
 		case JL_FIRST_KEY:
 		case JL_KEY: {
-			const char *q;
-			size_t k;
-			if (js[p] == '}' && l->state == JL_FIRST_KEY) {
-				l->state = JL_DONE;
-				*pos = p + 1;
-				return JSON_LIST_END;
+			size_t q, k;
+			if (l->scanned == 0) {
+				if (js[p] == '}' && l->state == JL_FIRST_KEY) {
+					l->state = JL_DONE;
+					*pos = p + 1;
+					return JSON_LIST_END;
+				}
+				if (js[p] != '"')
+					return JSON_E_INVAL;
+				l->scanned = 1; /* the opening quote */
 			}
-			if (js[p] != '"')
-				return JSON_E_INVAL;
-			for (q = js + p + 1; q < js + len && *q != '"'; q++)
-				if (*q == '\\' && ++q == js + len)
+			/* Resume after what an earlier call scanned: a key may arrive a byte at a time. */
+			for (q = p + l->scanned; q < len; q++) {
+				if (l->escape)
+					l->escape = 0;
+				else if (js[q] == '\\')
+					l->escape = 1;
+				else if (js[q] == '"')
 					break;
-			if (q >= js + len)
+			}
+			if (q == len) {
+				l->scanned = q - p;
 				return JSON_E_PART; /* *pos stays at the key's quote */
-			k = (size_t)(q - (js + p + 1));
+			}
+			k = q - (p + 1);
 			if (k >= sizeof(l->key))
 				k = sizeof(l->key) - 1;
 			memcpy(l->key, js + p + 1, k);
 			l->key[k] = '\0';
-			p = (size_t)(q - js) + 1;
+			l->scanned = 0;
+			l->escape = 0;
+			p = q + 1;
 			l->state = JL_COLON;
 			break;
 		}

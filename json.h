@@ -102,13 +102,14 @@ int json_is(const char *js, const struct json_token *tokens, int i, const char *
  * key, raw and truncated to 63 bytes, in l->key), JSON_LIST_END after the closing brace,
  * JSON_E_PART when it needs more bytes, or JSON_E_INVAL / JSON_E_DEPTH. Bytes before *pos
  * are no longer needed: the caller may drop them (and then subtract them from *pos) before
- * the next call. The scan of a value already begun resumes where it stopped.
+ * the next call. The scan of a key or a value already begun resumes where it stopped, so a
+ * document that arrives a byte at a time costs one scan, not one per byte.
  */
 enum json_list_event { JSON_LIST_ITEM = 1, JSON_LIST_MEMBER = 2, JSON_LIST_END = 3 };
 
 struct json_list {
 	int state, depth, in_string, escape;
-	size_t scanned; /* bytes of the current value scanned so far */
+	size_t scanned; /* bytes of the current key or value scanned so far */
 	char key[64];
 };
 
