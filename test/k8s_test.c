@@ -6,6 +6,7 @@
  */
 #include "../k8s/objects.h"
 #include "../k8s/store.h"
+#include "collide.h"
 #include "test.h"
 
 /* find_pod decodes the index-th pod named name in the fixture's items. */
@@ -465,6 +466,64 @@ static void test_long_arrays(void)
 	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, index_from_long_lists, NULL);
 }
 
+/*
+ * 131,072 pods whose workload names were crafted to share one FNV-1a-32 hash, and whose UIDs
+ * share one in each of four groups (a UID holds 63 bytes: 15 stages of 4, then "-0" to
+ * "-3"), are added, changed and deleted in a small part of LONG_CPU_SECONDS: the store's UID
+ * table and its interned strings hash with a key. Under the unkeyed hash each new pod
+ * compared its workload with every one before it and its UID with every one in its group:
+ * 10^10 string comparisons.
+ */
+#define CRAFTED_PODS (1u << 17)
+
+static void store_crafted_pods(void *arg)
+{
+	static struct k8s_event ev;
+	struct k8s_store *st = k8s_store_new();
+	size_t added = 0, same = 0;
+	uint32_t first[4] = {0}, first_workload = 0;
+
+	(void)arg;
+	for (int type = K8S_ADDED; type <= K8S_DELETED; type++) {
+		for (uint32_t i = 0; i < CRAFTED_PODS; i++) {
+			memset(&ev.pod, 0, sizeof(ev.pod));
+			ev.type = (enum k8s_event_type)type;
+			ev.kind = K8S_POD;
+			/* 15 stages, a dash and a digit: 62 bytes, the most a UID holds is 63. */
+			collide_fnv32_name(15, i & 0x7fff, ev.pod.uid);
+			snprintf(ev.pod.uid + 60, 4, "-%u", i >> 15);
+			collide_fnv32_name(COLLIDE_FNV32_STAGES, i, ev.pod.workload);
+			snprintf(ev.pod.namespace, sizeof(ev.pod.namespace), "n");
+			snprintf(ev.pod.name, sizeof(ev.pod.name), "p%u", i);
+			snprintf(ev.pod.node, sizeof(ev.pod.node), "n1");
+			snprintf(ev.pod.workload_kind, sizeof(ev.pod.workload_kind), "ReplicaSet");
+			ev.pod.phase = K8S_PHASE_RUNNING;
+			if (type == K8S_ADDED) {
+				uint32_t h = collide_old_fnv32(ev.pod.uid, strlen(ev.pod.uid));
+				uint32_t w =
+					collide_old_fnv32(ev.pod.workload, strlen(ev.pod.workload));
+				if ((i & 0x7fff) == 0)
+					first[i >> 15] = h;
+				if (i == 0)
+					first_workload = w;
+				same += h == first[i >> 15] && w == first_workload;
+			}
+			EXPECT_EQ(k8s_store_apply(st, &ev), 0);
+		}
+		if (type == K8S_ADDED)
+			added = k8s_store_count(st, K8S_POD);
+	}
+	EXPECT_EQ(same, CRAFTED_PODS);
+	EXPECT_EQ(added, CRAFTED_PODS);
+	EXPECT_EQ(k8s_store_count(st, K8S_POD), 0);
+	k8s_store_free(st);
+}
+
+static void test_crafted_names(void)
+{
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, store_crafted_pods, NULL);
+}
+
 int main(void)
 {
 	test_pods();
@@ -475,5 +534,6 @@ int main(void)
 	RUN(test_nodes);
 	RUN(test_index_from_lists);
 	RUN(test_long_arrays);
+	RUN(test_crafted_names);
 	return test_done();
 }
