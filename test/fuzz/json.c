@@ -31,9 +31,11 @@ static long stream(const char *js, size_t len, size_t step)
 			continue;
 		if (r != JSON_E_PART || fed == len)
 			break;
-		memmove(buf, buf + pos, have - pos);
-		have -= pos;
-		pos = 0;
+		if (pos) { /* drop what was consumed; moving a pending value at every step is quadratic */
+			memmove(buf, buf + pos, have - pos);
+			have -= pos;
+			pos = 0;
+		}
 		size_t k = len - fed < step ? len - fed : step;
 		memcpy(buf + have, js + fed, k);
 		have += k;
