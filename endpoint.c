@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "endpoint.h"
+#include "hash.h"
 
 #define ENDPOINT_BLOCK 1024
 
@@ -31,6 +32,7 @@ struct endpoint_cidr {
 };
 
 struct endpoint_index {
+	struct hash_key key; /* names and addresses are chosen by others: keyed hashes */
 	struct endpoint_block *blocks;
 	char **strings; /* interned strings, open addressing */
 	size_t strings_cap, strings_len;
@@ -43,33 +45,28 @@ struct endpoint_index {
 	size_t counts[4];
 };
 
-static uint64_t endpoint_hash(const void *p, size_t n)
+static uint64_t endpoint_hash(const struct endpoint_index *x, const char *s)
 {
-	const unsigned char *s = p;
-	uint64_t h = 1469598103934665603ull;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ s[i]) * 1099511628211ull;
-	return h ^ (h >> 29);
+	return hash_siphash13(&x->key, s, strlen(s));
 }
 
-/* endpoint_hash_addr mixes the two halves of an address (the hot path: two per record). */
-static uint64_t endpoint_hash_addr(const uint8_t addr[16])
+/*
+ * endpoint_hash_addr hashes an address: the hot path, two per record. An IPv4 address (the
+ * IPv4-mapped form) hashes its 4 bytes, 4 SipHash rounds rather than 6 for all 16.
+ */
+static uint64_t endpoint_hash_addr(const struct endpoint_index *x, const uint8_t addr[16])
 {
-	uint64_t a, b;
+	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
-	memcpy(&a, addr, 8);
-	memcpy(&b, addr + 8, 8);
-	a ^= b * 0x9e3779b97f4a7c15ull;
-	a ^= a >> 32;
-	a *= 0xd6e8feb86659fd93ull;
-	return a ^ (a >> 29);
+	if (memcmp(addr, mapped, 12) == 0)
+		return hash_siphash13_4(&x->key, addr + 12);
+	return hash_siphash13_16(&x->key, addr);
 }
 
 /* endpoint_intern returns the pool's copy of s (NULL stays NULL), or NULL on ENOMEM. */
 static const char *endpoint_intern(struct endpoint_index *x, const char *s, int *oom)
 {
-	size_t n, i;
+	size_t i;
 
 	if (!s)
 		return NULL;
@@ -83,7 +80,7 @@ static const char *endpoint_intern(struct endpoint_index *x, const char *s, int 
 		for (size_t k = 0; k < x->strings_cap; k++) {
 			if (!x->strings[k])
 				continue;
-			i = endpoint_hash(x->strings[k], strlen(x->strings[k])) & (cap - 1);
+			i = endpoint_hash(x, x->strings[k]) & (cap - 1);
 			while (t[i])
 				i = (i + 1) & (cap - 1);
 			t[i] = x->strings[k];
@@ -92,8 +89,7 @@ static const char *endpoint_intern(struct endpoint_index *x, const char *s, int 
 		x->strings = t;
 		x->strings_cap = cap;
 	}
-	n = strlen(s);
-	i = endpoint_hash(s, n) & (x->strings_cap - 1);
+	i = endpoint_hash(x, s) & (x->strings_cap - 1);
 	while (x->strings[i]) {
 		if (strcmp(x->strings[i], s) == 0)
 			return x->strings[i];
@@ -110,7 +106,11 @@ static const char *endpoint_intern(struct endpoint_index *x, const char *s, int 
 
 struct endpoint_index *endpoint_index_new(void)
 {
-	return calloc(1, sizeof(struct endpoint_index));
+	struct endpoint_index *x = calloc(1, sizeof(*x));
+
+	if (x)
+		x->key = *hash_process_key();
+	return x;
 }
 
 void endpoint_index_free(struct endpoint_index *x)
@@ -152,7 +152,7 @@ const struct endpoint *endpoint_node(const struct endpoint_index *x, const char 
 
 	if (!x->nodes_cap)
 		return NULL;
-	i = endpoint_hash(name, strlen(name)) & (x->nodes_cap - 1);
+	i = endpoint_hash(x, name) & (x->nodes_cap - 1);
 	while (x->nodes[i]) {
 		if (strcmp(x->nodes[i]->name, name) == 0)
 			return x->nodes[i];
@@ -173,7 +173,7 @@ static int endpoint_node_put(struct endpoint_index *x, struct endpoint *e)
 		for (size_t k = 0; k < x->nodes_cap; k++) {
 			if (!x->nodes[k])
 				continue;
-			i = endpoint_hash(x->nodes[k]->name, strlen(x->nodes[k]->name)) & (cap - 1);
+			i = endpoint_hash(x, x->nodes[k]->name) & (cap - 1);
 			while (t[i])
 				i = (i + 1) & (cap - 1);
 			t[i] = x->nodes[k];
@@ -182,7 +182,7 @@ static int endpoint_node_put(struct endpoint_index *x, struct endpoint *e)
 		x->nodes = t;
 		x->nodes_cap = cap;
 	}
-	i = endpoint_hash(e->name, strlen(e->name)) & (x->nodes_cap - 1);
+	i = endpoint_hash(x, e->name) & (x->nodes_cap - 1);
 	while (x->nodes[i])
 		i = (i + 1) & (x->nodes_cap - 1);
 	x->nodes[i] = e;
@@ -258,7 +258,7 @@ int endpoint_add_address(struct endpoint_index *x, const uint8_t addr[16], struc
 		for (size_t k = 0; k < x->slots_cap; k++) {
 			if (!x->slots[k].e)
 				continue;
-			i = endpoint_hash_addr(x->slots[k].addr) & (cap - 1);
+			i = endpoint_hash_addr(x, x->slots[k].addr) & (cap - 1);
 			while (t[i].e)
 				i = (i + 1) & (cap - 1);
 			t[i] = x->slots[k];
@@ -267,7 +267,7 @@ int endpoint_add_address(struct endpoint_index *x, const uint8_t addr[16], struc
 		x->slots = t;
 		x->slots_cap = cap;
 	}
-	i = endpoint_hash_addr(addr) & (x->slots_cap - 1);
+	i = endpoint_hash_addr(x, addr) & (x->slots_cap - 1);
 	while (x->slots[i].e && memcmp(x->slots[i].addr, addr, 16) != 0)
 		i = (i + 1) & (x->slots_cap - 1);
 	if (!x->slots[i].e)
@@ -317,7 +317,7 @@ static int endpoint_cidr_match(const struct endpoint_cidr *c, const uint8_t addr
 static struct endpoint *endpoint_exact(const struct endpoint_index *x, const uint8_t addr[16])
 {
 	if (x->slots_cap) {
-		size_t i = endpoint_hash_addr(addr) & (x->slots_cap - 1);
+		size_t i = endpoint_hash_addr(x, addr) & (x->slots_cap - 1);
 		while (x->slots[i].e) {
 			if (memcmp(x->slots[i].addr, addr, 16) == 0)
 				return x->slots[i].e;

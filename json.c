@@ -345,35 +345,44 @@ int json_is(const char *js, const struct json_token *tokens, int i, const char *
 	       memcmp(js + tokens[i].start, s, n) == 0;
 }
 
-int json_child(const struct json_token *tokens, int parent, uint32_t i)
+int json_first(const struct json_token *tokens, int parent)
 {
-	int t;
-
 	if (parent < 0 ||
 	    (tokens[parent].type != JSON_OBJECT && tokens[parent].type != JSON_ARRAY) ||
-	    i >= tokens[parent].size)
+	    tokens[parent].size == 0)
 		return -1;
-	t = parent + 1;
-	for (uint32_t k = 0; k < i; k++) {
-		t = (int)tokens[t].next; /* skip the key (or element) */
-		if (tokens[parent].type == JSON_OBJECT)
-			t = (int)tokens[t].next; /* and its value */
-	}
+	return parent + 1;
+}
+
+int json_next(const struct json_token *tokens, int parent, int i)
+{
+	uint32_t n;
+
+	if (parent < 0 || i <= parent)
+		return -1;
+	/* A member is a key, which has no children, and its value right after it. */
+	n = tokens[parent].type == JSON_OBJECT ? tokens[i + 1].next : tokens[i].next;
+	return n < tokens[parent].next ? (int)n : -1;
+}
+
+int json_child(const struct json_token *tokens, int parent, uint32_t i)
+{
+	int t = json_first(tokens, parent);
+
+	if (t < 0 || i >= tokens[parent].size)
+		return -1;
+	for (uint32_t k = 0; k < i; k++)
+		t = json_next(tokens, parent, t);
 	return t;
 }
 
 int json_get(const char *js, const struct json_token *tokens, int object, const char *key)
 {
-	int t;
-
 	if (object < 0 || tokens[object].type != JSON_OBJECT)
 		return -1;
-	t = object + 1;
-	for (uint32_t k = 0; k < tokens[object].size; k++) {
+	for (int t = json_first(tokens, object); t >= 0; t = json_next(tokens, object, t))
 		if (json_is(js, tokens, t, key))
 			return t + 1;
-		t = (int)tokens[t + 1].next;
-	}
 	return -1;
 }
 
@@ -553,8 +562,8 @@ int json_list_next(struct json_list *l, const char *js, size_t len, size_t *pos,
 	for (;;) {
 		long n;
 
-		/* White space before anything but the rest of a value already begun. */
-		if ((l->state != JL_ITEM && l->state != JL_VALUE) || l->scanned == 0) {
+		/* White space before anything but the rest of a key or value already begun. */
+		if (l->scanned == 0) {
 			while (p < len && json_space(js[p]))
 				p++;
 			*pos = p;
@@ -570,26 +579,38 @@ int json_list_next(struct json_list *l, const char *js, size_t len, size_t *pos,
 			break;
 		case JL_FIRST_KEY:
 		case JL_KEY: {
-			const char *q;
-			size_t k;
-			if (js[p] == '}' && l->state == JL_FIRST_KEY) {
-				l->state = JL_DONE;
-				*pos = p + 1;
-				return JSON_LIST_END;
+			size_t q, k;
+			if (l->scanned == 0) {
+				if (js[p] == '}' && l->state == JL_FIRST_KEY) {
+					l->state = JL_DONE;
+					*pos = p + 1;
+					return JSON_LIST_END;
+				}
+				if (js[p] != '"')
+					return JSON_E_INVAL;
+				l->scanned = 1; /* the opening quote */
 			}
-			if (js[p] != '"')
-				return JSON_E_INVAL;
-			for (q = js + p + 1; q < js + len && *q != '"'; q++)
-				if (*q == '\\' && ++q == js + len)
+			/* Resume after what an earlier call scanned: a key may arrive a byte at a time. */
+			for (q = p + l->scanned; q < len; q++) {
+				if (l->escape)
+					l->escape = 0;
+				else if (js[q] == '\\')
+					l->escape = 1;
+				else if (js[q] == '"')
 					break;
-			if (q >= js + len)
+			}
+			if (q == len) {
+				l->scanned = q - p;
 				return JSON_E_PART; /* *pos stays at the key's quote */
-			k = (size_t)(q - (js + p + 1));
+			}
+			k = q - (p + 1);
 			if (k >= sizeof(l->key))
 				k = sizeof(l->key) - 1;
 			memcpy(l->key, js + p + 1, k);
 			l->key[k] = '\0';
-			p = (size_t)(q - js) + 1;
+			l->scanned = 0;
+			l->escape = 0;
+			p = q + 1;
 			l->state = JL_COLON;
 			break;
 		}

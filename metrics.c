@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hash.h"
 #include "metrics.h"
 
 void buf_append(struct buf *b, const char *s, size_t n)
@@ -90,13 +91,10 @@ static int metrics_key(const struct metrics_family *fam, const char *const value
 	return (int)n;
 }
 
+/* Label values come from agents and from Kubernetes names: a keyed hash (hash.h). */
 static uint32_t metrics_hash(const char *s, size_t n)
 {
-	uint32_t h = 2166136261u;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 16777619u;
-	return h;
+	return (uint32_t)hash_bytes(s, n);
 }
 
 struct metrics_series *metrics_find(const struct metrics_family *fam, const char *const values[])

@@ -80,8 +80,7 @@ static int topology_ips(struct topology_parser *p, struct endpoint_index *x, int
 
 	if (ips == -1)
 		return -1;
-	for (uint32_t k = 0; ips >= 0 && k < p->t[ips].size; k++) {
-		int v = json_child(p->t, ips, k);
+	for (int v = json_first(p->t, ips); v >= 0; v = json_next(p->t, ips, v)) {
 		char s[TOPOLOGY_STRING];
 		uint8_t addr[16];
 
@@ -113,8 +112,7 @@ static int topology_build(struct topology_parser *p, struct endpoint_index *x)
 	ext = topology_array(p, 0, "external");
 	if (nodes == -1 || pods == -1 || ext == -1)
 		return -1;
-	for (uint32_t i = 0; nodes >= 0 && i < p->t[nodes].size; i++) {
-		int o = json_child(p->t, nodes, i);
+	for (int o = json_first(p->t, nodes); o >= 0; o = json_next(p->t, nodes, o)) {
 		struct endpoint *e;
 
 		if (p->t[o].type != JSON_OBJECT) {
@@ -134,9 +132,9 @@ static int topology_build(struct topology_parser *p, struct endpoint_index *x)
 		if (topology_ips(p, x, o, e))
 			return -1;
 	}
-	for (uint32_t i = 0; pods >= 0 && i < p->t[pods].size; i++) {
-		int o = json_child(p->t, pods, i), hn;
+	for (int o = json_first(p->t, pods); o >= 0; o = json_next(p->t, pods, o)) {
 		struct endpoint *e;
+		int hn;
 
 		if (p->t[o].type != JSON_OBJECT) {
 			topology_fail(p, o, "a pod must be an object");
@@ -163,8 +161,8 @@ static int topology_build(struct topology_parser *p, struct endpoint_index *x)
 			return -1;
 		}
 	}
-	for (uint32_t i = 0; ext >= 0 && i < p->t[ext].size; i++) {
-		int o = json_child(p->t, ext, i), c;
+	for (int o = json_first(p->t, ext); o >= 0; o = json_next(p->t, ext, o)) {
+		int c;
 		char cidr[TOPOLOGY_STRING];
 		uint8_t addr[16];
 		unsigned int prefix;

@@ -31,6 +31,12 @@ void k8s_tokens_free(struct k8s_tokens *b)
 	b->cap = 0;
 }
 
+/* k8s_first returns the first element of the array at tokens[i], or -1 (not an array, empty). */
+static int k8s_first(const struct json_token *t, int i)
+{
+	return i >= 0 && t[i].type == JSON_ARRAY ? json_first(t, i) : -1;
+}
+
 /* k8s_copy decodes the string at tokens[i] into out; an absent value leaves it empty. */
 static int k8s_copy(const char *js, const struct json_token *t, int i, char *out, size_t cap)
 {
@@ -88,9 +94,7 @@ static int k8s_workload(const char *js, const struct json_token *t, int meta, st
 		     sizeof(hash)))
 		return -1;
 	/* The controller owner, else the first owner. */
-	for (uint32_t k = 0; owners >= 0 && t[owners].type == JSON_ARRAY && k < t[owners].size;
-	     k++) {
-		int o = json_child(t, owners, k);
+	for (int o = k8s_first(t, owners); o >= 0; o = json_next(t, owners, o)) {
 		int c = json_get(js, t, o, "controller");
 		if (owner < 0)
 			owner = o;
@@ -151,9 +155,9 @@ int k8s_pod_decode(const char *js, const struct json_token *t, int obj, struct k
 		return -1;
 	pod->phase = k8s_phase_of(phase);
 	ips = json_get(js, t, status, "podIPs");
-	for (uint32_t k = 0; ips >= 0 && t[ips].type == JSON_ARRAY && k < t[ips].size; k++)
-		if (k8s_copy(js, t, json_get(js, t, json_child(t, ips, k), "ip"), ip, sizeof(ip)) ==
-		    0)
+	for (int e = k8s_first(t, ips); e >= 0 && pod->n_ips < K8S_MAX_IPS;
+	     e = json_next(t, ips, e))
+		if (k8s_copy(js, t, json_get(js, t, e, "ip"), ip, sizeof(ip)) == 0)
 			k8s_add_ip(pod->ips, &pod->n_ips, ip);
 	if (k8s_copy(js, t, json_get(js, t, status, "podIP"), ip, sizeof(ip)) == 0 && ip[0])
 		k8s_add_ip(pod->ips, &pod->n_ips, ip);
@@ -185,8 +189,8 @@ int k8s_node_decode(const char *js, const struct json_token *t, int obj, struct 
 		snprintf(node->zone, sizeof(node->zone), "unknown");
 	if (!node->region[0])
 		snprintf(node->region, sizeof(node->region), "unknown");
-	for (uint32_t k = 0; addrs >= 0 && t[addrs].type == JSON_ARRAY && k < t[addrs].size; k++) {
-		int a = json_child(t, addrs, k);
+	for (int a = k8s_first(t, addrs); a >= 0 && node->n_ips < K8S_MAX_IPS;
+	     a = json_next(t, addrs, a)) {
 		char type[32], ip[64];
 		if (k8s_copy(js, t, json_get(js, t, a, "type"), type, sizeof(type)) ||
 		    k8s_copy(js, t, json_get(js, t, a, "address"), ip, sizeof(ip)))
@@ -248,19 +252,18 @@ struct endpoint_index *k8s_index_from_lists(const char *nodes, size_t nodes_len,
 	if (!pt)
 		goto fail;
 	items = json_get(nodes, nt, 0, "items");
-	for (uint32_t k = 0; items >= 0 && k < nt[items].size; k++) {
+	for (int k = k8s_first(nt, items); k >= 0; k = json_next(nt, items, k)) {
 		struct endpoint *e;
-		if (k8s_node_decode(nodes, nt, json_child(nt, items, k), &node) != 0)
+		if (k8s_node_decode(nodes, nt, k, &node) != 0)
 			continue;
 		e = endpoint_add_node(x, node.name, node.zone, node.region);
 		for (int i = 0; e && i < node.n_ips; i++)
 			endpoint_add_address(x, node.ips[i], e);
 	}
 	items = json_get(pods, pt, 0, "items");
-	for (uint32_t k = 0; items >= 0 && k < pt[items].size; k++) {
+	for (int k = k8s_first(pt, items); k >= 0; k = json_next(pt, items, k)) {
 		struct endpoint *e;
-		if (k8s_pod_decode(pods, pt, json_child(pt, items, k), pod) != 0 ||
-		    !k8s_pod_owns_ips(pod))
+		if (k8s_pod_decode(pods, pt, k, pod) != 0 || !k8s_pod_owns_ips(pod))
 			continue;
 		if (!endpoint_node(x, pod->node))
 			endpoint_add_node(x, pod->node, "unknown", "unknown");

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../hash.h"
 #include "store.h"
 
 /* An interned string, shared by reference count. */
@@ -88,13 +89,10 @@ struct k8s_store *k8s_store_new(void)
 	return calloc(1, sizeof(struct k8s_store));
 }
 
+/* UIDs and names come from the API server and its users: a keyed hash (hash.h). */
 static uint32_t k8s_hash(const char *s)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	while (*s)
-		h = (h ^ (uint8_t)*s++) * 16777619u;
-	return h;
+	return (uint32_t)hash_string(s);
 }
 
 /* ---- interned strings ---- */

@@ -6,6 +6,7 @@
  */
 #include "../k8s/objects.h"
 #include "../k8s/store.h"
+#include "collide.h"
 #include "test.h"
 
 /* find_pod decodes the index-th pod named name in the fixture's items. */
@@ -22,10 +23,9 @@ static int find_pod(const char *file, const char *name, int nth, struct k8s_pod 
 	t = malloc(sizeof(*t) * (size_t)n);
 	json_parse(js, len, t, (uint32_t)n, NULL);
 	items = json_get(js, t, 0, "items");
-	for (uint32_t k = 0; k < t[items].size && found < 0; k++) {
+	for (int k = json_first(t, items); k >= 0 && found < 0; k = json_next(t, items, k)) {
 		struct k8s_pod p;
-		if (k8s_pod_decode(js, t, json_child(t, items, k), &p) == 0 &&
-		    strcmp(p.name, name) == 0 && nth-- == 0) {
+		if (k8s_pod_decode(js, t, k, &p) == 0 && strcmp(p.name, name) == 0 && nth-- == 0) {
 			*out = p;
 			found = 0;
 		}
@@ -329,9 +329,9 @@ static void test_watch_nodes(void)
 	json_parse(list, len, t, (uint32_t)n, NULL);
 	items = json_get(list, t, 0, "items");
 	k8s_store_begin_relist(st, K8S_NODE);
-	for (uint32_t k = 0; k < t[items].size; k++) {
+	for (int k = json_first(t, items); k >= 0; k = json_next(t, items, k)) {
 		struct k8s_event ev = {.type = K8S_ADDED, .kind = K8S_NODE};
-		EXPECT_EQ(k8s_node_decode(list, t, json_child(t, items, k), &ev.node), 0);
+		EXPECT_EQ(k8s_node_decode(list, t, k, &ev.node), 0);
 		k8s_store_apply(st, &ev);
 	}
 	k8s_store_end_relist(st, K8S_NODE);
@@ -370,6 +370,160 @@ static void test_event_rejects(void)
 	}
 }
 
+/*
+ * Long arrays cost their length, not its square: one pod or node with a million podIPs,
+ * ownerReferences or addresses entries, and lists of a million items, each decode in a small
+ * part of LONG_CPU_SECONDS. Walked with json_child(k) for each k, 100,000 podIPs took 14 s
+ * and a million would take hours. The last entry is the one that counts, so the walk must
+ * reach it.
+ */
+#define LONG_ARRAY	 1000000
+#define LONG_CPU_SECONDS 10
+
+#define LONG_POD_HEAD                                                                              \
+	"{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"uid\":\"u\",\"namespace\":\"n\","         \
+	"\"name\":\"p\""
+
+static void decode_long_pod_ips(void *arg)
+{
+	static struct k8s_event ev;
+	struct k8s_tokens tokens = {0};
+	size_t len;
+	char *js = test_repeat(LONG_POD_HEAD "},\"spec\":{\"nodeName\":\"n1\"},\"status\":{"
+					     "\"phase\":\"Running\",\"podIPs\":[",
+			       "{\"ip\":\"10.0.0.1\"}", LONG_ARRAY, ",{\"ip\":\"10.0.0.2\"}]}}}",
+			       &len);
+
+	(void)arg;
+	EXPECT_EQ(k8s_event_decode(js, len, &ev, &tokens), 0);
+	EXPECT_EQ(ev.pod.n_ips, 2);
+	k8s_tokens_free(&tokens);
+	free(js);
+}
+
+static void decode_long_owner_references(void *arg)
+{
+	static struct k8s_event ev;
+	struct k8s_tokens tokens = {0};
+	size_t len;
+	char *js = test_repeat(
+		LONG_POD_HEAD ",\"ownerReferences\":[", "{\"kind\":\"ReplicaSet\",\"name\":\"rs\"}",
+		LONG_ARRAY, ",{\"kind\":\"StatefulSet\",\"name\":\"db\",\"controller\":true}]}}}",
+		&len);
+
+	(void)arg;
+	EXPECT_EQ(k8s_event_decode(js, len, &ev, &tokens), 0);
+	EXPECT(strcmp(ev.pod.workload_kind, "StatefulSet") == 0 &&
+	       strcmp(ev.pod.workload, "db") == 0);
+	k8s_tokens_free(&tokens);
+	free(js);
+}
+
+static void decode_long_node_addresses(void *arg)
+{
+	static struct k8s_event ev;
+	struct k8s_tokens tokens = {0};
+	size_t len;
+	char *js = test_repeat("{\"type\":\"ADDED\",\"object\":{\"kind\":\"Node\",\"metadata\":{"
+			       "\"name\":\"n1\"},\"status\":{\"addresses\":[",
+			       "{\"type\":\"Hostname\",\"address\":\"n1\"}", LONG_ARRAY,
+			       ",{\"type\":\"InternalIP\",\"address\":\"10.0.0.9\"}]}}}", &len);
+
+	(void)arg;
+	EXPECT_EQ(k8s_event_decode(js, len, &ev, &tokens), 0);
+	EXPECT_EQ(ev.kind, K8S_NODE);
+	EXPECT_EQ(ev.node.n_ips, 1);
+	k8s_tokens_free(&tokens);
+	free(js);
+}
+
+static void index_from_long_lists(void *arg)
+{
+	size_t nl, pl;
+	char *nodes = test_repeat("{\"items\":[", "{}", LONG_ARRAY,
+				  ",{\"metadata\":{\"name\":\"n1\"}}]}", &nl);
+	char *pods =
+		test_repeat("{\"items\":[", "{}", LONG_ARRAY,
+			    ",{\"metadata\":{\"uid\":\"u\",\"namespace\":\"n\",\"name\":\"p\"},"
+			    "\"spec\":{\"nodeName\":\"n1\"},\"status\":{\"podIP\":\"10.0.0.1\"}}]}",
+			    &pl);
+	char err[256] = "";
+	struct endpoint_index *x = k8s_index_from_lists(nodes, nl, pods, pl, err, sizeof(err));
+
+	(void)arg;
+	EXPECT(x != NULL);
+	EXPECT(x && endpoint_count(x, ENDPOINT_NODE) == 1 && endpoint_count(x, ENDPOINT_POD) == 1);
+	endpoint_index_free(x);
+	free(nodes);
+	free(pods);
+}
+
+static void test_long_arrays(void)
+{
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, decode_long_pod_ips, NULL);
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, decode_long_owner_references, NULL);
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, decode_long_node_addresses, NULL);
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, index_from_long_lists, NULL);
+}
+
+/*
+ * 131,072 pods whose workload names were crafted to share one FNV-1a-32 hash, and whose UIDs
+ * share one in each of four groups (a UID holds 63 bytes: 15 stages of 4, then "-0" to
+ * "-3"), are added, changed and deleted in a small part of LONG_CPU_SECONDS: the store's UID
+ * table and its interned strings hash with a key. Under the unkeyed hash each new pod
+ * compared its workload with every one before it and its UID with every one in its group:
+ * 10^10 string comparisons.
+ */
+#define CRAFTED_PODS (1u << 17)
+
+static void store_crafted_pods(void *arg)
+{
+	static struct k8s_event ev;
+	struct k8s_store *st = k8s_store_new();
+	size_t added = 0, same = 0;
+	uint32_t first[4] = {0}, first_workload = 0;
+
+	(void)arg;
+	for (int type = K8S_ADDED; type <= K8S_DELETED; type++) {
+		for (uint32_t i = 0; i < CRAFTED_PODS; i++) {
+			memset(&ev.pod, 0, sizeof(ev.pod));
+			ev.type = (enum k8s_event_type)type;
+			ev.kind = K8S_POD;
+			/* 15 stages, a dash and a digit: 62 bytes, the most a UID holds is 63. */
+			collide_fnv32_name(15, i & 0x7fff, ev.pod.uid);
+			snprintf(ev.pod.uid + 60, 4, "-%u", i >> 15);
+			collide_fnv32_name(COLLIDE_FNV32_STAGES, i, ev.pod.workload);
+			snprintf(ev.pod.namespace, sizeof(ev.pod.namespace), "n");
+			snprintf(ev.pod.name, sizeof(ev.pod.name), "p%u", i);
+			snprintf(ev.pod.node, sizeof(ev.pod.node), "n1");
+			snprintf(ev.pod.workload_kind, sizeof(ev.pod.workload_kind), "ReplicaSet");
+			ev.pod.phase = K8S_PHASE_RUNNING;
+			if (type == K8S_ADDED) {
+				uint32_t h = collide_old_fnv32(ev.pod.uid, strlen(ev.pod.uid));
+				uint32_t w =
+					collide_old_fnv32(ev.pod.workload, strlen(ev.pod.workload));
+				if ((i & 0x7fff) == 0)
+					first[i >> 15] = h;
+				if (i == 0)
+					first_workload = w;
+				same += h == first[i >> 15] && w == first_workload;
+			}
+			EXPECT_EQ(k8s_store_apply(st, &ev), 0);
+		}
+		if (type == K8S_ADDED)
+			added = k8s_store_count(st, K8S_POD);
+	}
+	EXPECT_EQ(same, CRAFTED_PODS);
+	EXPECT_EQ(added, CRAFTED_PODS);
+	EXPECT_EQ(k8s_store_count(st, K8S_POD), 0);
+	k8s_store_free(st);
+}
+
+static void test_crafted_names(void)
+{
+	EXPECT_WITHIN_CPU(LONG_CPU_SECONDS, store_crafted_pods, NULL);
+}
+
 int main(void)
 {
 	test_pods();
@@ -379,5 +533,7 @@ int main(void)
 	RUN(test_cronjob_and_hash_rules);
 	RUN(test_nodes);
 	RUN(test_index_from_lists);
+	RUN(test_long_arrays);
+	RUN(test_crafted_names);
 	return test_done();
 }

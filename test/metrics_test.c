@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for metrics.c: exposition format and escaping, series lookup, retention. */
 #include "../metrics.h"
+#include "collide.h"
 #include "test.h"
 
 static void test_escaping(void)
@@ -92,11 +93,50 @@ static void test_empty_family_renders_nothing(void)
 	buf_free(&b);
 }
 
+/*
+ * 16,384 label values crafted to share one FNV-1a-32 hash (agents choose their node names, a
+ * series label) do not share a chain: all were in one under the unkeyed hash, so each new
+ * series walked every one before it. A random function's longest chain here is about 8.
+ */
+static void test_crafted_label_values(void)
+{
+	struct metrics_family f = {
+		.name = "z", .help = "h", .type = METRICS_GAUGE, .labels = {"node"}, .nlabels = 1};
+	char name[4 * COLLIDE_FNV32_STAGES + 1];
+	size_t n = 1u << 14, longest = 0, same = 0;
+	uint32_t first = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		collide_fnv32_name(14, i, name);
+		/* The series key is the value and its NUL: one old hash for all. */
+		if (i == 0)
+			first = collide_old_fnv32(name, strlen(name) + 1);
+		same += collide_old_fnv32(name, strlen(name) + 1) == first;
+		EXPECT(metrics_get(&f, (const char *const[]){name}) != NULL);
+	}
+	EXPECT_EQ(same, n);
+	EXPECT_EQ(f.len, n);
+	for (size_t b = 0; b < f.cap; b++) {
+		size_t chain = 0;
+		for (const struct metrics_series *s = f.buckets[b]; s; s = s->next)
+			chain++;
+		if (chain > longest)
+			longest = chain;
+	}
+	if (longest > 24)
+		test_fail(__FILE__, __LINE__, "%zu of %zu series in one chain of %zu", longest, n,
+			  f.cap);
+	collide_fnv32_name(14, 12345, name);
+	EXPECT(metrics_find(&f, (const char *const[]){name}) != NULL);
+	metrics_free_family(&f);
+}
+
 int main(void)
 {
 	RUN(test_escaping);
 	RUN(test_series_identity);
 	RUN(test_retention);
 	RUN(test_empty_family_renders_nothing);
+	RUN(test_crafted_label_values);
 	return test_done();
 }

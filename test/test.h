@@ -7,11 +7,14 @@
 #ifndef KUBEZONNET_TEST_H
 #define KUBEZONNET_TEST_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int test_case_failures;
@@ -67,6 +70,80 @@ static inline void test_result(const char *fmt, ...)
 static inline int test_done(void)
 {
 	return test_failed_cases ? 1 : 0;
+}
+
+/*
+ * EXPECT_WITHIN_CPU runs fn(arg) in a child process limited to `seconds` of CPU time
+ * (RLIMIT_CPU) and fails the case when the limit kills it or an EXPECT in it fails. It is for
+ * regression tests of quadratic work: the bound is generous (the linear code needs a small
+ * part of it, and a diagnostic line says how much) while the quadratic code would need
+ * hundreds of times more, and CPU time does not grow with the machine's load as wall time
+ * does.
+ */
+#define EXPECT_WITHIN_CPU(seconds, fn, arg)                                                        \
+	test_within_cpu(__FILE__, __LINE__, #fn, (fn), (arg), (seconds))
+
+static inline void test_within_cpu(const char *file, int line, const char *name, void (*fn)(void *),
+				   void *arg, unsigned seconds)
+{
+	struct rusage ru;
+	int status, before = test_case_failures;
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0) {
+		perror("test_within_cpu: fork");
+		exit(2);
+	}
+	if (pid == 0) {
+		struct rlimit cpu = {seconds, seconds + 1}, core = {0, 0};
+		setrlimit(RLIMIT_CORE, &core);
+		setrlimit(RLIMIT_CPU, &cpu);
+		fn(arg);
+		fflush(stdout);
+		_exit(test_case_failures > before ? 1 : 0);
+	}
+	if (wait4(pid, &status, 0, &ru) != pid) {
+		perror("test_within_cpu: wait4");
+		exit(2);
+	}
+	printf("# %s: %.2f s of CPU (limit %u s)\n", name,
+	       (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+		       ru.ru_stime.tv_usec / 1e6,
+	       seconds);
+	if (WIFSIGNALED(status))
+		test_fail(file, line, "%s: killed by signal %d (SIGXCPU %d: over %u s of CPU)",
+			  name, WTERMSIG(status), SIGXCPU, seconds);
+	else if (WEXITSTATUS(status) != 0)
+		test_fail(file, line, "%s: failed", name);
+}
+
+/*
+ * test_repeat returns a malloc'd, NUL-terminated document: head, then n copies of element
+ * separated by commas, then tail (for JSON arrays of n elements). *len is its length.
+ */
+static inline char *test_repeat(const char *head, const char *element, size_t n, const char *tail,
+				size_t *len)
+{
+	size_t h = strlen(head), e = strlen(element), t = strlen(tail);
+	char *doc = malloc(h + n * (e + 1) + t + 1), *p = doc;
+
+	if (!doc) {
+		perror("test_repeat: malloc");
+		exit(2);
+	}
+	memcpy(p, head, h);
+	p += h;
+	for (size_t i = 0; i < n; i++) {
+		if (i)
+			*p++ = ',';
+		memcpy(p, element, e);
+		p += e;
+	}
+	memcpy(p, tail, t + 1);
+	*len = (size_t)(p - doc) + t;
+	return doc;
 }
 
 /*

@@ -31,9 +31,11 @@ static long stream(const char *js, size_t len, size_t step)
 			continue;
 		if (r != JSON_E_PART || fed == len)
 			break;
-		memmove(buf, buf + pos, have - pos);
-		have -= pos;
-		pos = 0;
+		if (pos) { /* drop what was consumed; moving a pending value at every step is quadratic */
+			memmove(buf, buf + pos, have - pos);
+			have -= pos;
+			pos = 0;
+		}
 		size_t k = len - fed < step ? len - fed : step;
 		memcpy(buf + have, js + fed, k);
 		have += k;
@@ -61,17 +63,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (int i = 0; i < n; i++) {
 		if (t[i].type == JSON_STRING)
 			json_string(js, t, i, buf, sizeof(buf));
-		if (t[i].type == JSON_OBJECT) {
+		if (t[i].type == JSON_OBJECT)
 			json_get(js, t, i, "metadata");
-			for (uint32_t k = 0; k < t[i].size; k++)
-				json_child(t, i, k);
-		}
-		if (t[i].type == JSON_ARRAY && t[i].size)
-			json_child(t, i, t[i].size - 1);
+		/* The walk visits json_child(0..size-1) in order (checked for the first few). */
+		uint32_t k = 0;
+		for (int e = json_first(t, i); e >= 0; e = json_next(t, i, e), k++)
+			if (e <= i || e >= n || (k < 8 && e != json_child(t, i, k)))
+				abort();
+		if (k != (t[i].type == JSON_OBJECT || t[i].type == JSON_ARRAY ? t[i].size : 0))
+			abort();
+		if (k && json_child(t, i, k - 1) < 0)
+			abort();
 	}
 	if (t[0].type == JSON_OBJECT) {
-		for (uint32_t k = 0; k < t[0].size; k++) {
-			int key = json_child(t, 0, k);
+		for (int key = json_first(t, 0); key >= 0; key = json_next(t, 0, key)) {
 			if (json_is(js, t, key, "items") && t[key + 1].type == JSON_ARRAY)
 				want += t[key + 1].size;
 		}

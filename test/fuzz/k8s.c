@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libFuzzer target: a stream of watch events from a (hostile) API server, one per line,
- * applied to one store (a line "R" begins a pod relist, "E" ends it), then indexed.
+ * applied to one store (a line "R" begins a pod relist, "E" ends it; "r" and "e" do the same
+ * for nodes), then indexed.
  */
 #include <string.h>
 
@@ -22,6 +23,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 			k8s_store_begin_relist(st, K8S_POD);
 		else if (len == 1 && *p == 'E')
 			k8s_store_end_relist(st, K8S_POD);
+		else if (len == 1 && *p == 'r')
+			k8s_store_begin_relist(st, K8S_NODE);
+		else if (len == 1 && *p == 'e')
+			k8s_store_end_relist(st, K8S_NODE);
 		else if (k8s_event_decode(p, len, &ev, &tokens) == 0)
 			k8s_store_apply(st, &ev);
 		p += len + 1;
