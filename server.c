@@ -32,6 +32,7 @@
 #include <zlib.h>
 
 #include "endpoint.h"
+#include "hash.h"
 #include "k8s/client.h"
 #include "http.h"
 #include "metrics.h"
@@ -195,7 +196,6 @@ struct server {
 
 	struct server_node **nodes;
 	size_t nodes_cap, nodes_len, nodes_max;
-	uint64_t hash_key;
 	unsigned node_generation;
 	size_t unknown_nodes; /* per-node series named by nodes the index does not know */
 
@@ -1208,22 +1208,11 @@ static void server_agent_close(struct server *s, struct server_agent *a, const c
 
 /* ---- deduplication, per node ---- */
 
-/*
- * server_hash hashes a peer-chosen name with the process's random key (FNV-1a over the key
- * and the bytes, then a 64-bit finaliser), so a peer cannot choose names that collide.
- */
+/* server_hash hashes a peer-chosen name with the process's random key (SipHash-1-3, hash.h). */
 static uint64_t server_hash(const struct server *s, const char *p, size_t n)
 {
-	uint64_t h = 1469598103934665603ull ^ s->hash_key;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-	h ^= s->hash_key >> 17;
-	h ^= h >> 33;
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	return h ^ (h >> 33);
+	(void)s;
+	return hash_bytes(p, n);
 }
 
 static struct server_node *server_node_find(struct server *s, const char *name, uint64_t h)
@@ -2979,8 +2968,7 @@ int main(int argc, char **argv)
 		return 2;
 	s.nodes_max = (size_t)s.agents_max * 4 > SERVER_NODES_MIN ? (size_t)s.agents_max * 4
 								  : SERVER_NODES_MIN;
-	if (getrandom(&s.hash_key, sizeof(s.hash_key), GRND_NONBLOCK) != sizeof(s.hash_key))
-		s.hash_key = (uint64_t)log_now_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+	hash_process_key(); /* the hashes' key, drawn before the sandbox */
 	s.node_generation = 1;
 
 	server_metrics_init(&s);
