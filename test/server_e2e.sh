@@ -18,7 +18,8 @@ E=e2e
 
 NAMES=("$E: pod1 cross-zone bytes equal nftables" "$E: pod3 cross-zone bytes equal nftables"
 	"$E: same-zone traffic adds nothing to cross-zone counters" "$E: workload and zone metrics"
-	"$E: promtool check metrics" "$E: flow logs name both pods")
+	"$E: promtool check metrics" "$E: flow logs name both pods"
+	"$E: the server runs sandboxed" "$E: the agents run sandboxed")
 [ -z "$E2E_KUBE" ] && NAMES+=("http: keep-alive" "http: HEAD" "http: 404" "http: 405" "http: gzip" "http: readyz"
 	"hostile agent peer: rejected and counted, others unaffected"
 	"prometheus: topk(20, rate(pod_cross_zone_network_traffic_bytes_total[5m]))"
@@ -61,6 +62,7 @@ fi
 ip netns exec "$A" "$SERVER" "${SOURCE[@]}" --http-listen 127.0.0.1:18080 \
 	--agent-listen :18081 >"$WORK/flows" 2>"$WORK/server.log" &
 PIDS+=($!)
+SERVER_PID=$!
 wait_for 5 grep -q listening "$WORK/server.log" || { sed 's/^/#   /' "$WORK/server.log"; exit 1; }
 if [ -n "$E2E_KUBE" ]; then
 	wait_for 10 grep -q "ready" "$WORK/server.log" || { sed 's/^/#   /' "$WORK/server.log"; exit 1; }
@@ -71,7 +73,27 @@ for n in a b; do
 		--pin-path "$BPFFS/kzn-$n" >"$WORK/agent-$n" 2>&1 &
 	PIDS+=($!)
 	wait_for 10 grep -q "connected to" "$WORK/agent-$n" || { sed 's/^/#   /' "$WORK/agent-$n"; exit 1; }
+	AGENT_PIDS+=($!)
 done
+
+# Both processes run sandboxed (sandbox.h): no capabilities left, no_new_privs, a seccomp
+# filter (none under AddressSanitizer, whose runtime needs calls of its own).
+sandboxed() { # sandboxed PID: its status says no capabilities, NoNewPrivs 1, Seccomp 2
+	awk '/^CapEff:/ { c = $2 } /^NoNewPrivs:/ { n = $2 } /^Seccomp:/ { f = $2 }
+		END { exit !(c == "0000000000000000" && n == 1 && f == 2) }' "/proc/$1/status"
+}
+if [ -n "${KZN_SANITIZED:-}" ]; then
+	skip "$E: the server runs sandboxed" "no seccomp filter under AddressSanitizer"
+elif sandboxed "$SERVER_PID"; then
+	ok "$E: the server runs sandboxed (CapEff 0, NoNewPrivs 1, Seccomp 2)"
+else
+	not_ok "$E: the server runs sandboxed" "$(grep -E '^(CapEff|NoNewPrivs|Seccomp):' "/proc/$SERVER_PID/status" | tr '\n' ' ')"
+fi
+if sandboxed "${AGENT_PIDS[0]}" && sandboxed "${AGENT_PIDS[1]}"; then
+	ok "$E: the agents run sandboxed (CapEff 0, NoNewPrivs 1, Seccomp 2)"
+else
+	not_ok "$E: the agents run sandboxed" "$(grep -E '^(CapEff|NoNewPrivs|Seccomp):' "/proc/${AGENT_PIDS[0]}/status" | tr '\n' ' ')"
+fi
 
 metrics() { in_pod "$A" curl -s http://127.0.0.1:18080/metrics; }
 # metric NAME LABELS: the value of one series ('' if absent).
