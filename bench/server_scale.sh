@@ -46,7 +46,7 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-PORT=$((30000 + $$ % 10000))
+PORT=$((24000 + $$ % 8000)) # below the ephemeral range (32768 up), where TIME_WAIT sockets sit
 HTTP=$((PORT + 1))
 thousands() { echo "$1" | sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2); else print 0 }'; }
@@ -60,6 +60,11 @@ run() {
 		--agent-listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP 2>"$out.log" &
 	SRV=$!
 	for _ in $(seq 100); do grep -q listening "$out.log" && break; sleep 0.1; done
+	if ! kill -0 $SRV 2>/dev/null; then
+		echo "# the server did not start:" >&2
+		sed 's/^/#   /' "$out.log" >&2
+		return 1
+	fi
 	$SIM --agents "$n" --records $RECORDS --period "$PERIOD" \
 		--duration $((PERIOD * (1 + INGEST + SCRAPE))) --scrapers $SCRAPERS \
 		--scrape-interval $SCRAPE_INTERVAL --scrape-delay $((PERIOD * (1 + INGEST))) \
