@@ -8,7 +8,7 @@ DIR=build/bench/k8s
 [ -s $DIR/podlist.json ] && [ -s $DIR/events.jsonl ] || python3 bench/gen_k8s.py $DIR 100000 1000 || exit 0
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
-API=$((30000 + $$ % 5000))
+API=$((26000 + $$ % 5000)) # below 32768: not an ephemeral port another socket may hold
 python3 test/fake_apiserver.py $API ../shared/fixtures/k8s "$WORK/req" --lists $DIR &
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$API/" && break; sleep 0.1; done
 kib() { awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status"; }

@@ -132,7 +132,7 @@ for d in yaml.safe_load_all(open("deploy.yaml")):
         print(q(r["requests"]["memory"]), q(r["limits"]["memory"]))
 PY
 )
-API=$((30000 + $$ % 5000))
+API=$((26000 + $$ % 5000)) # below 32768: not an ephemeral port another socket may hold
 python3 test/fake_apiserver.py $API ../shared/fixtures/k8s "$WORK/req" --lists $DIR &
 for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$API/" && break; sleep 0.1; done
 ./kubezonnet-server --kube-api http://127.0.0.1:$API --http-listen 127.0.0.1:$((API + 1)) \

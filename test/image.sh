@@ -197,7 +197,7 @@ if ! command -v docker-registry >/dev/null 2>&1; then
 	skip "image: make image-push to a local registry" "needs docker-registry (Debian package)"
 	exit 0
 fi
-PORT=$((35000 + $$ % 5000))
+PORT=$((25000 + $$ % 5000)) # below 32768: not an ephemeral port another socket may hold
 cat >"$WORK/registry.yml" <<EOF
 version: 0.1
 log: {level: error}

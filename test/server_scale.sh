@@ -42,7 +42,7 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
-PORT=$((20000 + $$ % 20000))
+PORT=$((20000 + $$ % 12000)) # below 32768: not an ephemeral port another socket may hold
 HTTP=$((PORT + 1))
 
 "$SIM" --agents "$N" --pods-per-node $PODS --write-topology "$WORK/topology.json"
