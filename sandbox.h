@@ -55,6 +55,41 @@
 	SYS_execve, SYS_execveat, SYS_ptrace, SYS_rt_sigaction, SYS_process_vm_writev, SYS_setuid, \
 		SYS_setgid, SYS_capset, SYS_mount, SYS_unshare, SYS_setns
 
+/*
+ * The calls both processes make once set up: I/O on the descriptors they hold, sockets (name
+ * resolution on every connect: files and DNS; glibc may load an NSS module), time, malloc,
+ * logging, signals returning, and the exit path. Each adds its own (agent.c, server.c).
+ */
+#define SANDBOX_BASE_SYSCALLS_COMMON                                                               \
+	SYS_read, SYS_write, SYS_writev, SYS_close, SYS_ppoll, SYS_socket, SYS_connect,            \
+		SYS_sendto, SYS_recvfrom, SYS_sendmsg, SYS_recvmsg, SYS_sendmmsg, SYS_setsockopt,  \
+		SYS_getsockopt, SYS_getsockname, SYS_getpeername, SYS_bind, SYS_shutdown,          \
+		SYS_fcntl, SYS_ioctl, SYS_clock_gettime, SYS_clock_nanosleep, SYS_nanosleep,       \
+		SYS_gettimeofday, SYS_getrandom, SYS_brk, SYS_mmap, SYS_munmap, SYS_mremap,        \
+		SYS_madvise, SYS_mprotect, SYS_openat, SYS_fstat, SYS_newfstatat, SYS_lseek,       \
+		SYS_pread64, SYS_getpid, SYS_gettid, SYS_uname, SYS_exit, SYS_exit_group,          \
+		SYS_rt_sigreturn, SYS_rt_sigprocmask, SYS_restart_syscall, SYS_futex,              \
+		SYS_sched_yield, SYS_sysinfo, SYS_tgkill, SYS_getuid, SYS_geteuid, SYS_faccessat,  \
+		SYS_readlinkat
+#ifdef SYS_poll /* x86-64's older calls; arm64 has only the *at and p* forms */
+#define SANDBOX_BASE_SYSCALLS_OLD , SYS_poll, SYS_open, SYS_stat, SYS_access, SYS_readlink
+#else
+#define SANDBOX_BASE_SYSCALLS_OLD
+#endif
+#ifdef SYS_faccessat2
+#define SANDBOX_BASE_SYSCALLS_FACCESSAT2 , SYS_faccessat2
+#else
+#define SANDBOX_BASE_SYSCALLS_FACCESSAT2
+#endif
+#ifdef SYS_rseq
+#define SANDBOX_BASE_SYSCALLS_RSEQ , SYS_rseq
+#else
+#define SANDBOX_BASE_SYSCALLS_RSEQ
+#endif
+#define SANDBOX_BASE_SYSCALLS                                                                      \
+	SANDBOX_BASE_SYSCALLS_COMMON SANDBOX_BASE_SYSCALLS_OLD SANDBOX_BASE_SYSCALLS_FACCESSAT2    \
+		SANDBOX_BASE_SYSCALLS_RSEQ
+
 static const char *sandbox_program = "kubezonnet";
 
 /* sandbox_utoa writes n in decimal at the end of buf[0..len) and returns where it starts. */

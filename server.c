@@ -954,9 +954,12 @@ static int server_load_topology(struct server *s, int initial)
 	return 0;
 }
 
-static void server_render_metrics(struct server *s, struct buf *b)
+#define SERVER_MAX_FAMILIES 64
+
+/* server_families gives every metric family, in the order /metrics shows them. */
+static size_t server_families(struct server *s, struct metrics_family **all)
 {
-	struct metrics_family *all[] = {
+	struct metrics_family *list[] = {
 		&s->pod_bytes,	       &s->pod_packets,
 		&s->workload_bytes,    &s->workload_packets,
 		&s->zone_bytes,	       &s->zone_packets,
@@ -976,6 +979,16 @@ static void server_render_metrics(struct server *s, struct buf *b)
 		&s->input_held,	       &s->input_waits,
 		&s->dedup_nodes,       &s->dedup_evicted,
 	};
+
+	_Static_assert(sizeof(list) / sizeof(list[0]) <= SERVER_MAX_FAMILIES, "families");
+	memcpy(all, list, sizeof(list));
+	return sizeof(list) / sizeof(list[0]);
+}
+
+static void server_render_metrics(struct server *s, struct buf *b)
+{
+	struct metrics_family *all[SERVER_MAX_FAMILIES];
+	size_t nall = server_families(s, all);
 	static const char *const kinds[] = {"pod", "node", "external"};
 	struct metrics_series *x;
 
@@ -1019,7 +1032,7 @@ static void server_render_metrics(struct server *s, struct buf *b)
 		if ((x = metrics_get(&s->kube_synced, r)))
 			x->gauge = w->synced;
 	}
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+	for (size_t i = 0; i < nall; i++)
 		metrics_render(all[i], b);
 }
 
@@ -2604,78 +2617,10 @@ static int server_parse_duration(const char *v, long long *ms)
  * the token file read again), the topology file read again on SIGHUP, malloc, the exit path.
  */
 static const int server_syscalls[] = {
-	SYS_read,
-	SYS_write,
-	SYS_writev,
-	SYS_close,
-	SYS_ppoll,
-	SYS_epoll_ctl,
-	SYS_epoll_pwait,
-	SYS_accept4,
-	SYS_socket,
-	SYS_connect,
-	SYS_sendto,
-	SYS_recvfrom,
-	SYS_sendmsg,
-	SYS_recvmsg,
-	SYS_sendmmsg,
-	SYS_setsockopt,
-	SYS_getsockopt,
-	SYS_getsockname,
-	SYS_getpeername,
-	SYS_bind,
-	SYS_shutdown,
-	SYS_fcntl,
-	SYS_ioctl,
-	SYS_clock_gettime,
-	SYS_clock_nanosleep,
-	SYS_nanosleep,
-	SYS_gettimeofday,
-	SYS_getrandom,
-	SYS_brk,
-	SYS_mmap,
-	SYS_munmap,
-	SYS_mremap,
-	SYS_madvise,
-	SYS_mprotect,
-	SYS_openat,
-	SYS_fstat,
-	SYS_newfstatat,
-	SYS_lseek,
-	SYS_pread64,
-	SYS_getpid,
-	SYS_gettid,
-	SYS_uname,
-	SYS_exit,
-	SYS_exit_group,
-	SYS_rt_sigreturn,
-	SYS_rt_sigprocmask,
-	SYS_restart_syscall,
-	SYS_futex,
-	SYS_sched_yield,
-	SYS_sysinfo,
-	SYS_tgkill,
-	SYS_getuid,
-	SYS_geteuid,
-	SYS_getgid,
-	SYS_getegid,
-	SYS_faccessat,
-	SYS_readlinkat,
-	SYS_prlimit64,
-	SYS_statx,
-#ifdef SYS_poll
-	SYS_poll,
+	SANDBOX_BASE_SYSCALLS, SYS_epoll_ctl, SYS_epoll_pwait, SYS_accept4, SYS_getgid,
+	SYS_getegid,	       SYS_prlimit64, SYS_statx,
+#ifdef SYS_epoll_wait
 	SYS_epoll_wait,
-	SYS_open,
-	SYS_stat,
-	SYS_access,
-	SYS_readlink,
-#endif
-#ifdef SYS_faccessat2
-	SYS_faccessat2,
-#endif
-#ifdef SYS_rseq
-	SYS_rseq,
 #endif
 };
 
@@ -2703,26 +2648,8 @@ static int server_sandbox(void)
 /* server_free gives back everything (so that a leak checker sees only real leaks). */
 static void server_free(struct server *s)
 {
-	struct metrics_family *all[] = {
-		&s->pod_bytes,	       &s->pod_packets,
-		&s->workload_bytes,    &s->workload_packets,
-		&s->zone_bytes,	       &s->zone_packets,
-		&s->encap_bytes,       &s->class_bytes,
-		&s->unknown_bytes,     &s->records,
-		&s->reports,	       &s->frames_rejected,
-		&s->agents_connected,  &s->last_report,
-		&s->agent_lost_bytes,  &s->agent_lost_packets,
-		&s->malformed_packets, &s->malformed_bytes,
-		&s->endpoints,	       &s->build_info,
-		&s->http_requests,     &s->http_rejected,
-		&s->topology_reloads,  &s->kube_events,
-		&s->kube_relists,      &s->kube_errors,
-		&s->kube_rejected,     &s->kube_synced,
-		&s->out_dropped,       &s->log_dropped,
-		&s->agents_closed,     &s->accept_errors,
-		&s->input_held,	       &s->input_waits,
-		&s->dedup_nodes,       &s->dedup_evicted,
-	};
+	struct metrics_family *all[SERVER_MAX_FAMILIES];
+	size_t nall = server_families(s, all);
 
 	while (s->jobs_head) {
 		struct server_job *j = s->jobs_head;
@@ -2746,7 +2673,7 @@ static void server_free(struct server *s)
 		k8s_client_free(s->kube);
 		free(s->kube);
 	}
-	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+	for (size_t i = 0; i < nall; i++)
 		metrics_free_family(all[i]);
 	buf_free(&s->render);
 	buf_free(&s->gzipped);
