@@ -27,7 +27,7 @@ UNIT_TESTS := $(patsubst test/%.c,build/test/%,$(wildcard test/*_test.c))
 BENCHES := $(patsubst bench/%.c,build/bench/%,$(filter-out %.bpf.c,$(wildcard bench/*.c)))
 HEADERS := $(wildcard *.h) $(wildcard k8s/*.h)
 # Modules linked into the server and the unit tests.
-MODULES := $(filter-out agent.c server.c,$(wildcard *.c)) $(wildcard k8s/*.c)
+MODULES := $(filter-out agent.c server.c ingest.c,$(wildcard *.c)) $(wildcard k8s/*.c)
 
 .PHONY: all deps test unit-tests asan bench demo demo-stop fuzz format check-format clean
 .DELETE_ON_ERROR:
@@ -55,8 +55,8 @@ build/bench.skel.h: build/bench.bpf.o
 kubezonnet-agent: agent.c build/kubezonnet.skel.h $(HEADERS) bpf/kubezonnet.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ agent.c $(STATIC_LIBS)
 
-kubezonnet-server: server.c $(MODULES) $(HEADERS)
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ server.c $(MODULES) $(SERVER_LIBS)
+kubezonnet-server: server.c ingest.c $(MODULES) $(HEADERS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ server.c ingest.c $(MODULES) $(SERVER_LIBS)
 
 build/test/%: test/%.c test/test.h $(MODULES) $(HEADERS) | build/test
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(MODULES) $(STATIC_LIBS) $(SERVER_LIBS)
@@ -72,7 +72,7 @@ build/bench/k8s_bench: bench/k8s_bench.c bench/bench.h $(HEADERS) $(MODULES) | b
 
 build/bench/bpf_bench: build/bench.skel.h build/kubezonnet.skel.h bpf/kubezonnet.h
 build/bench/drain_bench: agent.c build/kubezonnet.skel.h bpf/kubezonnet.h
-build/bench/server_bench: server.c $(MODULES)
+build/bench/server_bench: server.c ingest.c $(MODULES)
 
 build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h
 
@@ -108,7 +108,7 @@ $(ASAN_DIR)/obj/%.o: %.c $(HEADERS) Makefile
 	@mkdir -p $(@D)
 	$(CLANG) $(CPPFLAGS) $(ASAN_CFLAGS) -c -o $@ $<
 
-$(ASAN_DIR)/kubezonnet-server: $(ASAN_DIR)/obj/server.o $(ASAN_OBJS)
+$(ASAN_DIR)/kubezonnet-server: $(ASAN_DIR)/obj/server.o $(ASAN_DIR)/obj/ingest.o $(ASAN_OBJS)
 	$(CLANG) $(ASAN_FLAGS) $(LDFLAGS) -o $@ $^ $(ASAN_LIBS)
 
 $(ASAN_DIR)/test/%: test/%.c test/test.h $(ASAN_OBJS) $(HEADERS)

@@ -42,197 +42,7 @@
 #include "version.h"
 #include "wire.h"
 
-#define SERVER_MAX_AGENTS_DEFAULT   16384
-#define SERVER_NODE_INSTANCES	    4	  /* (instance, last sequence) pairs kept per node */
-#define SERVER_NODES_MIN	    65536 /* nodes whose deduplication state is kept, at least */
-#define SERVER_READ_CHUNK	    65536
-#define SERVER_HELLO_TIMEOUT_MS	    10000
-#define SERVER_IDLE_TIMEOUT_MS	    300000 /* an agent reports every 10 s */
-#define SERVER_FRAME_TIMEOUT_MS	    60000  /* to send a whole frame once its first byte came */
-#define SERVER_FRAME_STALL_MS	    10000  /* a frame begun, and not a byte more for this long */
-#define SERVER_UNKNOWN_NODES	    1024   /* per-node series for names the index does not know */
-#define SERVER_WRITE_TIMEOUT_MS	    30000  /* for a peer to take any of what we have to send */
-#define SERVER_WRITE_BUFFER	    1024
-#define SERVER_HTTP_MAX_DEFAULT	    256
-#define SERVER_HTTP_IDLE_MS	    60000 /* keep-alive connection without a request */
-#define SERVER_HTTP_HEAD_MS	    10000 /* to send a whole request head once started */
-#define SERVER_SWEEP_MS		    30000
-#define SERVER_RETENTION_DEFAULT    (5 * 60 * 1000)
-#define SERVER_INPUT_MEMORY_DEFAULT (96u << 20)
-/*
- * The work one loop turn may do before it returns to poll(): records accounted, plus one unit
- * per 64 bytes inflated. 32,768 units are a few milliseconds, so no report, however large,
- * keeps /healthz or the other agents waiting.
- */
-#define SERVER_TURN_WORK	 32768
-#define SERVER_SMALL_BUFFER	 (128u << 10)
-#define SERVER_JOB_SLICE	 8192 /* records of one report before the next report's turn */
-#define SERVER_TICK_MS		 250  /* how often deadlines are checked */
-#define SERVER_ACCEPT_BACKOFF_MS 100
-
-struct server_job;
-
-struct server_agent {
-	int kind; /* FD_AGENT: first, as epoll events find it through a pointer */
-	int fd;
-	int slot;	 /* index in server.agents */
-	uint32_t events; /* the epoll interest registered now */
-	char peer[64];
-	int hello_done;
-	uint16_t version; /* from HELLO: the layout of every STATS frame on this connection */
-	char node[WIRE_NODE_NAME_MAX + 1];
-	uint64_t instance_id;
-	uint8_t *in;
-	size_t in_len, in_cap;
-	uint8_t out[SERVER_WRITE_BUFFER];
-	size_t out_len;
-	int closing; /* 1: flush out[], then close; 2: close now */
-	int eof;     /* 1: the peer sent FIN; 2: it hung up (no longer watched): finish, close */
-	int waiting; /* paused until the input memory budget has room */
-	struct server_job *job;			      /* its report being accounted, or NULL */
-	struct server_agent *ready_prev, *ready_next; /* on the list of input to parse */
-	int ready;
-	long long connected_ms, last_activity_ms;
-	long long frame_started_ms; /* 0: no partial frame in in[] */
-	long long write_since_ms;   /* 0: nothing waiting to be written */
-};
-
-/*
- * A report being accounted: its records are attributed a slice at a time, between other
- * work, so one large report does not hold the loop. It lives on if its connection closes.
- */
-struct server_job {
-	struct server_job *next;
-	struct server_agent *a; /* NULL once the connection is gone */
-	char node[WIRE_NODE_NAME_MAX + 1];
-	uint64_t instance_id;
-	uint8_t *payload; /* owned */
-	size_t mem;	  /* bytes counted against the input budget */
-	struct wire_stats st;
-	uint32_t done; /* records accounted so far */
-	int started;
-};
-
-/* A node's deduplication state: the last sequence stored of each of its recent instances. */
-struct server_node {
-	struct server_node *next; /* hash chain */
-	uint64_t hash;
-	long long seen_ms;
-	int connected; /* scratch for eviction */
-	struct {
-		uint64_t id, last_sequence;
-		long long seen_ms;
-	} inst[SERVER_NODE_INSTANCES];
-	char name[];
-};
-
-struct server_http {
-	int kind; /* FD_HTTP */
-	int fd;
-	int slot;
-	uint32_t events;
-	char peer[64];
-	char in[HTTP_MAX_HEADER_BYTES + 1];
-	size_t in_len, seen_len;
-	struct buf out;
-	size_t out_off;
-	int closing;
-	long long last_activity_ms, head_started_ms;
-	long long write_since_ms; /* 0: nothing waiting to be written */
-	int again;		  /* requests left in in[] for the next turn */
-	int heard;		  /* it has sent a byte */
-	int eof;		  /* it sent FIN: answer what is buffered, then close */
-	long long connected_ms;
-};
-
-/* What the server keeps per endpoint of the current index: its series, found once. */
-struct server_endpoint_series {
-	struct metrics_series *pod_bytes, *pod_packets;
-	struct metrics_series *workload_bytes[2], *workload_packets[2]; /* by direction */
-};
-
-enum server_flow_logs { FLOW_LOGS_NONE, FLOW_LOGS_CROSS_ZONE, FLOW_LOGS_ALL };
-
-/* Zone-pair series by the (interned) zone strings of the current index. */
-#define SERVER_ZONE_CACHE 256
-struct server_zone_pair {
-	const char *src, *dst;
-	struct metrics_series *bytes, *packets, *encap_bytes;
-};
-
-/* What an epoll event points at: a listener (kind 0, 1), an agent (2) or an HTTP client (3). */
-enum server_fd_kind { FD_AGENT_LISTEN, FD_HTTP_LISTEN, FD_AGENT, FD_HTTP };
-
-struct server {
-	/* configuration */
-	uint32_t max_frame;
-	int dump_records;
-	enum server_flow_logs flow_logs;
-	const char *topology_path;
-	long long retention_ms;
-	int http_max, agents_max;
-	size_t input_budget;
-
-	int epoll_fd;
-	int agent_listen_fd, http_listen_fd;
-	long long listen_paused_until[2]; /* after EMFILE: accept again at this time */
-	int listen_paused[2];
-	long long emfile_logged_ms;
-	unsigned long long emfile_unlogged;
-	struct server_agent **agents;
-	int n_agents;
-	struct server_http **http;
-	int n_http, n_http_again;
-	/* closed this turn, freed at its end (an event later in the turn may still name them) */
-	void **dead;
-	int n_dead, dead_cap;
-
-	/* the input budget: agent buffers and reports being accounted */
-	size_t input_bytes;
-	int n_waiting;
-	struct server_agent *ready_head, *ready_tail;
-	struct server_job *jobs_head, *jobs_tail;
-	long work; /* what is left of this turn's work */
-
-	struct server_node **nodes;
-	size_t nodes_cap, nodes_len, nodes_max;
-	unsigned node_generation;
-	size_t unknown_nodes; /* per-node series named by nodes the index does not know */
-
-	struct endpoint_index *index;
-	unsigned generation;
-	struct k8s_client *kube; /* --kube-api, or NULL */
-	long long kube_next_index_ms;
-	struct endpoint_index *topology_extra; /* with --kube-api: the topology file's index */
-	struct metrics_series *class_series[TRAFFIC_CLASSES];
-	/* Kept between scrapes: a large fresh buffer costs a page fault per 4 KiB every time. */
-	struct buf render, gzipped;
-	/*
-	 * A rendering is reused for ten times what it cost (at most a second): scrapers and
-	 * pipelined requests cannot keep the loop rendering; and at most one rendering (and its
-	 * gzip) a turn, further requests waiting for the next turn.
-	 */
-	long long render_at_ms, render_ttl_ms;
-	int render_valid, gzip_valid, rendered_this_turn;
-	struct server_zone_pair zone_cache[SERVER_ZONE_CACHE];
-	int ready;
-
-	struct {
-		unsigned long long reports_stored, reports_duplicate, input_waits;
-		unsigned long long dedup_evicted;
-	} stats;
-
-	struct metrics_family pod_bytes, pod_packets, workload_bytes, workload_packets;
-	struct metrics_family zone_bytes, zone_packets, encap_bytes, class_bytes, unknown_bytes;
-	struct metrics_family records, reports, frames_rejected, agents_connected, last_report;
-	struct metrics_family agent_lost_bytes, agent_lost_packets, endpoints, build_info;
-	struct metrics_family malformed_packets, malformed_bytes; /* tunnel inner headers */
-	struct metrics_family http_requests, http_rejected, topology_reloads;
-	struct metrics_family kube_events, kube_relists, kube_errors, kube_rejected, kube_synced;
-	struct metrics_family out_dropped, log_dropped, agents_closed, accept_errors;
-	struct metrics_family input_held, input_waits, dedup_nodes, dedup_evicted;
-	unsigned long long kube_errors_logged[2];
-};
+#include "server.h"
 
 static volatile sig_atomic_t server_reload;
 
@@ -363,7 +173,7 @@ static void server_metrics_init(struct server *s)
 #undef FAMILY
 }
 
-static void server_count(struct metrics_family *f, uint64_t n, const char *const values[])
+void server_count(struct metrics_family *f, uint64_t n, const char *const values[])
 {
 	struct metrics_series *x = metrics_get(f, values);
 
@@ -371,9 +181,7 @@ static void server_count(struct metrics_family *f, uint64_t n, const char *const
 		x->count += n;
 }
 
-#define SERVER_COUNT(f, n, ...) server_count(f, n, (const char *const[]){__VA_ARGS__})
-
-static void server_count_rejected(struct server *s, const char *reason)
+void server_count_rejected(struct server *s, const char *reason)
 {
 	SERVER_COUNT(&s->frames_rejected, 1, reason);
 }
@@ -520,9 +328,7 @@ static int server_log_token(void)
 	return 1;
 }
 
-static void server_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void server_log(const char *fmt, ...)
+void server_log(const char *fmt, ...)
 {
 	va_list ap;
 	char when[40];
@@ -620,7 +426,7 @@ out:
 	return fd;
 }
 
-static void server_peer_name(int fd, char *buf, size_t len)
+void server_peer_name(int fd, char *buf, size_t len)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -773,7 +579,7 @@ static struct server_zone_pair *server_zone_pair(struct server *s, const char *s
 }
 
 /* server_account attributes one record and adds it to the metrics. */
-static void server_account(struct server *s, const char *node, const struct wire_record *r)
+void server_account(struct server *s, const char *node, const struct wire_record *r)
 {
 	struct attribution at;
 	struct server_zone_pair *z;
@@ -850,7 +656,7 @@ static const char *server_node_label(struct server *s, const char *node)
 }
 
 /* server_account_report books what a report says of its node, before its records. */
-static void server_account_report(struct server *s, const char *node, const struct wire_stats *st)
+void server_account_report(struct server *s, const char *node, const struct wire_stats *st)
 {
 	struct metrics_series *last;
 	struct timespec ts;
@@ -1042,7 +848,7 @@ static const int server_kind_agent_listen = FD_AGENT_LISTEN,
 		 server_kind_http_listen = FD_HTTP_LISTEN;
 
 /* server_watch registers (op EPOLL_CTL_ADD), changes or removes fd's interest. */
-static void server_watch(struct server *s, int op, int fd, uint32_t events, void *ptr)
+void server_watch(struct server *s, int op, int fd, uint32_t events, void *ptr)
 {
 	struct epoll_event ev = {.events = events, .data.ptr = ptr};
 
@@ -1051,7 +857,7 @@ static void server_watch(struct server *s, int op, int fd, uint32_t events, void
 }
 
 /* server_bury keeps a closed connection's memory until the turn ends (its events may follow). */
-static void server_bury(struct server *s, void *p)
+void server_bury(struct server *s, void *p)
 {
 	if (s->n_dead == s->dead_cap) {
 		int cap = s->dead_cap ? s->dead_cap * 2 : 64;
@@ -1073,340 +879,7 @@ static void server_free_dead(struct server *s)
 	s->n_dead = 0;
 }
 
-/*
- * server_input_fits reports whether more bytes of agent input fit the budget. A buffer of up
- * to SERVER_SMALL_BUFFER (what an ordinary report needs) may also use a reserve of a quarter
- * of the budget, so peers sending huge frames cannot keep ordinary reports out.
- */
-static int server_input_fits(const struct server *s, size_t more, size_t total)
-{
-	size_t budget = s->input_budget + (total <= SERVER_SMALL_BUFFER ? s->input_budget / 4 : 0);
-
-	return s->input_bytes + more <= budget;
-}
-
-/*
- * server_buffer_fits: read buffers may fill the budget only up to --max-frame below its top,
- * so that a whole frame can always be inflated and counted (which frees memory): frames that
- * are read but cannot be inflated never hold all of it.
- */
-static int server_buffer_fits(const struct server *s, size_t more, size_t total)
-{
-	size_t budget = s->input_budget - s->max_frame +
-			(total <= SERVER_SMALL_BUFFER ? s->input_budget / 4 : 0);
-
-	return s->input_bytes + more <= budget;
-}
-
-static void server_ready_remove(struct server *s, struct server_agent *a)
-{
-	if (!a->ready)
-		return;
-	if (a->ready_prev)
-		a->ready_prev->ready_next = a->ready_next;
-	else
-		s->ready_head = a->ready_next;
-	if (a->ready_next)
-		a->ready_next->ready_prev = a->ready_prev;
-	else
-		s->ready_tail = a->ready_prev;
-	a->ready_prev = a->ready_next = NULL;
-	a->ready = 0;
-}
-
-/* server_ready_add puts a at the end of the connections with input to parse. */
-static void server_ready_add(struct server *s, struct server_agent *a)
-{
-	server_ready_remove(s, a);
-	a->ready_prev = s->ready_tail;
-	if (s->ready_tail)
-		s->ready_tail->ready_next = a;
-	else
-		s->ready_head = a;
-	s->ready_tail = a;
-	a->ready = 1;
-}
-
-/*
- * server_agent_interest registers what the connection waits for now: input only when it has
- * none to parse, no report being accounted, and room in the budget (a peer that outpaces the
- * server waits in its own socket buffer, not in ours); output while ACKs are queued.
- */
-static void server_agent_interest(struct server *s, struct server_agent *a)
-{
-	uint32_t ev = 0;
-
-	if (a->fd < 0 || a->eof == 2)
-		return;
-	if (!a->closing && !a->eof && !a->waiting && !a->job && !a->ready)
-		ev |= EPOLLIN;
-	if (a->out_len)
-		ev |= EPOLLOUT;
-	if (ev != a->events) {
-		server_watch(s, EPOLL_CTL_MOD, a->fd, ev, a);
-		a->events = ev;
-	}
-}
-
-/* server_agent_wait pauses the connection until the input budget has room. */
-static void server_agent_wait(struct server *s, struct server_agent *a)
-{
-	if (a->waiting)
-		return;
-	a->waiting = 1;
-	s->n_waiting++;
-	s->stats.input_waits++;
-	server_ready_remove(s, a);
-}
-
-/* server_input_release gives bytes back to the budget and wakes the connections waiting. */
-static void server_input_release(struct server *s, size_t bytes)
-{
-	s->input_bytes -= bytes;
-	if (!s->n_waiting)
-		return;
-	for (int i = 0; i < s->n_agents; i++) {
-		struct server_agent *a = s->agents[i];
-		if (!a->waiting)
-			continue;
-		a->waiting = 0;
-		if (a->in_len)
-			server_ready_add(s, a); /* it may have a whole frame to parse */
-		server_agent_interest(s, a);
-	}
-	s->n_waiting = 0;
-}
-
-static void server_agent_set_buffer(struct server *s, struct server_agent *a, uint8_t *p,
-				    size_t cap)
-{
-	size_t old = a->in_cap;
-
-	a->in = p;
-	a->in_cap = cap;
-	if (cap >= old)
-		s->input_bytes += cap - old;
-	else
-		server_input_release(s, old - cap);
-}
-
-/* server_agent_close closes the connection; its report being accounted goes on without it. */
-static void server_agent_close(struct server *s, struct server_agent *a, const char *reason)
-{
-	if (a->fd < 0)
-		return;
-	if (reason)
-		SERVER_COUNT(&s->agents_closed, 1, reason);
-	if (a->hello_done)
-		server_log("agent %s (%s) disconnected%s%s", a->peer, a->node, reason ? ": " : "",
-			   reason ? reason : "");
-	if (a->job)
-		a->job->a = NULL;
-	server_ready_remove(s, a);
-	if (a->waiting) {
-		a->waiting = 0;
-		s->n_waiting--;
-	}
-	server_watch(s, EPOLL_CTL_DEL, a->fd, 0, NULL);
-	close(a->fd);
-	a->fd = -1;
-	free(a->in);
-	s->agents[a->slot] = s->agents[--s->n_agents];
-	s->agents[a->slot]->slot = a->slot;
-	server_bury(s, a);
-	server_input_release(s, a->in_cap); /* after the slot is gone: it wakes only live ones */
-	a->in = NULL;
-	a->in_cap = a->in_len = 0;
-}
-
-/* ---- deduplication, per node ---- */
-
-/* server_hash hashes a peer-chosen name with the process's random key (SipHash-1-3, hash.h). */
-static uint64_t server_hash(const struct server *s, const char *p, size_t n)
-{
-	(void)s;
-	return hash_bytes(p, n);
-}
-
-static struct server_node *server_node_find(struct server *s, const char *name, uint64_t h)
-{
-	if (!s->nodes_cap)
-		return NULL;
-	for (struct server_node *x = s->nodes[h & (s->nodes_cap - 1)]; x; x = x->next)
-		if (x->hash == h && strcmp(x->name, name) == 0)
-			return x;
-	return NULL;
-}
-
-static int server_cmp_ll(const void *a, const void *b)
-{
-	long long x = *(const long long *)a, y = *(const long long *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-/*
- * server_nodes_evict forgets the eighth of the nodes that reported least recently, among
- * those with no agent connected: the table stays within its size however many names peers
- * make up, and a node that reports (or is connected) keeps its state.
- */
-static void server_nodes_evict(struct server *s)
-{
-	long long *seen = malloc(s->nodes_len * sizeof(*seen)), cut;
-	size_t n = 0, evicted = 0;
-
-	if (!seen)
-		return;
-	for (int i = 0; i < s->n_agents; i++) {
-		struct server_agent *a = s->agents[i];
-		struct server_node *x;
-		if (a->hello_done &&
-		    (x = server_node_find(s, a->node, server_hash(s, a->node, strlen(a->node)))))
-			x->connected = 1;
-	}
-	for (size_t b = 0; b < s->nodes_cap; b++)
-		for (struct server_node *x = s->nodes[b]; x; x = x->next) {
-			if (s->index && endpoint_node(s->index, x->name))
-				x->connected = 1; /* a node of the cluster is never forgotten */
-			if (!x->connected)
-				seen[n++] = x->seen_ms;
-		}
-	if (n) {
-		qsort(seen, n, sizeof(*seen), server_cmp_ll);
-		cut = seen[n / 8];
-		for (size_t b = 0; b < s->nodes_cap; b++) {
-			struct server_node **pp = &s->nodes[b];
-			while (*pp) {
-				struct server_node *x = *pp;
-				if (!x->connected && x->seen_ms <= cut) {
-					*pp = x->next;
-					free(x);
-					evicted++;
-					continue;
-				}
-				x->connected = 0;
-				pp = &x->next;
-			}
-		}
-	} else {
-		for (size_t b = 0; b < s->nodes_cap; b++)
-			for (struct server_node *x = s->nodes[b]; x; x = x->next)
-				x->connected = 0;
-	}
-	s->nodes_len -= evicted;
-	s->stats.dedup_evicted += evicted;
-	free(seen);
-}
-
-/* server_node_get finds or makes the node's deduplication state; NULL when out of memory. */
-static struct server_node *server_node_get(struct server *s, const char *name)
-{
-	size_t len = strlen(name);
-	uint64_t h = server_hash(s, name, len);
-	struct server_node *x = server_node_find(s, name, h);
-
-	if (x)
-		return x;
-	if (s->nodes_len >= s->nodes_max)
-		server_nodes_evict(s);
-	if (s->nodes_len + 1 > s->nodes_cap) {
-		size_t cap = s->nodes_cap ? s->nodes_cap * 2 : 256;
-		struct server_node **b = calloc(cap, sizeof(*b));
-		if (!b)
-			return NULL;
-		for (size_t i = 0; i < s->nodes_cap; i++) {
-			while (s->nodes[i]) {
-				struct server_node *y = s->nodes[i];
-				s->nodes[i] = y->next;
-				y->next = b[y->hash & (cap - 1)];
-				b[y->hash & (cap - 1)] = y;
-			}
-		}
-		free(s->nodes);
-		s->nodes = b;
-		s->nodes_cap = cap;
-	}
-	x = calloc(1, sizeof(*x) + len + 1);
-	if (!x)
-		return NULL;
-	memcpy(x->name, name, len + 1);
-	x->hash = h;
-	x->next = s->nodes[h & (s->nodes_cap - 1)];
-	s->nodes[h & (s->nodes_cap - 1)] = x;
-	s->nodes_len++;
-	return x;
-}
-
-/*
- * server_dedup reports whether the report (node, instance, sequence) is new, and remembers it:
- * 1 new, 0 already stored (a resend after a lost ACK). Each node keeps its own few instances,
- * so no peer can push another node's state out of a shared table.
- */
-static int server_dedup(struct server *s, const char *node, uint64_t instance, uint64_t sequence,
-			long long now)
-{
-	struct server_node *x = server_node_get(s, node);
-	int k, oldest = 0;
-
-	if (!x)
-		return 1; /* out of memory: counting it beats losing it */
-	x->seen_ms = now;
-	for (k = 0; k < SERVER_NODE_INSTANCES; k++) {
-		if (x->inst[k].seen_ms && x->inst[k].id == instance)
-			break;
-		if (x->inst[k].seen_ms < x->inst[oldest].seen_ms)
-			oldest = k;
-	}
-	if (k == SERVER_NODE_INSTANCES) {
-		k = oldest;
-		x->inst[k].id = instance;
-		x->inst[k].last_sequence = 0;
-	}
-	x->inst[k].seen_ms = now;
-	if (sequence <= x->inst[k].last_sequence)
-		return 0;
-	x->inst[k].last_sequence = sequence;
-	return 1;
-}
-
-/* ---- agents: frames, reports, accounting ---- */
-
-/* server_queue appends a frame to the agent's output; frames here are small and bounded. */
-static void server_agent_write(struct server_agent *a, long long now);
-
-static void server_queue(struct server_agent *a, const uint8_t *frame, size_t len, long long now)
-{
-	if (a->eof == 2)
-		return; /* hung up: nobody to read it */
-	if (len > sizeof(a->out) - a->out_len)
-		server_agent_write(a, now);
-	if (len > sizeof(a->out) - a->out_len) {
-		a->closing = 1; /* the peer does not read its ACKs: give up on it */
-		return;
-	}
-	memcpy(a->out + a->out_len, frame, len);
-	a->out_len += len;
-	if (!a->write_since_ms)
-		a->write_since_ms = now;
-}
-
-/* server_reject sends an ERROR naming the failed check, counts it, and closes after flushing. */
-static void server_reject(struct server *s, struct server_agent *a, int result, uint16_t code,
-			  long long now)
-{
-	uint8_t frame[WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + WIRE_ERROR_MESSAGE_MAX];
-	long n;
-
-	server_count_rejected(s, wire_reason(result));
-	server_log("agent %s (%s): %s; closing", a->peer, a->hello_done ? a->node : "no HELLO yet",
-		   wire_strerror(result));
-	n = wire_error_encode(frame, sizeof(frame), code, wire_strerror(result));
-	if (n > 0)
-		server_queue(a, frame, (size_t)n, now);
-	a->closing = 1;
-}
-
-static void server_dump_report(const struct server_job *j)
+void server_dump_report(const struct server_job *j)
 {
 	const struct wire_stats *st = &j->st;
 
@@ -1430,7 +903,7 @@ static void server_dump_report(const struct server_job *j)
 	server_sink_end(&server_out);
 }
 
-static void server_dump_record(const struct server_job *j, const struct wire_record *r)
+void server_dump_record(const struct server_job *j, const struct wire_record *r)
 {
 	char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN];
 
@@ -1451,452 +924,11 @@ static void server_dump_record(const struct server_job *j, const struct wire_rec
 }
 
 /*
- * server_job_step accounts up to most records of the report; returns the work done (at
- * least 1).
- */
-static long server_job_step(struct server *s, struct server_job *j, long most)
-{
-	uint32_t end;
-
-	if (!j->started) {
-		j->started = 1;
-		if (s->dump_records)
-			server_dump_report(j);
-		server_account_report(s, j->node, &j->st);
-	}
-	end = j->st.count - j->done > (uint32_t)most ? j->done + (uint32_t)most : j->st.count;
-	for (uint32_t i = j->done; i < end; i++) {
-		struct wire_record r;
-		wire_record_get(&j->st, i, &r);
-		if (s->dump_records)
-			server_dump_record(j, &r);
-		server_account(s, j->node, &r);
-	}
-	long done = (long)(end - j->done);
-	j->done = end;
-	return done ? done : 1;
-}
-
-/* server_job_finish acknowledges the report (if its connection is still there) and frees it. */
-static void server_job_finish(struct server *s, struct server_job *j, long long now)
-{
-	struct server_agent *a = j->a;
-
-	if (a) {
-		uint8_t ack[WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE];
-		server_queue(a, ack, (size_t)wire_ack_encode(ack, sizeof(ack), j->st.sequence),
-			     now);
-		a->job = NULL;
-		if (a->in_len && !a->closing)
-			server_ready_add(s, a); /* more frames may be waiting */
-		server_agent_interest(s, a);
-	}
-	free(j->payload);
-	server_input_release(s, j->mem);
-	free(j);
-}
-
-/*
- * server_handle_stats decodes and deduplicates one STATS frame whose payload is at
- * payload[0..len) (in the agent's buffer). A new report becomes a job, which takes the buffer
- * when the frame is all of it; a duplicate is acknowledged at once. Returns 0, 1 when the
- * input budget has no room to inflate it now (the frame stays), or a negative wire error.
- */
-static int server_handle_stats(struct server *s, struct server_agent *a, const struct wire_frame *f,
-			       size_t frame_len, long long now)
-{
-	uint8_t *owned = NULL;
-	const uint8_t *payload = f->payload;
-	size_t len = f->payload_len, mem = 0;
-	struct wire_stats st;
-	struct server_job *j;
-	int rc;
-
-	if (f->flags & WIRE_FLAG_ZLIB) {
-		long size = wire_inflated_size(f->payload, f->payload_len, s->max_frame);
-		if (size < 0)
-			return (int)size;
-		if (!server_input_fits(s, (size_t)size, (size_t)size))
-			return 1;
-		owned = malloc((size_t)size);
-		if (!owned)
-			return WIRE_E_SPACE;
-		s->input_bytes += mem = (size_t)size;
-		s->work -= size / 64;
-		long n = wire_inflate(f->payload, f->payload_len, owned, (size_t)size);
-		if (n < 0) {
-			rc = (int)n;
-			goto fail;
-		}
-		payload = owned;
-		len = (size_t)size;
-	}
-	rc = wire_stats_decode(payload, len, a->version, &st);
-	if (rc < 0)
-		goto fail;
-	s->work -= 1 + st.count / 16;
-	if (!server_dedup(s, a->node, a->instance_id, st.sequence, now)) {
-		uint8_t ack[WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE];
-
-		s->stats.reports_duplicate++;
-		server_log("agent %s (%s): report %llu already stored; acknowledged again", a->peer,
-			   a->node, (unsigned long long)st.sequence);
-		server_queue(a, ack, (size_t)wire_ack_encode(ack, sizeof(ack), st.sequence), now);
-		rc = 0;
-		goto fail; /* not a failure: frees what was inflated */
-	}
-	s->stats.reports_stored++;
-	j = calloc(1, sizeof(*j));
-	if (!j) {
-		rc = WIRE_E_SPACE;
-		goto fail;
-	}
-	if (!owned && frame_len == a->in_len) {
-		/* The frame is the whole buffer: the job takes it rather than a copy. */
-		owned = a->in;
-		mem = a->in_cap;
-		a->in = NULL;
-		a->in_cap = a->in_len = 0;
-	} else if (!owned) {
-		owned = malloc(len ? len : 1);
-		if (!owned) {
-			free(j);
-			return WIRE_E_SPACE;
-		}
-		memcpy(owned, payload, len);
-		s->input_bytes += mem = len;
-		rc = wire_stats_decode(owned, len, a->version, &st); /* re-point at the copy */
-	}
-	j->a = a;
-	memcpy(j->node, a->node, sizeof(j->node));
-	j->instance_id = a->instance_id;
-	j->payload = owned;
-	j->mem = mem;
-	j->st = st;
-	if (s->jobs_tail)
-		s->jobs_tail->next = j;
-	else
-		s->jobs_head = j;
-	s->jobs_tail = j;
-	a->job = j;
-	return 0;
-fail:
-	free(owned);
-	server_input_release(s, mem);
-	return rc;
-}
-
-/*
- * server_handle_frame acts on one whole frame of frame_len bytes at the start of a->in; a
- * negative result rejects the connection, 1 means "not now" (the input budget is spent).
- */
-static int server_handle_frame(struct server *s, struct server_agent *a, const struct wire_frame *f,
-			       size_t frame_len, long long now)
-{
-	if (!a->hello_done) {
-		struct wire_hello h;
-		int rc;
-
-		if (f->type != WIRE_HELLO)
-			return WIRE_E_TYPE;
-		rc = wire_hello_decode(f->payload, f->payload_len, &h);
-		if (rc < 0)
-			return rc;
-		memcpy(a->node, h.node, h.node_len);
-		a->node[h.node_len] = '\0';
-		a->instance_id = h.instance_id;
-		a->version = h.version;
-		a->hello_done = 1;
-		server_log(
-			"agent %s connected: node %s, instance %016llx, version %.*s, protocol %u",
-			a->peer, a->node, (unsigned long long)a->instance_id, h.agent_version_len,
-			h.agent_version, h.version);
-		return 0;
-	}
-	switch (f->type) {
-	case WIRE_STATS:
-		return server_handle_stats(s, a, f, frame_len, now);
-	case WIRE_ERROR: {
-		struct wire_error e;
-		int rc = wire_error_decode(f->payload, f->payload_len, &e);
-		if (rc == 0) {
-			char message[4 * WIRE_ERROR_MESSAGE_MAX + 1];
-
-			/* A peer's words never reach the log raw: no forged lines, no escapes. */
-			log_escape(e.message, e.message_len, message, sizeof(message));
-			server_log("agent %s (%s) sent error %u: %s", a->peer, a->node, e.code,
-				   message);
-			a->closing = 1;
-		}
-		return rc;
-	}
-	default:
-		return WIRE_E_TYPE; /* HELLO twice, or ACK, which only the server sends */
-	}
-}
-
-/*
- * server_frame_limit is the largest frame length a connection may send now: before its HELLO,
- * a HELLO's (a peer that has not said who it is gets no megabytes of buffer); then
- * --max-frame.
- */
-static uint32_t server_frame_limit(const struct server *s, const struct server_agent *a)
-{
-	return a->hello_done ? s->max_frame
-			     : WIRE_HEADER_SIZE - WIRE_LENGTH_SIZE + WIRE_HELLO_MAX_PAYLOAD;
-}
-
-/* server_agent_shrink gives a large buffer back once what it holds is small. */
-static void server_agent_shrink(struct server *s, struct server_agent *a)
-{
-	if (!a->in_len && a->in) {
-		free(a->in);
-		server_agent_set_buffer(s, a, NULL, 0);
-	} else if (a->in_cap > 4 * SERVER_READ_CHUNK && a->in_len <= SERVER_READ_CHUNK) {
-		uint8_t *p = realloc(a->in, 2 * SERVER_READ_CHUNK);
-		if (p)
-			server_agent_set_buffer(s, a, p, 2 * SERVER_READ_CHUNK);
-	}
-}
-
-/* server_agent_parse handles the first frame in the connection's buffer, if it is whole. */
-static void server_agent_parse(struct server *s, struct server_agent *a, long long now)
-{
-	struct wire_frame f;
-	long n;
-	int rc;
-
-	if (a->closing || a->job) {
-		server_ready_remove(s, a);
-		return;
-	}
-	n = wire_frame_parse(a->in, a->in_len, server_frame_limit(s, a), &f);
-	s->work--;
-	if (n == WIRE_E_PARTIAL) {
-		server_ready_remove(s, a);
-		server_agent_shrink(s, a);
-		server_agent_interest(s, a);
-		return;
-	}
-	if (n < 0) {
-		server_reject(s, a, (int)n, WIRE_ERR_PROTOCOL, now);
-		server_ready_remove(s, a);
-		server_agent_interest(s, a);
-		return;
-	}
-	rc = server_handle_frame(s, a, &f, (size_t)n, now);
-	if (rc == 1) { /* no room to inflate it now: wait for memory, the frame stays */
-		server_agent_wait(s, a);
-		server_agent_interest(s, a);
-		return;
-	}
-	if (rc < 0) {
-		server_reject(s, a, rc,
-			      rc == WIRE_E_VERSION		    ? WIRE_ERR_VERSION
-			      : !a->hello_done && rc == WIRE_E_TYPE ? WIRE_ERR_EXPECTED_HELLO
-								    : WIRE_ERR_PROTOCOL,
-			      now);
-		server_ready_remove(s, a);
-		server_agent_interest(s, a);
-		return;
-	}
-	if (a->in_len >= (size_t)n) { /* not taken by a job */
-		memmove(a->in, a->in + n, a->in_len - (size_t)n);
-		a->in_len -= (size_t)n;
-	}
-	a->frame_started_ms = a->in_len ? now : 0;
-	if (a->job || !a->in_len || a->closing)
-		server_ready_remove(s, a);
-	else
-		server_ready_add(s, a); /* to the back: one frame per turn of the list */
-	server_agent_shrink(s, a);
-	server_agent_interest(s, a);
-}
-
-/*
- * server_agent_read reads what the agent sent, growing its buffer as the frame being received
- * needs, within the input budget; then its frames wait on the ready list to be parsed.
- */
-static void server_agent_read(struct server *s, struct server_agent *a, long long now)
-{
-	for (;;) {
-		ssize_t n;
-
-		if (a->in_cap - a->in_len < 4096) {
-			size_t limit = (size_t)server_frame_limit(s, a) + WIRE_LENGTH_SIZE;
-			size_t cap = a->in_cap ? a->in_cap * 2 : a->hello_done ? 16384 : limit;
-			uint8_t *p;
-
-			/* Enough for the frame being received and a chunk more; never more. */
-			if (a->in_len >= WIRE_LENGTH_SIZE) {
-				size_t want = (size_t)wire_get32(a->in) + WIRE_LENGTH_SIZE;
-				if (want > limit)
-					break; /* parsing it rejects the frame */
-				if (cap > want + SERVER_READ_CHUNK)
-					cap = want + SERVER_READ_CHUNK;
-			} else if (cap > limit + SERVER_READ_CHUNK) {
-				cap = limit + SERVER_READ_CHUNK;
-			}
-			if (!a->hello_done && cap > limit)
-				cap = limit; /* before HELLO: a HELLO's worth, outside the budget */
-			if (cap <= a->in_cap)
-				break; /* a whole frame is here: parse it first */
-			if (a->hello_done && !server_buffer_fits(s, cap - a->in_cap, cap)) {
-				server_agent_wait(s, a);
-				break;
-			}
-			p = realloc(a->in, cap);
-			if (!p) {
-				server_log("agent %s: out of memory", a->peer);
-				a->closing = 2;
-				return;
-			}
-			server_agent_set_buffer(s, a, p, cap);
-		}
-		n = read(a->fd, a->in + a->in_len, a->in_cap - a->in_len);
-		if (n > 0) {
-			if (!a->in_len)
-				a->frame_started_ms = now;
-			a->in_len += (size_t)n;
-			continue;
-		}
-		if (n == 0) {
-			a->eof = 1; /* count and acknowledge what came with it, then close */
-		} else if (errno != EAGAIN && errno != EINTR) {
-			server_log("agent %s: read: %s", a->peer, strerror(errno));
-			a->closing = 2;
-		}
-		break;
-	}
-	if (a->in_len && a->closing != 2)
-		server_ready_add(s, a);
-	server_agent_shrink(s, a);
-}
-
-static void server_agent_write(struct server_agent *a, long long now)
-{
-	while (a->out_len) {
-		ssize_t n = write(a->fd, a->out, a->out_len);
-		if (n < 0) {
-			if (errno != EAGAIN && errno != EINTR)
-				a->closing = 2;
-			return;
-		}
-		memmove(a->out, a->out + n, a->out_len - (size_t)n);
-		a->out_len -= (size_t)n;
-		a->write_since_ms = a->out_len ? now : 0;
-	}
-}
-
-/* server_agent_settle closes the connection when it is done, else updates its interest. */
-static void server_agent_settle(struct server *s, struct server_agent *a)
-{
-	if (a->fd < 0)
-		return;
-	if (a->closing == 2 || (a->closing && a->out_len == 0) ||
-	    (a->eof && !a->job && !a->ready && !a->waiting && a->out_len == 0))
-		server_agent_close(s, a, NULL);
-	else
-		server_agent_interest(s, a);
-}
-
-static void server_agent_event(struct server *s, struct server_agent *a, uint32_t ev, long long now)
-{
-	if (a->fd < 0)
-		return;
-	if (ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		a->last_activity_ms = now;
-		if (!a->closing && !a->eof && !a->waiting && !a->job && !a->ready)
-			server_agent_read(s, a, now);
-		if (ev & EPOLLERR) {
-			a->closing = 2;
-		} else if ((ev & EPOLLHUP) && !a->closing) {
-			/*
-			 * Hung up both ways: epoll would report it every turn, so stop watching;
-			 * frames already read are still counted (an ACK cannot reach it: the
-			 * agent resends, and the resend is known as a duplicate).
-			 */
-			a->eof = 2;
-			a->out_len = 0;
-			a->write_since_ms = 0;
-			server_watch(s, EPOLL_CTL_DEL, a->fd, 0, NULL);
-		}
-	}
-	if (a->out_len)
-		server_agent_write(a, now);
-	server_agent_settle(s, a);
-}
-
-/*
- * server_work does the turn's share of the work: a slice of the first report being accounted
- * and one frame of the first connection with input, in turn, until the turn's budget is spent
- * or nothing is left. Returns whether work is left for the next turn.
- */
-static int server_work(struct server *s, long long now, int unbounded)
-{
-	s->work = SERVER_TURN_WORK;
-	while ((s->work > 0 || unbounded) && (s->jobs_head || s->ready_head)) {
-		struct server_job *j = s->jobs_head;
-		if (j) {
-			s->jobs_head = j->next;
-			if (!s->jobs_head)
-				s->jobs_tail = NULL;
-			j->next = NULL;
-			s->work -= server_job_step(s, j,
-						   s->work < SERVER_JOB_SLICE && !unbounded
-							   ? (s->work > 0 ? s->work : 1)
-							   : SERVER_JOB_SLICE);
-			if (j->done == j->st.count) {
-				struct server_agent *a = j->a;
-				server_job_finish(s, j, now);
-				if (a)
-					server_agent_settle(s, a);
-			} else {
-				if (s->jobs_tail)
-					s->jobs_tail->next = j;
-				else
-					s->jobs_head = j;
-				s->jobs_tail = j;
-			}
-		}
-		if (s->ready_head && (s->work > 0 || unbounded)) {
-			struct server_agent *a = s->ready_head;
-			server_agent_parse(s, a, now);
-			server_agent_settle(s, a);
-		}
-	}
-	return s->jobs_head || s->ready_head;
-}
-
-/* server_agent_deadlines closes the connections that overstayed the state they are in. */
-static void server_agent_deadlines(struct server *s, long long now)
-{
-	for (int i = s->n_agents - 1; i >= 0; i--) {
-		struct server_agent *a = s->agents[i];
-		const char *why = NULL;
-
-		if (!a->hello_done && now - a->connected_ms > SERVER_HELLO_TIMEOUT_MS)
-			why = "hello_timeout";
-		else if (a->write_since_ms && now - a->write_since_ms > SERVER_WRITE_TIMEOUT_MS)
-			why = "write_timeout";
-		else if (a->in_len && !a->job && a->frame_started_ms &&
-			 (now - a->frame_started_ms > SERVER_FRAME_TIMEOUT_MS ||
-			  (!a->waiting && !a->ready &&
-			   now - a->last_activity_ms > SERVER_FRAME_STALL_MS)))
-			why = "frame_timeout";
-		else if (!a->job && now - a->last_activity_ms > SERVER_IDLE_TIMEOUT_MS)
-			why = "idle_timeout";
-		if (why)
-			server_agent_close(s, a, why);
-	}
-}
-
-/*
  * server_accept_failed handles a failed accept(): EMFILE and its kin leave the connection in
  * the backlog and the listener readable, so the listener pauses for a moment (rather than the
  * loop spinning on it), and the log says so at most every ten seconds.
  */
-static void server_accept_failed(struct server *s, int which, long long now)
+void server_accept_failed(struct server *s, int which, long long now)
 {
 	int fd = which ? s->http_listen_fd : s->agent_listen_fd;
 	const char *name = which ? "http" : "agent";
@@ -1927,72 +959,6 @@ static void server_listeners_resume(struct server *s, long long now)
 		s->listen_paused[w] = 0;
 		server_watch(s, EPOLL_CTL_MOD, w ? s->http_listen_fd : s->agent_listen_fd, EPOLLIN,
 			     (void *)(w ? &server_kind_http_listen : &server_kind_agent_listen));
-	}
-}
-
-/*
- * server_agent_victim is the connection to close for a new one: the oldest without a HELLO,
- * else the one quiet longest if it has been quiet for a minute (an agent reports every 10 s),
- * else none.
- */
-static struct server_agent *server_agent_victim(struct server *s, long long now)
-{
-	struct server_agent *v = NULL, *quiet = NULL;
-
-	for (int i = 0; i < s->n_agents; i++) {
-		struct server_agent *a = s->agents[i];
-		if (!a->hello_done && (!v || a->connected_ms < v->connected_ms))
-			v = a;
-		if (a->hello_done && !a->job && now - a->last_activity_ms > 60000 &&
-		    (!quiet || a->last_activity_ms < quiet->last_activity_ms))
-			quiet = a;
-	}
-	return v ? v : quiet;
-}
-
-static void server_agent_accept(struct server *s, long long now)
-{
-	for (int k = 0; k < 256; k++) { /* the rest next turn: accepting is work too */
-		int fd = accept4(s->agent_listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct server_agent *a;
-		int one = 1;
-
-		if (fd < 0) {
-			server_accept_failed(s, 0, now);
-			return;
-		}
-		if (s->n_agents == s->agents_max) {
-			struct server_agent *v = server_agent_victim(s, now);
-			if (v) {
-				server_agent_close(s, v, "evicted");
-			} else {
-				uint8_t frame[64];
-				long n =
-					wire_error_encode(frame, sizeof(frame), WIRE_ERR_OVERLOADED,
-							  "too many agent connections");
-				if (write(fd, frame, (size_t)n) < 0) {
-					/* best effort: the peer learns why or just sees the close */
-				}
-				close(fd);
-				server_count_rejected(s, "too_many_connections");
-				continue;
-			}
-		}
-		a = calloc(1, sizeof(*a));
-		if (!a) {
-			close(fd);
-			server_log("accept (agent): out of memory");
-			return;
-		}
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		a->kind = FD_AGENT;
-		a->fd = fd;
-		a->slot = s->n_agents;
-		a->events = EPOLLIN;
-		a->connected_ms = a->last_activity_ms = now;
-		server_peer_name(fd, a->peer, sizeof(a->peer));
-		s->agents[s->n_agents++] = a;
-		server_watch(s, EPOLL_CTL_ADD, fd, EPOLLIN, a);
 	}
 }
 
@@ -2651,19 +1617,7 @@ static void server_free(struct server *s)
 	struct metrics_family *all[SERVER_MAX_FAMILIES];
 	size_t nall = server_families(s, all);
 
-	while (s->jobs_head) {
-		struct server_job *j = s->jobs_head;
-		s->jobs_head = j->next;
-		free(j->payload);
-		free(j);
-	}
-	for (size_t b = 0; b < s->nodes_cap; b++)
-		while (s->nodes[b]) {
-			struct server_node *x = s->nodes[b];
-			s->nodes[b] = x->next;
-			free(x);
-		}
-	free(s->nodes);
+	ingest_free(s);
 	if (s->index) {
 		endpoint_each(s->index, server_free_series, NULL);
 		endpoint_index_free(s->index);
@@ -3011,22 +1965,22 @@ int main(int argc, char **argv)
 				uint32_t ev = events[i].events;
 
 				if (kind == FD_AGENT)
-					server_agent_event(&s, events[i].data.ptr, ev, now);
+					ingest_event(&s, events[i].data.ptr, ev, now);
 				else if (kind == FD_HTTP)
 					server_http_event(&s, events[i].data.ptr, ev, now);
 				else if (kind == FD_AGENT_LISTEN)
-					server_agent_accept(&s, now);
+					ingest_accept(&s, now);
 				else if (kind == FD_HTTP_LISTEN)
 					server_http_accept(&s, now);
 			}
 		}
 		if (s.kube)
 			server_kube_step(&s, pfds + k0, nk, now);
-		server_work(&s, now, 0);
+		ingest_work(&s, now, 0);
 		if (s.n_http_again)
 			server_http_again(&s, now);
 		if (now >= next_tick) {
-			server_agent_deadlines(&s, now);
+			ingest_deadlines(&s, now);
 			server_http_deadlines(&s, now);
 			server_listeners_resume(&s, now);
 			next_tick = now + SERVER_TICK_MS;
@@ -3041,17 +1995,17 @@ int main(int argc, char **argv)
 		server_free_dead(&s);
 	}
 	/* Reports already taken are counted and acknowledged before the server goes. */
-	server_work(&s, log_now_ms(), 1);
+	ingest_work(&s, log_now_ms(), 1);
 	for (int i = 0; i < s.n_agents; i++)
 		if (s.agents[i]->out_len)
-			server_agent_write(s.agents[i], log_now_ms());
+			ingest_write(s.agents[i], log_now_ms());
 	server_log("stopping: %llu reports stored, %llu duplicates", s.stats.reports_stored,
 		   s.stats.reports_duplicate);
 	server_sink_flush(&server_out, 1);
 	server_sink_flush(&server_err, 1);
 	server_log_buffered = 0;
 	for (int i = s.n_agents - 1; i >= 0; i--)
-		server_agent_close(&s, s.agents[i], NULL);
+		ingest_close(&s, s.agents[i], NULL);
 	for (int i = s.n_http - 1; i >= 0; i--)
 		server_http_close(&s, s.http[i], NULL);
 	server_free_dead(&s);

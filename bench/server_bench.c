@@ -12,6 +12,7 @@
 
 #define main server_main
 #include "../server.c"
+#include "../ingest.c"
 #undef main
 
 #include "bench.h"

@@ -19,7 +19,7 @@ ipv4_topology_setup
 VARIANT=$WORK/variant
 mkdir -p "$VARIANT"
 cp -r "$TOP/Makefile" "$TOP"/*.c "$TOP"/*.h "$TOP/bpf" "$VARIANT/"
-rm -f "$VARIANT/server.c"
+rm -f "$VARIANT/server.c" "$VARIANT/ingest.c"
 sed -i 's/^#define KZN_IPV6_EXT_MAX 6$/#define KZN_IPV6_EXT_MAX 5/' "$VARIANT/bpf/kubezonnet.h"
 grep -q 'KZN_IPV6_EXT_MAX 5' "$VARIANT/bpf/kubezonnet.h" || not_ok "${NAMES[2]}" "could not change the variant's program"
 make -s -C "$VARIANT" kubezonnet-agent >"$WORK/variant.log" 2>&1 || {
