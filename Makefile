@@ -52,8 +52,10 @@ build/bench.bpf.o: bench/bench.bpf.c bpf/kubezonnet.h bench/parse_yardstick.h bp
 build/bench.skel.h: build/bench.bpf.o
 	$(BPFTOOL) gen skeleton $< name bench_bpf > $@
 
-kubezonnet-agent: agent.c build/kubezonnet.skel.h $(HEADERS) bpf/kubezonnet.h
-	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ agent.c $(STATIC_LIBS)
+# The agent's own modules (it links no OpenSSL: sha256.c is its HMAC).
+AGENT_MODULES := sha256.c secret.c
+kubezonnet-agent: agent.c $(AGENT_MODULES) build/kubezonnet.skel.h $(HEADERS) bpf/kubezonnet.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ agent.c $(AGENT_MODULES) $(STATIC_LIBS)
 
 kubezonnet-server: server.c ingest.c $(MODULES) $(HEADERS)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ server.c ingest.c $(MODULES) $(SERVER_LIBS)
@@ -71,7 +73,8 @@ build/bench/k8s_bench: bench/k8s_bench.c bench/bench.h $(HEADERS) $(MODULES) | b
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter-out k8s/client.c,$(MODULES)) $(SERVER_LIBS)
 
 build/bench/bpf_bench: build/bench.skel.h build/kubezonnet.skel.h bpf/kubezonnet.h
-build/bench/drain_bench: agent.c build/kubezonnet.skel.h bpf/kubezonnet.h
+build/bench/drain_bench: bench/drain_bench.c bench/bench.h $(HEADERS) agent.c $(AGENT_MODULES) build/kubezonnet.skel.h bpf/kubezonnet.h | build/bench
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(AGENT_MODULES) $(STATIC_LIBS) -lm
 build/bench/server_bench: server.c ingest.c $(MODULES)
 
 build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h

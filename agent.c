@@ -57,6 +57,8 @@
 #include "log.h"
 #include "sandbox.h"
 #include "version.h"
+#include "secret.h"
+#include "sha256.h"
 #include "wire.h"
 
 #define AGENT_PIN_PATH_DEFAULT	 "/sys/fs/bpf/kubezonnet"
@@ -79,8 +81,9 @@ struct agent_config {
 	uint16_t vxlan_port, geneve_port;
 	const char *pin_path;
 	enum { AGENT_RUN, AGENT_UNINSTALL, AGENT_MOUNT_BPFFS } mode;
-	int pause;	/* after --uninstall or --mount-bpffs: sleep until SIGTERM */
-	int no_sandbox; /* --no-sandbox: keep capabilities, no seccomp filter */
+	int pause;		 /* after --uninstall or --mount-bpffs: sleep until SIGTERM */
+	int no_sandbox;		 /* --no-sandbox: keep capabilities, no seccomp filter */
+	const char *secret_path; /* --agent-secret-file, or NULL */
 };
 
 enum agent_conn_state { AGENT_DISCONNECTED, AGENT_CONNECTING, AGENT_CONNECTED };
@@ -116,13 +119,21 @@ struct agent {
 	enum agent_conn_state conn;
 	int sock;
 	char peer[300];
-	uint16_t protocol; /* wire version: 2, or 1 once a server refused 2 */
+	uint16_t protocol; /* wire version: 3 with a secret; else 2, or 1 once a server refused 2 */
+	/* Version 3: the secret, and the handshake and MACs of the connection. */
+	struct secret_set secret;
+	enum { AGENT_AUTH_NONE, AGENT_AUTH_CHALLENGE, AGENT_AUTH_PROOF, AGENT_AUTH_DONE } auth;
+	uint8_t transcript[SHA256_DIGEST_SIZE]; /* SHA-256 of this connection's HELLO payload */
+	uint8_t server_proof[WIRE_MAC_SIZE], session_key[WIRE_MAC_SIZE];
+	uint8_t auth_frame[WIRE_HEADER_SIZE + WIRE_MAC_SIZE];
+	uint64_t mac_sent, mac_received; /* frames authenticated each way on this connection */
 	uint8_t hello[WIRE_HEADER_SIZE + WIRE_HELLO_MAX_PAYLOAD];
 	size_t hello_len;
 	const uint8_t *out; /* bytes being written: hello or frame */
 	size_t out_len, out_off;
 	int out_is_frame;
-	uint8_t in[WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + WIRE_ERROR_MESSAGE_MAX];
+	uint8_t in[WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + WIRE_ERROR_MESSAGE_MAX +
+		   WIRE_MAC_SIZE];
 	size_t in_len;
 	unsigned int backoff_ms;
 	long long connect_started_ms;
@@ -250,7 +261,7 @@ static int agent_build_frame(struct agent *a)
 		.end_ns = a->state.pending_end_ns,
 		.count = a->frozen_count,
 	};
-	size_t len = wire_stats_size_version(a->protocol, a->frozen_count);
+	size_t len = wire_stats_size_version(wire_stats_layout(a->protocol), a->frozen_count);
 	uint8_t *raw, *rec;
 
 	st.loss.map_full_packets = a->state.pending_loss[KZN_LOSS_MAP_FULL_PACKETS] +
@@ -259,7 +270,7 @@ static int agent_build_frame(struct agent *a)
 				 a->state.pending_loss[KZN_LOSS_NO_MAP_BYTES];
 	st.loss.other_packets = a->state.pending_loss[KZN_LOSS_UNPARSED_PACKETS];
 	st.loss.other_bytes = a->state.pending_loss[KZN_LOSS_UNPARSED_BYTES];
-	st.version = a->protocol;
+	st.version = wire_stats_layout(a->protocol);
 	st.tunnel_malformed_packets = a->state.pending_loss[KZN_LOSS_MALFORMED_INNER_PACKETS];
 	st.tunnel_malformed_bytes = a->state.pending_loss[KZN_LOSS_MALFORMED_INNER_BYTES];
 	raw = len ? malloc(len) : NULL;
@@ -308,6 +319,13 @@ static int agent_build_frame(struct agent *a)
 			free(z);
 		}
 	}
+	/* Room for a MAC (version 3), written as the frame is sent on a connection. */
+	raw = realloc(a->frame, a->frame_len + WIRE_MAC_SIZE);
+	if (!raw) {
+		agent_log("encode a report: out of memory");
+		return -ENOMEM;
+	}
+	a->frame = raw;
 	a->frame_sent = 0;
 	return 0;
 }
@@ -1059,14 +1077,81 @@ static int agent_encode_hello(struct agent *a)
 							? WIRE_AGENT_VERSION_MAX
 							: strlen(KUBEZONNET_VERSION)),
 	};
-	long len = wire_hello_encode(a->hello, sizeof(a->hello), &hello);
+	uint8_t nonce[WIRE_NONCE_SIZE];
+	long len;
 
+	if (a->protocol >= WIRE_VERSION_3) {
+		/* Fresh for every connection, as the server's challenge is. */
+		if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce)) {
+			agent_log("getrandom: %s", strerror(errno));
+			return -EIO;
+		}
+		hello.nonce = nonce;
+	}
+	len = wire_hello_encode(a->hello, sizeof(a->hello), &hello);
 	if (len < 0) {
 		agent_log("encode HELLO: %s", wire_strerror((int)len));
 		return (int)len;
 	}
 	a->hello_len = (size_t)len;
+	sha256(a->hello + WIRE_HEADER_SIZE, a->hello_len - WIRE_HEADER_SIZE, a->transcript);
 	return 0;
+}
+
+/* agent_protocol is the wire version to offer first: 3 with a secret, else 2. */
+static uint16_t agent_protocol(const struct agent *a)
+{
+	return a->config.secret_path ? WIRE_VERSION_3 : WIRE_VERSION_2;
+}
+
+/*
+ * agent_hmac computes HMAC-SHA-256 with the key over label || transcript || server nonce: the
+ * proofs and the session key of wire.h's version 3.
+ */
+static void agent_hmac(const uint8_t *key, size_t key_len, const char *label,
+		       const uint8_t transcript[SHA256_DIGEST_SIZE],
+		       const uint8_t nonce[WIRE_NONCE_SIZE], uint8_t out[WIRE_MAC_SIZE])
+{
+	struct sha256_hmac_ctx c;
+
+	sha256_hmac_init(&c, key, key_len);
+	sha256_hmac_update(&c, label, strlen(label));
+	sha256_hmac_update(&c, transcript, SHA256_DIGEST_SIZE);
+	sha256_hmac_update(&c, nonce, WIRE_NONCE_SIZE);
+	sha256_hmac_final(&c, out);
+}
+
+/*
+ * agent_frame_mac computes a frame's MAC: direction and counter, then header and payload
+ * (frame[0..len), the length field already counting the MAC).
+ */
+static void agent_frame_mac(const struct agent *a, uint8_t direction, uint64_t counter,
+			    const uint8_t *frame, size_t len, uint8_t out[WIRE_MAC_SIZE])
+{
+	struct sha256_hmac_ctx c;
+	uint8_t prefix[WIRE_MAC_PREFIX_SIZE];
+
+	wire_mac_prefix(prefix, direction, counter);
+	sha256_hmac_init(&c, a->session_key, sizeof(a->session_key));
+	sha256_hmac_update(&c, prefix, sizeof(prefix));
+	sha256_hmac_update(&c, frame, len);
+	sha256_hmac_final(&c, out);
+}
+
+/* agent_reload_secret reads the secret file again if it changed; the old one stays on error. */
+static void agent_reload_secret(struct agent *a)
+{
+	char err[300];
+
+	if (!a->config.secret_path || !secret_changed(a->config.secret_path, &a->secret))
+		return;
+	if (secret_load(a->config.secret_path, &a->secret, err, sizeof(err)) != 0) {
+		agent_log("agent secret file: %s; keeping the secret read before", err);
+		secret_mark(a->config.secret_path, &a->secret);
+		return;
+	}
+	agent_log("agent secret file %s read again: %d secret%s, the first one used",
+		  a->config.secret_path, a->secret.n, a->secret.n == 1 ? "" : "s");
 }
 
 /*
@@ -1100,6 +1185,7 @@ static void agent_disconnect(struct agent *a, const char *why)
 	a->frame_sent = 0;
 	a->out = NULL;
 	a->in_len = 0;
+	a->auth = AGENT_AUTH_NONE;
 	/* Exponential back-off with jitter in [backoff/2, backoff]. */
 	jitter = (unsigned int)(agent_random64() % (a->backoff_ms / 2 + 1));
 	a->next_connect_ms = now + a->backoff_ms / 2 + jitter;
@@ -1159,15 +1245,38 @@ static void agent_connect(struct agent *a)
 		agent_disconnect(a, "no address accepted the connection");
 }
 
+/*
+ * agent_seal_frame readies the pending report for this connection: in version 3 with its MAC
+ * after it (length and flags counting it), else as built.
+ */
+static void agent_seal_frame(struct agent *a)
+{
+	uint16_t flags = wire_get16(a->frame + 6) & (uint16_t)~WIRE_FLAG_MAC;
+	size_t len = a->frame_len;
+
+	if (a->auth == AGENT_AUTH_DONE) {
+		wire_put32(a->frame, (uint32_t)(len + WIRE_MAC_SIZE - WIRE_LENGTH_SIZE));
+		wire_put16(a->frame + 6, flags | WIRE_FLAG_MAC);
+		agent_frame_mac(a, WIRE_DIRECTION_AGENT, a->mac_sent++, a->frame, len,
+				a->frame + len);
+		len += WIRE_MAC_SIZE;
+	} else {
+		wire_put32(a->frame, (uint32_t)(len - WIRE_LENGTH_SIZE));
+		wire_put16(a->frame + 6, flags);
+	}
+	a->out_len = len;
+}
+
 /* agent_pump writes what is queued: HELLO first, then the pending report once. */
 static void agent_pump(struct agent *a)
 {
 	while (a->conn == AGENT_CONNECTED) {
 		if (!a->out) {
-			if (!a->frame || a->frame_sent)
+			if (!a->frame || a->frame_sent ||
+			    (a->protocol >= WIRE_VERSION_3 && a->auth != AGENT_AUTH_DONE))
 				return;
+			agent_seal_frame(a);
 			a->out = a->frame;
-			a->out_len = a->frame_len;
 			a->out_off = 0;
 			a->out_is_frame = 1;
 		}
@@ -1200,6 +1309,16 @@ static void agent_on_connected(struct agent *a)
 	a->rebalance_at_ms =
 		log_now_ms() + r * 3ll / 4 + (long long)(agent_random64() % (r / 2 + 1));
 	agent_log("connected to %s", a->peer);
+	a->auth = AGENT_AUTH_NONE;
+	a->mac_sent = a->mac_received = 0;
+	if (a->protocol >= WIRE_VERSION_3)
+		agent_reload_secret(a);
+	if (agent_encode_hello(a) != 0) { /* in version 3 with a fresh nonce */
+		agent_disconnect(a, "cannot make a HELLO");
+		return;
+	}
+	if (a->protocol >= WIRE_VERSION_3)
+		a->auth = AGENT_AUTH_CHALLENGE;
 	a->out = a->hello;
 	a->out_len = a->hello_len;
 	a->out_off = 0;
@@ -1225,11 +1344,52 @@ static void agent_rebalance(struct agent *a)
 	a->in_len = 0;
 	a->next_connect_ms = 0;
 	/* The server may have been upgraded meanwhile (or the new one may be newer). */
-	if (a->protocol != WIRE_VERSION_2) {
-		a->protocol = WIRE_VERSION_2;
-		if (agent_encode_hello(a) != 0)
-			agent_stop = 1;
+	a->protocol = agent_protocol(a);
+}
+
+/*
+ * agent_handshake takes the server's CHALLENGE (answered with this agent's proof) or AUTH
+ * (the server's proof, checked; then reports flow). Returns 0, or -1 after disconnecting.
+ */
+static int agent_handshake(struct agent *a, const struct wire_frame *f)
+{
+	uint8_t proof[WIRE_MAC_SIZE];
+
+	if (wire_blob_decode(f->payload, f->payload_len) != 0) {
+		agent_disconnect(a, "malformed handshake frame from server");
+		return -1;
 	}
+	if (f->type == WIRE_CHALLENGE && a->auth == AGENT_AUTH_CHALLENGE) {
+		const uint8_t *key = a->secret.key[0];
+		size_t key_len = a->secret.len[0];
+
+		agent_hmac(key, key_len, WIRE_LABEL_AGENT, a->transcript, f->payload, proof);
+		agent_hmac(key, key_len, WIRE_LABEL_SERVER, a->transcript, f->payload,
+			   a->server_proof);
+		agent_hmac(key, key_len, WIRE_LABEL_SESSION, a->transcript, f->payload,
+			   a->session_key);
+		wire_blob_encode(a->auth_frame, sizeof(a->auth_frame), WIRE_AUTH, proof);
+		a->auth = AGENT_AUTH_PROOF;
+		if (!a->out) { /* the HELLO went out already (the challenge answers it) */
+			a->out = a->auth_frame;
+			a->out_len = sizeof(a->auth_frame);
+			a->out_off = 0;
+			a->out_is_frame = 0;
+		}
+		agent_pump(a);
+		return a->conn == AGENT_CONNECTED ? 0 : -1;
+	}
+	if (f->type == WIRE_AUTH && a->auth == AGENT_AUTH_PROOF && !a->out) {
+		if (!sha256_equal(f->payload, a->server_proof, WIRE_MAC_SIZE)) {
+			agent_disconnect(a, "the server did not prove it holds the agent secret");
+			return -1;
+		}
+		a->auth = AGENT_AUTH_DONE;
+		agent_pump(a);
+		return a->conn == AGENT_CONNECTED ? 0 : -1;
+	}
+	agent_disconnect(a, "unexpected handshake frame from server");
+	return -1;
 }
 
 /* agent_read handles what the server sent: ACKs, or an ERROR before it closes. */
@@ -1261,8 +1421,28 @@ static void agent_read(struct agent *a)
 				agent_disconnect(a, wire_strerror((int)len));
 				return;
 			}
-			if (f.type == WIRE_ACK &&
-			    wire_ack_decode(f.payload, f.payload_len, &seq) == 0) {
+			if (a->auth == AGENT_AUTH_DONE && f.type == WIRE_ACK) {
+				/* Only the server, which holds the secret, can acknowledge. */
+				uint8_t mac[WIRE_MAC_SIZE];
+				if (!(f.flags & WIRE_FLAG_MAC) || f.payload_len < WIRE_MAC_SIZE) {
+					agent_disconnect(a, "ACK without its MAC");
+					return;
+				}
+				f.payload_len -= WIRE_MAC_SIZE;
+				agent_frame_mac(a, WIRE_DIRECTION_SERVER, a->mac_received++,
+						a->in + pos, (size_t)len - WIRE_MAC_SIZE, mac);
+				if (!sha256_equal(mac, f.payload + f.payload_len, WIRE_MAC_SIZE)) {
+					agent_disconnect(a, "ACK with a wrong MAC");
+					return;
+				}
+				f.flags &= (uint16_t)~WIRE_FLAG_MAC;
+			}
+			if (f.type == WIRE_CHALLENGE || f.type == WIRE_AUTH) {
+				if (agent_handshake(a, &f) != 0)
+					return;
+			} else if (f.type == WIRE_ACK && !(f.flags & WIRE_FLAG_MAC) &&
+				   a->auth != AGENT_AUTH_CHALLENGE && a->auth != AGENT_AUTH_PROOF &&
+				   wire_ack_decode(f.payload, f.payload_len, &seq) == 0) {
 				if (a->frame && a->frame_sent && seq == a->state.pending_sequence) {
 					a->backoff_ms = AGENT_BACKOFF_MIN;
 					if (agent_acknowledged(a) != 0)
@@ -1280,7 +1460,21 @@ static void agent_read(struct agent *a)
 					snprintf(why, sizeof(why), "malformed ERROR from server");
 				}
 				agent_disconnect(a, why);
-				if (e.code == WIRE_ERR_VERSION && a->protocol > WIRE_VERSION_1) {
+				if (e.code == WIRE_ERR_VERSION && a->protocol == WIRE_VERSION_3)
+					agent_log("the server does not speak wire protocol version "
+						  "3, so it cannot check the agent secret: it "
+						  "predates --agent-secret-file. Upgrade it (the "
+						  "report waits here until then)");
+				else if (e.code == WIRE_ERR_AUTH && a->protocol < WIRE_VERSION_3)
+					agent_log(
+						"the server requires the agent secret: give this "
+						"agent --agent-secret-file (the report waits here "
+						"until then)");
+				else if (e.code == WIRE_ERR_RETRY)
+					agent_log("the server does not know node %s yet; trying "
+						  "again",
+						  a->config.node);
+				if (e.code == WIRE_ERR_VERSION && a->protocol == WIRE_VERSION_2) {
 					agent_speak_version_1(a);
 					a->backoff_ms = AGENT_BACKOFF_MIN;
 					a->next_connect_ms = 0;
@@ -1435,6 +1629,10 @@ static void agent_usage(FILE *out)
 		"                          container on a node without one)\n"
 		"      --pause             after --uninstall or --mount-bpffs, stay running until\n"
 		"                          SIGTERM (for a DaemonSet)\n"
+		"      --agent-secret-file FILE  prove to the server that this agent holds the\n"
+		"                          secret on FILE's first line (wire protocol version 3,\n"
+		"                          every frame authenticated); FILE is read again when it\n"
+		"                          changes. The server needs the same file\n"
 		"      --no-sandbox        keep the capabilities and make any system call once\n"
 		"                          set up (by default they are dropped and a seccomp\n"
 		"                          filter allows only the calls the agent makes)\n"
@@ -1480,6 +1678,7 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		{"mount-bpffs", no_argument, NULL, 'M'},
 		{"pause", no_argument, NULL, 'P'},
 		{"no-sandbox", no_argument, NULL, 'S'},
+		{"agent-secret-file", required_argument, NULL, 'A'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1570,6 +1769,9 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 			break;
 		case 'S':
 			c->no_sandbox = 1;
+			break;
+		case 'A':
+			c->secret_path = optarg;
 			break;
 		case 'h':
 			agent_usage(stdout);
@@ -1692,8 +1894,15 @@ int main(int argc, char **argv)
 		return rc == 1 ? 0 : rc;
 	a.sock = -1;
 	a.link_events = -1;
-	a.protocol = WIRE_VERSION_2;
+	a.protocol = agent_protocol(&a);
 	a.backoff_ms = AGENT_BACKOFF_MIN;
+	if (a.config.secret_path && a.config.mode == AGENT_RUN) {
+		char err[300];
+		if (secret_load(a.config.secret_path, &a.secret, err, sizeof(err)) != 0) {
+			fprintf(stderr, "kubezonnet-agent: --agent-secret-file: %s\n", err);
+			return 2;
+		}
+	}
 	libbpf_set_print(agent_libbpf_print);
 	signal(SIGPIPE, SIG_IGN);
 	sigaction(SIGTERM, &sa, NULL);

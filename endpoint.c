@@ -40,6 +40,9 @@ struct endpoint_index {
 	size_t slots_cap, slots_len;
 	struct endpoint_cidr *cidrs;
 	size_t cidrs_len, cidrs_cap;
+	/* nodes' pod CIDRs: who a node is (endpoint_is_node_address), not what addresses are */
+	struct endpoint_cidr *node_cidrs;
+	size_t node_cidrs_len, node_cidrs_cap;
 	struct endpoint **nodes; /* by name, open addressing */
 	size_t nodes_cap, nodes_len;
 	size_t counts[4];
@@ -127,6 +130,7 @@ void endpoint_index_free(struct endpoint_index *x)
 	free(x->strings);
 	free(x->slots);
 	free(x->cidrs);
+	free(x->node_cidrs);
 	free(x->nodes);
 	free(x);
 }
@@ -277,31 +281,47 @@ int endpoint_add_address(struct endpoint_index *x, const uint8_t addr[16], struc
 	return 0;
 }
 
-int endpoint_add_cidr(struct endpoint_index *x, const uint8_t addr[16], unsigned int prefix_len,
-		      struct endpoint *e)
+/* endpoint_cidr_insert adds addr/prefix_len to the list, longest prefixes first. */
+static int endpoint_cidr_insert(struct endpoint_cidr **list, size_t *len, size_t *cap,
+				const uint8_t addr[16], unsigned int prefix_len, struct endpoint *e)
 {
 	size_t i;
 
 	if (prefix_len > 128)
 		return -EINVAL;
-	if (x->cidrs_len == x->cidrs_cap) {
-		size_t cap = x->cidrs_cap ? x->cidrs_cap * 2 : 16;
-		struct endpoint_cidr *t = realloc(x->cidrs, cap * sizeof(*t));
+	if (*len == *cap) {
+		size_t n = *cap ? *cap * 2 : 16;
+		struct endpoint_cidr *t = realloc(*list, n * sizeof(*t));
 		if (!t)
 			return -ENOMEM;
-		x->cidrs = t;
-		x->cidrs_cap = cap;
+		*list = t;
+		*cap = n;
 	}
 	/* Insert keeping the longest prefixes first: the first match is the longest. */
-	for (i = x->cidrs_len; i > 0 && x->cidrs[i - 1].prefix_len < prefix_len; i--)
-		x->cidrs[i] = x->cidrs[i - 1];
-	memset(&x->cidrs[i], 0, sizeof(x->cidrs[i]));
+	for (i = *len; i > 0 && (*list)[i - 1].prefix_len < prefix_len; i--)
+		(*list)[i] = (*list)[i - 1];
+	memset(&(*list)[i], 0, sizeof((*list)[i]));
 	for (unsigned int b = 0; b < prefix_len; b++)
-		x->cidrs[i].addr[b / 8] |= addr[b / 8] & (0x80 >> (b % 8));
-	x->cidrs[i].prefix_len = prefix_len;
-	x->cidrs[i].e = e;
-	x->cidrs_len++;
+		(*list)[i].addr[b / 8] |= addr[b / 8] & (0x80 >> (b % 8));
+	(*list)[i].prefix_len = prefix_len;
+	(*list)[i].e = e;
+	(*len)++;
 	return 0;
+}
+
+int endpoint_add_cidr(struct endpoint_index *x, const uint8_t addr[16], unsigned int prefix_len,
+		      struct endpoint *e)
+{
+	return endpoint_cidr_insert(&x->cidrs, &x->cidrs_len, &x->cidrs_cap, addr, prefix_len, e);
+}
+
+int endpoint_add_node_cidr(struct endpoint_index *x, const uint8_t addr[16],
+			   unsigned int prefix_len, struct endpoint *node)
+{
+	if (!node || node->kind != ENDPOINT_NODE)
+		return -EINVAL;
+	return endpoint_cidr_insert(&x->node_cidrs, &x->node_cidrs_len, &x->node_cidrs_cap, addr,
+				    prefix_len, node);
 }
 
 static int endpoint_cidr_match(const struct endpoint_cidr *c, const uint8_t addr[16])
@@ -337,6 +357,21 @@ const struct endpoint *endpoint_lookup(const struct endpoint_index *x, const uin
 		if (endpoint_cidr_match(&x->cidrs[i], addr))
 			return x->cidrs[i].e;
 	return NULL;
+}
+
+int endpoint_is_node_address(const struct endpoint_index *x, const struct endpoint *node,
+			     const uint8_t addr[16])
+{
+	const struct endpoint *e = endpoint_exact(x, addr);
+
+	if (!node || node->kind != ENDPOINT_NODE)
+		return 0;
+	if (e)
+		return e == node;
+	for (size_t i = 0; i < x->node_cidrs_len; i++)
+		if (x->node_cidrs[i].e == node && endpoint_cidr_match(&x->node_cidrs[i], addr))
+			return 1;
+	return 0;
 }
 
 size_t endpoint_count(const struct endpoint_index *x, enum endpoint_kind kind)
@@ -493,6 +528,11 @@ int endpoint_index_merge(struct endpoint_index *dst, struct endpoint_index *src)
 	for (size_t i = 0; i < src->cidrs_len; i++)
 		if (endpoint_add_cidr(dst, src->cidrs[i].addr, src->cidrs[i].prefix_len,
 				      src->cidrs[i].e->user) != 0)
+			return -ENOMEM;
+	for (size_t i = 0; i < src->node_cidrs_len; i++)
+		if (endpoint_add_node_cidr(dst, src->node_cidrs[i].addr,
+					   src->node_cidrs[i].prefix_len,
+					   src->node_cidrs[i].e->user) != 0)
 			return -ENOMEM;
 	return 0;
 }

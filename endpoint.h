@@ -67,6 +67,24 @@ int endpoint_add_cidr(struct endpoint_index *index, const uint8_t addr[16], unsi
 		      struct endpoint *e);
 
 /*
+ * endpoint_add_node_cidr records addr/prefix_len as a pod CIDR of node (a node endpoint): an
+ * address in it that is no pod's is the node's own (its bridge or tunnel device, which is
+ * where its host network's connections to pods come from, source-NATed or not). It says who
+ * a connection comes from (endpoint_is_node_address), not what an address is:
+ * endpoint_lookup does not use it. Returns 0, -EINVAL or -ENOMEM.
+ */
+int endpoint_add_node_cidr(struct endpoint_index *index, const uint8_t addr[16],
+			   unsigned int prefix_len, struct endpoint *node);
+
+/*
+ * endpoint_is_node_address returns 1 when addr is node's own: mapped to node exactly, or
+ * mapped to nothing exactly and inside one of node's pod CIDRs. 0 otherwise, and for a NULL
+ * or non-node endpoint.
+ */
+int endpoint_is_node_address(const struct endpoint_index *index, const struct endpoint *node,
+			     const uint8_t addr[16]);
+
+/*
  * endpoint_lookup returns the endpoint of addr: an exact address first, then the longest
  * matching CIDR, else NULL.
  */

@@ -8,15 +8,24 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/sha.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "hash.h"
 #include "log.h"
+#include "secret.h"
 #include "server.h"
 #include "wire.h"
 
@@ -352,6 +361,305 @@ static void ingest_reject(struct server *s, struct server_agent *a, int result, 
 	a->closing = 1;
 }
 
+/* ---- who an agent is: its node's address, and the shared secret (wire.h, version 3) ---- */
+
+static EVP_MAC *ingest_mac_alg; /* HMAC, fetched once before the sandbox */
+
+/* ingest_hmac computes HMAC-SHA-256 (OpenSSL) with key over the parts, in order. */
+static int ingest_hmac(const uint8_t *key, size_t key_len, const void *const parts[],
+		       const size_t lens[], int n, uint8_t out[WIRE_MAC_SIZE])
+{
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+		OSSL_PARAM_construct_end(),
+	};
+	EVP_MAC_CTX *c = ingest_mac_alg ? EVP_MAC_CTX_new(ingest_mac_alg) : NULL;
+	size_t out_len = 0;
+	int ok = c && EVP_MAC_init(c, key, key_len, params);
+
+	for (int i = 0; ok && i < n; i++)
+		ok = EVP_MAC_update(c, parts[i], lens[i]);
+	ok = ok && EVP_MAC_final(c, out, &out_len, WIRE_MAC_SIZE) && out_len == WIRE_MAC_SIZE;
+	EVP_MAC_CTX_free(c);
+	return ok ? 0 : -1;
+}
+
+/* ingest_derive computes label's value for the connection: a proof or the session key. */
+static int ingest_derive(const struct server *s, int k, const char *label,
+			 const struct server_agent *a, uint8_t out[WIRE_MAC_SIZE])
+{
+	const void *parts[] = {label, a->transcript, a->nonce};
+	const size_t lens[] = {strlen(label), sizeof(a->transcript), sizeof(a->nonce)};
+
+	return ingest_hmac(s->secrets->key[k], s->secrets->len[k], parts, lens, 3, out);
+}
+
+/* ingest_frame_mac computes the MAC of frame[0..len) (header included) in a direction. */
+static int ingest_frame_mac(const struct server_agent *a, uint8_t direction, uint64_t counter,
+			    const uint8_t *frame, size_t len, uint8_t out[WIRE_MAC_SIZE])
+{
+	uint8_t prefix[WIRE_MAC_PREFIX_SIZE];
+	const void *parts[] = {prefix, frame};
+	const size_t lens[] = {sizeof(prefix), len};
+
+	wire_mac_prefix(prefix, direction, counter);
+	return ingest_hmac(a->session, sizeof(a->session), parts, lens, 2, out);
+}
+
+/* ingest_send_ack queues the ACK of sequence, with its MAC in an authenticated session. */
+static void ingest_send_ack(struct server_agent *a, uint64_t sequence, long long now)
+{
+	uint8_t ack[WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE + WIRE_MAC_SIZE];
+	size_t n = (size_t)wire_ack_encode(ack, sizeof(ack), sequence);
+
+	if (a->auth == INGEST_AUTH_DONE) {
+		wire_header_put(ack, WIRE_ACK, WIRE_FLAG_MAC,
+				WIRE_ACK_PAYLOAD_SIZE + WIRE_MAC_SIZE);
+		if (ingest_frame_mac(a, WIRE_DIRECTION_SERVER, a->mac_out++, ack, n, ack + n) !=
+		    0) {
+			a->closing = 2; /* no ACK is better than an ACK the agent must refuse */
+			return;
+		}
+		n += WIRE_MAC_SIZE;
+	}
+	ingest_queue(a, ack, n, now);
+}
+
+/*
+ * ingest_refuse ends a handshake: the agent gets an ERROR with code and the message, the
+ * refusal is counted by reason, and the connection closes once the ERROR is out.
+ */
+static void ingest_refuse(struct server *s, struct server_agent *a, uint16_t code,
+			  const char *reason, long long now, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
+static void ingest_refuse(struct server *s, struct server_agent *a, uint16_t code,
+			  const char *reason, long long now, const char *fmt, ...)
+{
+	uint8_t frame[WIRE_HEADER_SIZE + WIRE_ERROR_FIXED_SIZE + WIRE_ERROR_MESSAGE_MAX];
+	char message[WIRE_ERROR_MESSAGE_MAX + 1];
+	va_list ap;
+	long n;
+
+	va_start(ap, fmt);
+	vsnprintf(message, sizeof(message), fmt, ap);
+	va_end(ap);
+	SERVER_COUNT(&s->handshakes_rejected, 1, reason);
+	server_log("agent %s (node %s): refused: %s", a->peer, a->node, message);
+	n = wire_error_encode(frame, sizeof(frame), code, message);
+	if (n > 0)
+		ingest_queue(a, frame, (size_t)n, now);
+	a->closing = 1;
+}
+
+/*
+ * ingest_identity checks that the connection comes from the node its HELLO names: one of the
+ * node's addresses, or an address in its pod CIDRs that no pod has (its bridge or tunnel
+ * device, where host-network connections to a pod come from). Only with a source of nodes
+ * (the Kubernetes API, a topology file), and unless --no-agent-address-check. Returns 0, or
+ * -1 after refusing.
+ */
+static int ingest_identity(struct server *s, struct server_agent *a, long long now)
+{
+	const struct endpoint *node;
+	char addr[INET6_ADDRSTRLEN];
+
+	if (!s->address_check || (!s->kube && !s->topology_path))
+		return 0;
+	node = s->index ? endpoint_node(s->index, a->node) : NULL;
+	if (!node) {
+		ingest_refuse(s, a, WIRE_ERR_RETRY, "unknown_node", now,
+			      "node %s is not known to the server (yet); try again", a->node);
+		return -1;
+	}
+	if (endpoint_is_node_address(s->index, node, a->addr))
+		return 0;
+	endpoint_format_address(a->addr, addr, sizeof(addr));
+	ingest_refuse(s, a, WIRE_ERR_IDENTITY, "node_address", now,
+		      "the connection comes from %s, which is not an address of node %s (behind "
+		      "source NAT, start the server with --no-agent-address-check)",
+		      addr, a->node);
+	return -1;
+}
+
+/* ingest_ready makes the connection one whose reports count, and says so. */
+static void ingest_ready(struct server_agent *a)
+{
+	a->hello_done = 1;
+	server_log("agent %s connected: node %s, instance %016llx, version %s, protocol %u%s",
+		   a->peer, a->node, (unsigned long long)a->instance_id, a->agent_version,
+		   a->version, a->auth == INGEST_AUTH_DONE ? ", secret proved" : "");
+}
+
+/*
+ * ingest_auth checks the agent's proof against every secret the server holds (during a
+ * rotation, old and new); with a match, the server proves it holds that secret too, and the
+ * session's frames are authenticated from here. Returns 0 (refusing is not an error).
+ */
+static int ingest_auth(struct server *s, struct server_agent *a, const uint8_t *proof,
+		       long long now)
+{
+	uint8_t want[WIRE_MAC_SIZE], frame[WIRE_HEADER_SIZE + WIRE_MAC_SIZE];
+	int k;
+
+	for (k = 0; k < s->secrets->n; k++)
+		if (ingest_derive(s, k, WIRE_LABEL_AGENT, a, want) == 0 &&
+		    CRYPTO_memcmp(want, proof, WIRE_MAC_SIZE) == 0)
+			break;
+	if (k == s->secrets->n) {
+		ingest_refuse(s, a, WIRE_ERR_AUTH, "auth_failed", now,
+			      "the agent's proof matches no agent secret of this server");
+		return 0;
+	}
+	if (ingest_derive(s, k, WIRE_LABEL_SERVER, a, want) != 0 ||
+	    ingest_derive(s, k, WIRE_LABEL_SESSION, a, a->session) != 0) {
+		server_log("agent %s: HMAC failed (OpenSSL); closing", a->peer);
+		a->closing = 2;
+		return 0;
+	}
+	memcpy(a->fingerprint, s->secret_fingerprints[k], sizeof(a->fingerprint));
+	wire_blob_encode(frame, sizeof(frame), WIRE_AUTH, want);
+	ingest_queue(a, frame, sizeof(frame), now);
+	a->auth = INGEST_AUTH_DONE;
+	ingest_ready(a);
+	return 0;
+}
+
+/*
+ * ingest_hello takes the first frame: who the agent is. Then the identity check, and with a
+ * secret the challenge (a version 3 HELLO is required); without one, version 3 is refused (the
+ * agent would trust a server that cannot prove the secret). Returns 0 or a wire error.
+ */
+static int ingest_hello(struct server *s, struct server_agent *a, const struct wire_frame *f,
+			long long now)
+{
+	struct wire_hello h;
+	uint8_t frame[WIRE_HEADER_SIZE + WIRE_NONCE_SIZE];
+	int rc;
+
+	if (f->type != WIRE_HELLO)
+		return WIRE_E_TYPE;
+	rc = wire_hello_decode(f->payload, f->payload_len, &h);
+	if (rc < 0)
+		return rc;
+	memcpy(a->node, h.node, h.node_len);
+	a->node[h.node_len] = '\0';
+	memcpy(a->agent_version, h.agent_version, h.agent_version_len);
+	a->agent_version[h.agent_version_len] = '\0';
+	a->instance_id = h.instance_id;
+	a->version = h.version;
+	if (ingest_identity(s, a, now) != 0)
+		return 0;
+	if (!s->secrets) {
+		if (h.version >= WIRE_VERSION_3) {
+			ingest_refuse(s, a, WIRE_ERR_AUTH, "no_secret", now,
+				      "this server has no agent secret (--agent-secret-file): it "
+				      "cannot prove one");
+			return 0;
+		}
+		ingest_ready(a);
+		return 0;
+	}
+	if (h.version < WIRE_VERSION_3) {
+		ingest_refuse(s, a, WIRE_ERR_AUTH, "secret_required", now,
+			      "this server requires the agent secret (--agent-secret-file, wire "
+			      "protocol version 3)");
+		return 0;
+	}
+	SHA256(f->payload, f->payload_len, a->transcript);
+	if (getrandom(a->nonce, sizeof(a->nonce), 0) != (ssize_t)sizeof(a->nonce)) {
+		server_log("agent %s: getrandom: %s; closing", a->peer, strerror(errno));
+		a->closing = 2;
+		return 0;
+	}
+	wire_blob_encode(frame, sizeof(frame), WIRE_CHALLENGE, a->nonce);
+	ingest_queue(a, frame, sizeof(frame), now);
+	a->auth = INGEST_AUTH_CHALLENGED;
+	return 0;
+}
+
+/*
+ * ingest_check_mac checks and strips the MAC of an authenticated session's frame (at the
+ * start of a->in); the counter moves on once the frame is taken (ingest_frame).
+ */
+static int ingest_check_mac(struct server_agent *a, struct wire_frame *f)
+{
+	uint8_t want[WIRE_MAC_SIZE];
+	const uint8_t *mac;
+
+	if (!(f->flags & WIRE_FLAG_MAC) || f->payload_len < WIRE_MAC_SIZE)
+		return WIRE_E_MAC;
+	f->payload_len -= WIRE_MAC_SIZE;
+	mac = f->payload + f->payload_len;
+	if (ingest_frame_mac(a, WIRE_DIRECTION_AGENT, a->mac_in, a->in,
+			     WIRE_HEADER_SIZE + f->payload_len, want) != 0 ||
+	    CRYPTO_memcmp(want, mac, WIRE_MAC_SIZE) != 0)
+		return WIRE_E_MAC;
+	f->flags &= (uint16_t)~WIRE_FLAG_MAC;
+	return 0;
+}
+
+/* ingest_fingerprints keeps a SHA-256 of each secret: which one a session proved. */
+static void ingest_fingerprints(struct server *s)
+{
+	for (int k = 0; k < s->secrets->n; k++)
+		SHA256(s->secrets->key[k], s->secrets->len[k], s->secret_fingerprints[k]);
+}
+
+int ingest_init(struct server *s, char *err, size_t err_len)
+{
+	if (!s->secret_path)
+		return 0;
+	ingest_mac_alg = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	s->secrets = calloc(1, sizeof(*s->secrets));
+	if (!ingest_mac_alg || !s->secrets) {
+		snprintf(err, err_len, "%s", s->secrets ? "OpenSSL has no HMAC" : "out of memory");
+		return -1;
+	}
+	if (secret_load(s->secret_path, s->secrets, err, err_len) != 0)
+		return -1;
+	ingest_fingerprints(s);
+	return 0;
+}
+
+void ingest_secret_tick(struct server *s, long long now)
+{
+	char err[300];
+	int closed = 0;
+
+	if (!s->secrets || now - s->secret_checked_ms < 1000)
+		return;
+	s->secret_checked_ms = now;
+	if (!secret_changed(s->secret_path, s->secrets))
+		return;
+	if (secret_load(s->secret_path, s->secrets, err, sizeof(err)) != 0) {
+		server_log("agent secret file: %s; keeping the secrets read before", err);
+		secret_mark(s->secret_path, s->secrets);
+		SERVER_COUNT(&s->secret_reloads, 1, "error");
+		return;
+	}
+	ingest_fingerprints(s);
+	SERVER_COUNT(&s->secret_reloads, 1, "ok");
+	/* A session proved with a secret no longer there ends now (it was revoked). */
+	for (int i = s->n_agents - 1; i >= 0; i--) {
+		struct server_agent *a = s->agents[i];
+		int k;
+		if (a->auth != INGEST_AUTH_DONE)
+			continue;
+		for (k = 0; k < s->secrets->n; k++)
+			if (memcmp(a->fingerprint, s->secret_fingerprints[k],
+				   SHA256_DIGEST_LENGTH) == 0)
+				break;
+		if (k == s->secrets->n) {
+			ingest_close(s, a, "secret_removed");
+			closed++;
+		}
+	}
+	server_log("agent secret file %s read again: %d secret%s; %d session%s proved with a "
+		   "removed one closed",
+		   s->secret_path, s->secrets->n, s->secrets->n == 1 ? "" : "s", closed,
+		   closed == 1 ? "" : "s");
+}
+
 /*
  * ingest_job_step accounts up to most records of the report; returns the work done (at
  * least 1).
@@ -385,9 +693,7 @@ static void ingest_job_finish(struct server *s, struct server_job *j, long long 
 	struct server_agent *a = j->a;
 
 	if (a) {
-		uint8_t ack[WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE];
-		ingest_queue(a, ack, (size_t)wire_ack_encode(ack, sizeof(ack), j->st.sequence),
-			     now);
+		ingest_send_ack(a, j->st.sequence, now);
 		a->job = NULL;
 		if (a->in_len && !a->closing)
 			ingest_ready_add(s, a); /* more frames may be waiting */
@@ -433,17 +739,15 @@ static int ingest_stats(struct server *s, struct server_agent *a, const struct w
 		payload = owned;
 		len = (size_t)size;
 	}
-	rc = wire_stats_decode(payload, len, a->version, &st);
+	rc = wire_stats_decode(payload, len, wire_stats_layout(a->version), &st);
 	if (rc < 0)
 		goto fail;
 	s->work -= 1 + st.count / 16;
 	if (!ingest_dedup(s, a->node, a->instance_id, st.sequence, now)) {
-		uint8_t ack[WIRE_HEADER_SIZE + WIRE_ACK_PAYLOAD_SIZE];
-
 		s->stats.reports_duplicate++;
 		server_log("agent %s (%s): report %llu already stored; acknowledged again", a->peer,
 			   a->node, (unsigned long long)st.sequence);
-		ingest_queue(a, ack, (size_t)wire_ack_encode(ack, sizeof(ack), st.sequence), now);
+		ingest_send_ack(a, st.sequence, now);
 		rc = 0;
 		goto fail; /* not a failure: frees what was inflated */
 	}
@@ -467,7 +771,8 @@ static int ingest_stats(struct server *s, struct server_agent *a, const struct w
 		}
 		memcpy(owned, payload, len);
 		s->input_bytes += mem = len;
-		rc = wire_stats_decode(owned, len, a->version, &st); /* re-point at the copy */
+		rc = wire_stats_decode(owned, len, wire_stats_layout(a->version),
+				       &st); /* re-point at the copy */
 	}
 	j->a = a;
 	memcpy(j->node, a->node, sizeof(j->node));
@@ -495,32 +800,34 @@ fail:
 static int ingest_frame(struct server *s, struct server_agent *a, const struct wire_frame *f,
 			size_t frame_len, long long now)
 {
-	if (!a->hello_done) {
-		struct wire_hello h;
-		int rc;
+	struct wire_frame g = *f;
+	int rc;
 
-		if (f->type != WIRE_HELLO)
+	if (!a->hello_done) {
+		if (a->auth != INGEST_AUTH_CHALLENGED)
+			return ingest_hello(s, a, f, now);
+		if (f->type != WIRE_AUTH)
 			return WIRE_E_TYPE;
-		rc = wire_hello_decode(f->payload, f->payload_len, &h);
+		rc = wire_blob_decode(f->payload, f->payload_len);
+		return rc < 0 ? rc : ingest_auth(s, a, f->payload, now);
+	}
+	if (a->auth == INGEST_AUTH_DONE && f->type == WIRE_STATS) {
+		rc = ingest_check_mac(a, &g);
 		if (rc < 0)
 			return rc;
-		memcpy(a->node, h.node, h.node_len);
-		a->node[h.node_len] = '\0';
-		a->instance_id = h.instance_id;
-		a->version = h.version;
-		a->hello_done = 1;
-		server_log(
-			"agent %s connected: node %s, instance %016llx, version %.*s, protocol %u",
-			a->peer, a->node, (unsigned long long)a->instance_id, h.agent_version_len,
-			h.agent_version, h.version);
-		return 0;
+		rc = ingest_stats(s, a, &g, frame_len, now);
+		if (rc != 1)
+			a->mac_in++; /* taken (1: it waits for memory, and is checked again) */
+		return rc;
 	}
+	if (f->flags & WIRE_FLAG_MAC)
+		return WIRE_E_FLAGS; /* a MAC outside an authenticated session */
 	switch (f->type) {
 	case WIRE_STATS:
 		return ingest_stats(s, a, f, frame_len, now);
 	case WIRE_ERROR: {
 		struct wire_error e;
-		int rc = wire_error_decode(f->payload, f->payload_len, &e);
+		rc = wire_error_decode(f->payload, f->payload_len, &e);
 		if (rc == 0) {
 			char message[4 * WIRE_ERROR_MESSAGE_MAX + 1];
 
@@ -813,6 +1120,23 @@ static struct server_agent *ingest_victim(struct server *s, long long now)
 	return v ? v : quiet;
 }
 
+/* ingest_peer_address writes fd's peer address in the 16-byte form (zeros if unknown). */
+static void ingest_peer_address(int fd, uint8_t addr[16])
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	memset(addr, 0, 16);
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_INET) {
+		addr[10] = addr[11] = 0xff;
+		memcpy(addr + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+	} else if (ss.ss_family == AF_INET6) {
+		memcpy(addr, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+	}
+}
+
 void ingest_accept(struct server *s, long long now)
 {
 	for (int k = 0; k < 256; k++) { /* the rest next turn: accepting is work too */
@@ -854,6 +1178,7 @@ void ingest_accept(struct server *s, long long now)
 		a->events = EPOLLIN;
 		a->connected_ms = a->last_activity_ms = now;
 		server_peer_name(fd, a->peer, sizeof(a->peer));
+		ingest_peer_address(fd, a->addr);
 		s->agents[s->n_agents++] = a;
 		server_watch(s, EPOLL_CTL_ADD, fd, EPOLLIN, a);
 	}
@@ -874,4 +1199,10 @@ void ingest_free(struct server *s)
 			free(x);
 		}
 	free(s->nodes);
+	if (s->secrets) {
+		secret_wipe(s->secrets);
+		free(s->secrets);
+	}
+	EVP_MAC_free(ingest_mac_alg);
+	ingest_mac_alg = NULL;
 }

@@ -154,6 +154,15 @@ static void server_metrics_init(struct server *s)
 	       "Nodes forgotten (least recently reporting, not connected) to keep the "
 	       "deduplication table within its size.",
 	       METRICS_COUNTER, );
+	FAMILY(handshakes_rejected, "kubezonnet_agent_handshakes_rejected_total",
+	       "Agent connections refused at the handshake, nothing of theirs counted: "
+	       "unknown_node (not known yet: the agent retries), node_address (not from the "
+	       "node it names), secret_required, no_secret, auth_failed.",
+	       METRICS_COUNTER, "reason");
+	FAMILY(secret_reloads, "kubezonnet_agent_secret_reloads_total",
+	       "Reads of --agent-secret-file after it changed, by result (error: the previous "
+	       "secrets stay).",
+	       METRICS_COUNTER, "result");
 	FAMILY(kube_events, "kubezonnet_kube_watch_events_total",
 	       "Watch events received from the Kubernetes API, bookmarks included.",
 	       METRICS_COUNTER, "resource");
@@ -766,24 +775,44 @@ static int server_load_topology(struct server *s, int initial)
 static size_t server_families(struct server *s, struct metrics_family **all)
 {
 	struct metrics_family *list[] = {
-		&s->pod_bytes,	       &s->pod_packets,
-		&s->workload_bytes,    &s->workload_packets,
-		&s->zone_bytes,	       &s->zone_packets,
-		&s->encap_bytes,       &s->class_bytes,
-		&s->unknown_bytes,     &s->records,
-		&s->reports,	       &s->frames_rejected,
-		&s->agents_connected,  &s->last_report,
-		&s->agent_lost_bytes,  &s->agent_lost_packets,
-		&s->malformed_packets, &s->malformed_bytes,
-		&s->endpoints,	       &s->build_info,
-		&s->http_requests,     &s->http_rejected,
-		&s->topology_reloads,  &s->kube_events,
-		&s->kube_relists,      &s->kube_errors,
-		&s->kube_rejected,     &s->kube_synced,
-		&s->out_dropped,       &s->log_dropped,
-		&s->agents_closed,     &s->accept_errors,
-		&s->input_held,	       &s->input_waits,
-		&s->dedup_nodes,       &s->dedup_evicted,
+		&s->pod_bytes,
+		&s->pod_packets,
+		&s->workload_bytes,
+		&s->workload_packets,
+		&s->zone_bytes,
+		&s->zone_packets,
+		&s->encap_bytes,
+		&s->class_bytes,
+		&s->unknown_bytes,
+		&s->records,
+		&s->reports,
+		&s->frames_rejected,
+		&s->agents_connected,
+		&s->last_report,
+		&s->agent_lost_bytes,
+		&s->agent_lost_packets,
+		&s->malformed_packets,
+		&s->malformed_bytes,
+		&s->endpoints,
+		&s->build_info,
+		&s->http_requests,
+		&s->http_rejected,
+		&s->topology_reloads,
+		&s->kube_events,
+		&s->kube_relists,
+		&s->kube_errors,
+		&s->kube_rejected,
+		&s->kube_synced,
+		&s->out_dropped,
+		&s->log_dropped,
+		&s->agents_closed,
+		&s->accept_errors,
+		&s->input_held,
+		&s->input_waits,
+		&s->dedup_nodes,
+		&s->dedup_evicted,
+		&s->handshakes_rejected,
+		&s->secret_reloads,
 	};
 
 	_Static_assert(sizeof(list) / sizeof(list[0]) <= SERVER_MAX_FAMILIES, "families");
@@ -1500,6 +1529,13 @@ static void server_usage(FILE *out)
 		"  --agent-input-memory BYTES  memory for agent input: buffers and reports being\n"
 		"                              counted (default %u MiB, at least 3 * --max-frame)\n"
 		"  --max-frame BYTES           largest agent frame accepted (default %u)\n"
+		"  --agent-secret-file FILE    agents must prove they hold one of FILE's secrets\n"
+		"                              (one per line; wire protocol version 3, every\n"
+		"                              frame authenticated); read again when it changes\n"
+		"  --no-agent-address-check    accept an agent's HELLO from any address (by\n"
+		"                              default, with --kube-api or --topology, only from\n"
+		"                              its node's addresses and pod CIDRs; turn it off\n"
+		"                              where node traffic to the server is source-NATed)\n"
 		"  --no-sandbox                keep capabilities and allow any system call (by\n"
 		"                              default, once listening, they are dropped and a\n"
 		"                              seccomp filter allows only the calls it makes)\n"
@@ -1662,6 +1698,8 @@ int main(int argc, char **argv)
 		OPT_MAX_AGENTS,
 		OPT_INPUT_MEMORY,
 		OPT_NO_SANDBOX,
+		OPT_SECRET,
+		OPT_NO_ADDRESS_CHECK,
 	};
 	static const struct option options[] = {
 		{"agent-listen", required_argument, NULL, OPT_AGENT_LISTEN},
@@ -1679,6 +1717,8 @@ int main(int argc, char **argv)
 		{"max-agents", required_argument, NULL, OPT_MAX_AGENTS},
 		{"agent-input-memory", required_argument, NULL, OPT_INPUT_MEMORY},
 		{"no-sandbox", no_argument, NULL, OPT_NO_SANDBOX},
+		{"agent-secret-file", required_argument, NULL, OPT_SECRET},
+		{"no-agent-address-check", no_argument, NULL, OPT_NO_ADDRESS_CHECK},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1701,6 +1741,7 @@ int main(int argc, char **argv)
 	s.http_max = SERVER_HTTP_MAX_DEFAULT;
 	s.agents_max = SERVER_MAX_AGENTS_DEFAULT;
 	s.input_budget = SERVER_INPUT_MEMORY_DEFAULT;
+	s.address_check = 1;
 	while ((opt = getopt_long(argc, argv, "hV", options, NULL)) != -1) {
 		switch (opt) {
 		case OPT_AGENT_LISTEN:
@@ -1790,6 +1831,12 @@ int main(int argc, char **argv)
 			input_given = 1;
 			break;
 		}
+		case OPT_SECRET:
+			s.secret_path = optarg;
+			break;
+		case OPT_NO_ADDRESS_CHECK:
+			s.address_check = 0;
+			break;
 		case OPT_NO_SANDBOX:
 			no_sandbox = 1;
 			break;
@@ -1850,6 +1897,14 @@ int main(int argc, char **argv)
 	s.nodes_max = (size_t)s.agents_max * 4 > SERVER_NODES_MIN ? (size_t)s.agents_max * 4
 								  : SERVER_NODES_MIN;
 	hash_process_key(); /* the hashes' key, drawn before the sandbox */
+	{
+		char err[400];
+		if (ingest_init(&s, err, sizeof(err)) != 0) {
+			fprintf(stderr, "kubezonnet-server: --agent-secret-file: %s\n", err);
+			ingest_free(&s);
+			return 2;
+		}
+	}
 	s.node_generation = 1;
 
 	server_metrics_init(&s);
@@ -1983,6 +2038,7 @@ int main(int argc, char **argv)
 			ingest_deadlines(&s, now);
 			server_http_deadlines(&s, now);
 			server_listeners_resume(&s, now);
+			ingest_secret_tick(&s, now);
 			next_tick = now + SERVER_TICK_MS;
 		}
 		if (now >= next_sweep) {

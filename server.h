@@ -15,6 +15,7 @@
 #include "http.h"
 #include "k8s/client.h"
 #include "metrics.h"
+#include "secret.h"
 #include "wire.h"
 
 #define SERVER_MAX_AGENTS_DEFAULT   16384
@@ -56,7 +57,16 @@ struct server_agent {
 	int hello_done;
 	uint16_t version; /* from HELLO: the layout of every STATS frame on this connection */
 	char node[WIRE_NODE_NAME_MAX + 1];
+	char agent_version[WIRE_AGENT_VERSION_MAX + 1];
 	uint64_t instance_id;
+	uint8_t addr[16]; /* the peer's address, 16-byte form */
+	/* version 3: the handshake, then the session's MACs (ingest.c) */
+	enum { INGEST_AUTH_NONE, INGEST_AUTH_CHALLENGED, INGEST_AUTH_DONE } auth;
+	uint8_t transcript[32]; /* SHA-256 of the HELLO payload */
+	uint8_t nonce[WIRE_NONCE_SIZE];
+	uint8_t session[WIRE_MAC_SIZE];
+	uint8_t fingerprint[32]; /* SHA-256 of the secret it proved */
+	uint64_t mac_in, mac_out;
 	uint8_t *in;
 	size_t in_len, in_cap;
 	uint8_t out[SERVER_WRITE_BUFFER];
@@ -147,6 +157,11 @@ struct server {
 	long long retention_ms;
 	int http_max, agents_max;
 	size_t input_budget;
+	int address_check; /* a HELLO only from its node's addresses (--no-agent-address-check) */
+	const char *secret_path;    /* --agent-secret-file, or NULL */
+	struct secret_set *secrets; /* read from it, or NULL */
+	uint8_t secret_fingerprints[SECRET_MAX][32];
+	long long secret_checked_ms;
 
 	int epoll_fd;
 	int agent_listen_fd, http_listen_fd;
@@ -206,6 +221,7 @@ struct server {
 	struct metrics_family kube_events, kube_relists, kube_errors, kube_rejected, kube_synced;
 	struct metrics_family out_dropped, log_dropped, agents_closed, accept_errors;
 	struct metrics_family input_held, input_waits, dedup_nodes, dedup_evicted;
+	struct metrics_family handshakes_rejected, secret_reloads;
 	unsigned long long kube_errors_logged[2];
 };
 
@@ -250,6 +266,13 @@ void ingest_deadlines(struct server *s, long long now);
 void ingest_write(struct server_agent *a, long long now);
 /* ingest_close closes the connection (reason counted unless NULL); its report goes on. */
 void ingest_close(struct server *s, struct server_agent *a, const char *reason);
+/*
+ * ingest_init readies the agent side once the flags are read: with --agent-secret-file, the
+ * secrets and OpenSSL's HMAC (before the sandbox). 0, or -1 with err saying why.
+ */
+int ingest_init(struct server *s, char *err, size_t err_len);
+/* ingest_secret_tick reads the secret file again when it changed (at most once a second). */
+void ingest_secret_tick(struct server *s, long long now);
 /* ingest_free gives back the reports not yet accounted and the deduplication state. */
 void ingest_free(struct server *s);
 

@@ -97,6 +97,32 @@ static int topology_ips(struct topology_parser *p, struct endpoint_index *x, int
 	return 0;
 }
 
+/* topology_pod_cidrs records a node's "pod_cidrs" (who its connections may come from). */
+static int topology_pod_cidrs(struct topology_parser *p, struct endpoint_index *x, int obj,
+			      struct endpoint *node)
+{
+	int cidrs = topology_array(p, obj, "pod_cidrs");
+
+	if (cidrs == -1)
+		return -1;
+	for (int v = json_first(p->t, cidrs); v >= 0; v = json_next(p->t, cidrs, v)) {
+		char s[TOPOLOGY_STRING];
+		uint8_t addr[16];
+		unsigned int prefix;
+
+		if (p->t[v].type != JSON_STRING || json_string(p->js, p->t, v, s, sizeof(s)) <= 0 ||
+		    endpoint_parse_address(s, addr, &prefix) != 0 || !strchr(s, '/')) {
+			topology_fail(p, v, "not a CIDR such as 10.244.1.0/24");
+			return -1;
+		}
+		if (endpoint_add_node_cidr(x, addr, prefix, node) != 0) {
+			topology_fail(p, v, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static int topology_build(struct topology_parser *p, struct endpoint_index *x)
 {
 	char name[TOPOLOGY_STRING], zone[TOPOLOGY_STRING], region[TOPOLOGY_STRING];
@@ -129,7 +155,7 @@ static int topology_build(struct topology_parser *p, struct endpoint_index *x)
 			topology_fail(p, o, "node \"%s\" appears twice", name);
 			return -1;
 		}
-		if (topology_ips(p, x, o, e))
+		if (topology_ips(p, x, o, e) || topology_pod_cidrs(p, x, o, e))
 			return -1;
 	}
 	for (int o = json_first(p->t, pods); o >= 0; o = json_next(p->t, pods, o)) {

@@ -4,7 +4,7 @@
  * turned into an endpoint index. The format (other keys are ignored):
  *
  *   {"nodes":    [{"name": "n1", "zone": "eu-west-1a", "region": "eu-west-1",
- *                  "ips": ["172.20.0.1"]}],
+ *                  "ips": ["172.20.0.1"], "pod_cidrs": ["10.1.0.0/24"]}],
  *    "pods":     [{"namespace": "shop", "name": "api-7d9f-x2", "node": "n1",
  *                  "workload": "api", "workload_kind": "Deployment",
  *                  "host_network": false, "ips": ["10.1.0.5", "fd00::5"]}],
@@ -12,7 +12,9 @@
  *                  "region": "eu-west-1"},
  *                 {"name": "internet", "cidr": "0.0.0.0/0"}]}
  *
- * A node without a zone is in zone "unknown". A hostNetwork pod's addresses are its node's.
+ * A node without a zone is in zone "unknown". A hostNetwork pod's addresses are its node's. A
+ * node's "pod_cidrs" (optional, as its spec.podCIDRs) say only where its agent may connect
+ * from: its bridge or tunnel device has an address there (endpoint_add_node_cidr).
  */
 #ifndef KUBEZONNET_TOPOLOGY_H
 #define KUBEZONNET_TOPOLOGY_H

@@ -15,10 +15,12 @@
  * WIRE_FRAME_MAX_DEFAULT) before it reads or buffers the body.
  *
  * HELLO (agent to server, first frame of a connection):
- *     u32 magic (WIRE_MAGIC), u16 version (WIRE_VERSION_1 or WIRE_VERSION_2), u64 instance id
+ *     u32 magic (WIRE_MAGIC), u16 version (WIRE_VERSION_1, 2 or 3), u64 instance id
  *     (random, chosen at agent start), u16 node name length + node name (RFC 1123 subdomain,
- *     1..253 bytes), u16 agent version length + agent version (printable ASCII, 1..64 bytes).
- *     The version is the connection's: every STATS frame on it has that version's layout.
+ *     1..253 bytes), u16 agent version length + agent version (printable ASCII, 1..64 bytes);
+ *     version 3 adds u8 nonce[WIRE_NONCE_SIZE] (fresh for every connection).
+ *     The version is the connection's: every STATS frame on it has that version's layout
+ *     (version 3's is version 2's; wire_stats_layout).
  * STATS (agent to server, one per interval, resent until acknowledged), version 1:
  *     u64 sequence (per instance, starts at 1), u64 interval start, u64 interval end (Unix ns),
  *     u64 lost packets and u64 lost bytes because the kernel flow map was full, u64 lost packets
@@ -33,6 +35,19 @@
  *     With WIRE_FLAG_ZLIB the payload is u32 uncompressed length followed by a zlib stream
  *     (RFC 1950) that inflates to exactly that many bytes of the payload above.
  * ACK (server to agent): u64 sequence of the STATS frame now stored.
+ *
+ * Version 3 is version 2 with a shared secret (HMAC-SHA-256, RFC 2104) proved before any
+ * report and every later frame authenticated. After the HELLO:
+ *     CHALLENGE (server to agent): u8 nonce[WIRE_NONCE_SIZE], fresh for every connection.
+ *     AUTH (agent to server): u8 proof[WIRE_MAC_SIZE] =
+ *         HMAC(secret, WIRE_LABEL_AGENT || SHA-256(HELLO payload) || server nonce).
+ *     AUTH (server to agent): the same with WIRE_LABEL_SERVER: the server holds it too.
+ * Both sides then derive the session key HMAC(secret, WIRE_LABEL_SESSION || SHA-256(HELLO
+ * payload) || server nonce), and every later STATS and ACK carries WIRE_FLAG_MAC: its payload
+ * ends in HMAC(session key, u8 direction (WIRE_DIRECTION_*) || u64 counter || the frame's
+ * 8-byte header || the payload before the MAC), the counter numbering that direction's
+ * authenticated frames from 0. A frame replayed, reordered, cut or moved to another
+ * connection fails its MAC. ERROR frames carry none (the connection closes either way).
  * ERROR (either way, before closing): u16 code (enum wire_error_code), u16 message length +
  *     message (UTF-8, at most WIRE_ERROR_MESSAGE_MAX bytes).
  *
@@ -47,19 +62,28 @@
 #include <string.h>
 #include <zlib.h>
 
-#define WIRE_MAGIC		 0x4b5a4e54u /* "KZNT" */
-#define WIRE_VERSION_1		 1
-#define WIRE_VERSION_2		 2 /* adds encapsulation bytes and tunnel-malformed counters */
-#define WIRE_VERSION_MIN	 WIRE_VERSION_1 /* the versions a receiver accepts */
-#define WIRE_VERSION_MAX	 WIRE_VERSION_2
-#define WIRE_LENGTH_SIZE	 4
-#define WIRE_HEADER_SIZE	 8	     /* length + type + flags */
-#define WIRE_FRAME_MAX_DEFAULT	 (16u << 20) /* largest `length` a receiver accepts */
-#define WIRE_NODE_NAME_MAX	 253
-#define WIRE_AGENT_VERSION_MAX	 64
-#define WIRE_ERROR_MESSAGE_MAX	 256
-#define WIRE_HELLO_FIXED_SIZE	 (4 + 2 + 8 + 2 + 2)
-#define WIRE_HELLO_MAX_PAYLOAD	 (WIRE_HELLO_FIXED_SIZE + WIRE_NODE_NAME_MAX + WIRE_AGENT_VERSION_MAX)
+#define WIRE_MAGIC	       0x4b5a4e54u /* "KZNT" */
+#define WIRE_VERSION_1	       1
+#define WIRE_VERSION_2	       2 /* adds encapsulation bytes and tunnel-malformed counters */
+#define WIRE_VERSION_3	       3 /* adds the shared-secret handshake and MACs */
+#define WIRE_VERSION_MIN       WIRE_VERSION_1 /* the versions a receiver accepts */
+#define WIRE_VERSION_MAX       WIRE_VERSION_3
+#define WIRE_NONCE_SIZE	       32
+#define WIRE_MAC_SIZE	       32 /* HMAC-SHA-256 */
+#define WIRE_LABEL_AGENT       "kubezonnet v3 agent proof"
+#define WIRE_LABEL_SERVER      "kubezonnet v3 server proof"
+#define WIRE_LABEL_SESSION     "kubezonnet v3 session key"
+#define WIRE_DIRECTION_AGENT   0 /* agent to server */
+#define WIRE_DIRECTION_SERVER  1
+#define WIRE_LENGTH_SIZE       4
+#define WIRE_HEADER_SIZE       8	   /* length + type + flags */
+#define WIRE_FRAME_MAX_DEFAULT (16u << 20) /* largest `length` a receiver accepts */
+#define WIRE_NODE_NAME_MAX     253
+#define WIRE_AGENT_VERSION_MAX 64
+#define WIRE_ERROR_MESSAGE_MAX 256
+#define WIRE_HELLO_FIXED_SIZE  (4 + 2 + 8 + 2 + 2)
+#define WIRE_HELLO_MAX_PAYLOAD                                                                     \
+	(WIRE_HELLO_FIXED_SIZE + WIRE_NODE_NAME_MAX + WIRE_AGENT_VERSION_MAX + WIRE_NONCE_SIZE)
 #define WIRE_STATS_FIXED_SIZE_V1 (8 * 3 + 8 * 4 + 4)
 #define WIRE_STATS_FIXED_SIZE_V2 (WIRE_STATS_FIXED_SIZE_V1 + 8 * 2)
 #define WIRE_STATS_FIXED_SIZE	 WIRE_STATS_FIXED_SIZE_V1 /* the smallest of any version */
@@ -75,9 +99,12 @@ enum wire_type {
 	WIRE_STATS = 2,
 	WIRE_ACK = 3,
 	WIRE_ERROR = 4,
+	WIRE_CHALLENGE = 5, /* version 3 */
+	WIRE_AUTH = 6,	    /* version 3 */
 };
 
 #define WIRE_FLAG_ZLIB 0x0001u
+#define WIRE_FLAG_MAC  0x0002u /* version 3, STATS and ACK: the payload ends in a MAC */
 
 /* Decoder results: a byte count (>= 0) or one of these. */
 enum wire_result {
@@ -98,6 +125,7 @@ enum wire_result {
 	WIRE_E_SPACE = -14,    /* encoder: output buffer too small */
 	WIRE_E_SEQUENCE = -15, /* STATS or ACK with sequence 0 */
 	WIRE_E_ENCAP = -16,    /* version 2 record with more encapsulation bytes than bytes */
+	WIRE_E_MAC = -17,      /* version 3: a frame's MAC missing or wrong, or a proof wrong */
 };
 
 /* Codes carried in ERROR frames. */
@@ -107,6 +135,9 @@ enum wire_error_code {
 	WIRE_ERR_EXPECTED_HELLO = 3,
 	WIRE_ERR_OVERLOADED = 4, /* too many connections */
 	WIRE_ERR_SHUTDOWN = 5,
+	WIRE_ERR_RETRY = 6,    /* not now (the server does not know the node yet): try again */
+	WIRE_ERR_IDENTITY = 7, /* the connection does not come from the node it names */
+	WIRE_ERR_AUTH = 8,     /* a secret required and not proved, or proved to a server without */
 };
 
 struct wire_frame {
@@ -123,6 +154,7 @@ struct wire_hello {
 	uint16_t node_len;
 	const char *agent_version; /* likewise */
 	uint16_t agent_version_len;
+	const uint8_t *nonce; /* version 3: WIRE_NONCE_SIZE bytes, likewise; else NULL */
 };
 
 struct wire_loss {
@@ -200,6 +232,8 @@ static inline const char *wire_strerror(int result)
 		return "sequence number zero";
 	case WIRE_E_ENCAP:
 		return "record encapsulation bytes above its bytes";
+	case WIRE_E_MAC:
+		return "message authentication failed";
 	default:
 		return result >= 0 ? "ok" : "unknown error";
 	}
@@ -237,6 +271,8 @@ static inline const char *wire_reason(int result)
 		return "sequence";
 	case WIRE_E_ENCAP:
 		return "encap_bytes";
+	case WIRE_E_MAC:
+		return "mac";
 	default:
 		return "other";
 	}
@@ -289,6 +325,12 @@ static inline size_t wire_record_size(uint16_t version)
 	default:
 		return 0;
 	}
+}
+
+/* wire_stats_layout returns the STATS layout of a connection's version (3 uses 2's). */
+static inline uint16_t wire_stats_layout(uint16_t version)
+{
+	return version == WIRE_VERSION_3 ? WIRE_VERSION_2 : version;
 }
 
 /*
@@ -413,9 +455,10 @@ static inline long wire_frame_parse(const uint8_t *buf, size_t len, uint32_t max
 		return WIRE_E_PARTIAL;
 	type = wire_get16(buf + 4);
 	flags = wire_get16(buf + 6);
-	if (type < WIRE_HELLO || type > WIRE_ERROR)
+	if (type < WIRE_HELLO || type > WIRE_AUTH)
 		return WIRE_E_TYPE;
-	if (flags & ~(type == WIRE_STATS ? WIRE_FLAG_ZLIB : 0u))
+	if (flags & ~((type == WIRE_STATS ? WIRE_FLAG_ZLIB : 0u) |
+		      (type == WIRE_STATS || type == WIRE_ACK ? WIRE_FLAG_MAC : 0u)))
 		return WIRE_E_FLAGS;
 	if (len - WIRE_LENGTH_SIZE < length)
 		return WIRE_E_PARTIAL;
@@ -451,6 +494,13 @@ static inline int wire_hello_decode(const uint8_t *p, size_t len, struct wire_he
 	hello->version = wire_get16(p + 4);
 	if (hello->version < WIRE_VERSION_MIN || hello->version > WIRE_VERSION_MAX)
 		return WIRE_E_VERSION;
+	hello->nonce = NULL;
+	if (hello->version >= WIRE_VERSION_3) {
+		if (len < WIRE_HELLO_FIXED_SIZE + WIRE_NONCE_SIZE)
+			return WIRE_E_LENGTH;
+		len -= WIRE_NONCE_SIZE;
+		hello->nonce = p + len;
+	}
 	hello->instance_id = wire_get64(p + 6);
 	node_len = wire_get16(p + 14);
 	if (node_len > len - WIRE_HELLO_FIXED_SIZE)
@@ -481,8 +531,11 @@ static inline long wire_hello_encode(uint8_t *buf, size_t cap, const struct wire
 	uint16_t version = hello->version ? hello->version : WIRE_VERSION_1;
 	uint8_t *p = buf + WIRE_HEADER_SIZE;
 
-	if (version < WIRE_VERSION_MIN || version > WIRE_VERSION_MAX)
+	if (version < WIRE_VERSION_MIN || version > WIRE_VERSION_MAX ||
+	    (version >= WIRE_VERSION_3 && !hello->nonce))
 		return WIRE_E_VERSION;
+	if (version >= WIRE_VERSION_3)
+		payload += WIRE_NONCE_SIZE;
 	if (!wire_valid_node_name(hello->node, hello->node_len))
 		return WIRE_E_NODE_NAME;
 	if (!wire_valid_printable(hello->agent_version, hello->agent_version_len,
@@ -498,7 +551,44 @@ static inline long wire_hello_encode(uint8_t *buf, size_t cap, const struct wire
 	memcpy(p + 16, hello->node, hello->node_len);
 	wire_put16(p + 16 + hello->node_len, hello->agent_version_len);
 	memcpy(p + 18 + hello->node_len, hello->agent_version, hello->agent_version_len);
+	if (version >= WIRE_VERSION_3)
+		memcpy(p + 18 + hello->node_len + hello->agent_version_len, hello->nonce,
+		       WIRE_NONCE_SIZE);
 	return (long)(WIRE_HEADER_SIZE + payload);
+}
+
+/*
+ * wire_blob_encode writes a CHALLENGE (nonce) or AUTH (proof) frame: type and 32 bytes.
+ * Returns its size, or WIRE_E_SPACE.
+ */
+static inline long wire_blob_encode(uint8_t *buf, size_t cap, uint16_t type,
+				    const uint8_t bytes[WIRE_NONCE_SIZE])
+{
+	if (cap < WIRE_HEADER_SIZE + WIRE_NONCE_SIZE)
+		return WIRE_E_SPACE;
+	wire_header_put(buf, type, 0, WIRE_NONCE_SIZE);
+	memcpy(buf + WIRE_HEADER_SIZE, bytes, WIRE_NONCE_SIZE);
+	return WIRE_HEADER_SIZE + WIRE_NONCE_SIZE;
+}
+
+/* wire_blob_decode checks a CHALLENGE or AUTH payload: 0 when it is exactly 32 bytes. */
+static inline int wire_blob_decode(const uint8_t *p, size_t len)
+{
+	(void)p;
+	return len == WIRE_NONCE_SIZE ? 0 : WIRE_E_LENGTH;
+}
+
+/*
+ * wire_mac_prefix writes the 9 bytes a frame's MAC covers before its header: the direction
+ * (WIRE_DIRECTION_*) and the counter. The MAC input is then the frame's 8-byte header (length
+ * including the MAC, flags including WIRE_FLAG_MAC) and its payload up to the MAC.
+ */
+#define WIRE_MAC_PREFIX_SIZE 9
+static inline void wire_mac_prefix(uint8_t out[WIRE_MAC_PREFIX_SIZE], uint8_t direction,
+				   uint64_t counter)
+{
+	out[0] = direction;
+	wire_put64(out + 1, counter);
 }
 
 /*

@@ -55,6 +55,8 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1
 run() {
 	local n=$1 out=$WORK/$1.$2 srv_args=()
 	[ $MAX_AGENTS = 1 ] && srv_args=(--max-agents "$n")
+	# agentsim connects from 127.0.0.1, not from the simulated nodes' addresses
+	$SERVER --help 2>/dev/null | grep -q -- --no-agent-address-check && srv_args+=(--no-agent-address-check)
 	$SIM --agents "$n" --write-topology "$WORK/topology-$n.json" || return 1
 	$SERVER --topology "$WORK/topology-$n.json" --flow-logs none "${srv_args[@]}" \
 		--agent-listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP 2>"$out.log" &

@@ -164,10 +164,26 @@ int k8s_pod_decode(const char *js, const struct json_token *t, int obj, struct k
 	return k8s_workload(js, t, meta, pod);
 }
 
+/* k8s_add_pod_cidr adds the CIDR string at token i (if it is one) to the node's pod CIDRs. */
+static void k8s_add_pod_cidr(const char *js, const struct json_token *t, int i,
+			     struct k8s_node *node)
+{
+	char cidr[64];
+	uint8_t addr[16];
+	unsigned int prefix;
+
+	if (node->n_pod_cidrs >= K8S_MAX_IPS || k8s_copy(js, t, i, cidr, sizeof(cidr)) ||
+	    !strchr(cidr, '/') || endpoint_parse_address(cidr, addr, &prefix) != 0)
+		return;
+	memcpy(node->pod_cidrs[node->n_pod_cidrs], addr, 16);
+	node->pod_cidr_len[node->n_pod_cidrs++] = (uint8_t)prefix;
+}
+
 int k8s_node_decode(const char *js, const struct json_token *t, int obj, struct k8s_node *node)
 {
 	int meta = json_get(js, t, obj, "metadata"), labels = json_get(js, t, meta, "labels");
 	int addrs = json_path(js, t, obj, "status", "addresses", NULL);
+	int spec = json_get(js, t, obj, "spec"), cidrs = json_get(js, t, spec, "podCIDRs");
 	static const char *const zone_keys[] = {"topology.kubernetes.io/zone",
 						"failure-domain.beta.kubernetes.io/zone"};
 	static const char *const region_keys[] = {"topology.kubernetes.io/region",
@@ -198,6 +214,10 @@ int k8s_node_decode(const char *js, const struct json_token *t, int obj, struct 
 		if (strcmp(type, "InternalIP") == 0 || strcmp(type, "ExternalIP") == 0)
 			k8s_add_ip(node->ips, &node->n_ips, ip);
 	}
+	for (int a = k8s_first(t, cidrs); a >= 0; a = json_next(t, cidrs, a))
+		k8s_add_pod_cidr(js, t, a, node);
+	if (!node->n_pod_cidrs)
+		k8s_add_pod_cidr(js, t, json_get(js, t, spec, "podCIDR"), node);
 	return 0;
 }
 
@@ -259,6 +279,8 @@ struct endpoint_index *k8s_index_from_lists(const char *nodes, size_t nodes_len,
 		e = endpoint_add_node(x, node.name, node.zone, node.region);
 		for (int i = 0; e && i < node.n_ips; i++)
 			endpoint_add_address(x, node.ips[i], e);
+		for (int i = 0; e && i < node.n_pod_cidrs; i++)
+			endpoint_add_node_cidr(x, node.pod_cidrs[i], node.pod_cidr_len[i], e);
 	}
 	items = json_get(pods, pt, 0, "items");
 	for (int k = k8s_first(pt, items); k >= 0; k = json_next(pt, items, k)) {

@@ -51,6 +51,9 @@ struct k8s_node {
 	char region[K8S_NAME_MAX];
 	uint8_t ips[K8S_MAX_IPS][16]; /* status.addresses of type InternalIP and ExternalIP */
 	int n_ips;
+	uint8_t pod_cidrs[K8S_MAX_IPS][16]; /* spec.podCIDRs (or podCIDR), 16-byte form */
+	uint8_t pod_cidr_len[K8S_MAX_IPS];  /* their prefix lengths on that form */
+	int n_pod_cidrs;
 };
 
 /* A growing token buffer, reused from one object to the next. */

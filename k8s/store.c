@@ -390,6 +390,10 @@ struct endpoint_index *k8s_store_index(const struct k8s_store *s)
 	for (size_t i = 0; i < s->n_nodes; i++) {
 		struct endpoint *e = endpoint_add_node(x, s->nodes[i].name, s->nodes[i].zone,
 						       s->nodes[i].region);
+		for (int k = 0; e && k < s->nodes[i].n_pod_cidrs; k++)
+			if (endpoint_add_node_cidr(x, s->nodes[i].pod_cidrs[k],
+						   s->nodes[i].pod_cidr_len[k], e) != 0)
+				goto fail;
 		for (int k = 0; e && k < s->nodes[i].n_ips; k++)
 			if (endpoint_add_address(x, s->nodes[i].ips[k], e) != 0)
 				goto fail;

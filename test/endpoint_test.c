@@ -4,6 +4,8 @@
  * how it is classed), longest-prefix matching, and topology files, valid and broken (with
  * the line and column of the error).
  */
+#include <errno.h>
+
 #include "../endpoint.h"
 #include "../topology.h"
 #include "collide.h"
@@ -137,6 +139,12 @@ static const struct {
 	 "line 1, column 38: \"10.0.0.0/33\" is not a CIDR"},
 	{"name not a string", "{\"nodes\": [{\"name\": 7}]}",
 	 "line 1, column 21: \"name\" must be a string"},
+	{"pod_cidrs entry not a CIDR",
+	 "{\"nodes\": [{\"name\": \"n\", \"pod_cidrs\": [\"10.1.0.0\"]}]}",
+	 "line 1, column 41: not a CIDR"},
+	{"pod_cidrs not an array",
+	 "{\"nodes\": [{\"name\": \"n\", \"pod_cidrs\": \"10.1.0.0/24\"}]}",
+	 "line 1, column 40: \"pod_cidrs\" must be an array"},
 };
 
 static void test_topology_errors(void)
@@ -255,6 +263,10 @@ static void test_merge(void)
 	e = endpoint_add_external(t, "internet", NULL, NULL);
 	endpoint_parse_address("0.0.0.0/0", a, &prefix);
 	endpoint_add_cidr(t, a, prefix, e);
+	endpoint_parse_address("10.9.0.0/24", a, &prefix); /* vm's pod CIDR, from the file */
+	EXPECT_EQ(endpoint_add_node_cidr(t, a, prefix, (struct endpoint *)endpoint_node(t, "vm")),
+		  0);
+	EXPECT_EQ(endpoint_add_node_cidr(t, a, prefix, e), -EINVAL); /* not a node */
 
 	EXPECT_EQ(endpoint_index_merge(k, t), 0);
 	endpoint_index_free(t); /* the merged index owns copies */
@@ -266,6 +278,11 @@ static void test_merge(void)
 	       at(k, "10.1.0.1")->node == endpoint_node(k, "vm"));
 	EXPECT(at(k, "8.8.8.8") && at(k, "8.8.8.8")->kind == ENDPOINT_EXTERNAL);
 	EXPECT_EQ(endpoint_count(k, ENDPOINT_NODE), 2);
+	endpoint_parse_address("10.9.0.1", a, NULL);
+	EXPECT(endpoint_is_node_address(k, endpoint_node(k, "vm"), a));
+	EXPECT(!endpoint_is_node_address(k, n1, a));
+	endpoint_parse_address("10.0.0.3", a, NULL);
+	EXPECT(endpoint_is_node_address(k, endpoint_node(k, "vm"), a));
 	endpoint_index_free(k);
 }
 

@@ -209,6 +209,28 @@ static void test_index_from_lists(void)
 		EXPECT(e && e->kind == ENDPOINT_NODE && strcmp(e->name, "kind-control-plane") == 0);
 		EXPECT_EQ(endpoint_count(x, ENDPOINT_NODE), 3);
 		EXPECT_EQ(endpoint_count(x, ENDPOINT_POD), 2); /* two scheduled coredns pods */
+		/*
+		 * Who a node's agent may connect from (spec.podCIDRs): its own address, and an
+		 * address of its pod CIDR that no pod has (its bridge or tunnel device), but not
+		 * a pod's address, nor another node's CIDR.
+		 */
+		const struct endpoint *w = endpoint_node(x, "kind-worker"), *cp;
+		cp = endpoint_node(x, "kind-control-plane");
+		uint8_t a[16];
+		EXPECT(w && cp);
+		endpoint_parse_address("172.18.0.2", a, NULL);
+		EXPECT(endpoint_is_node_address(x, w, a) && !endpoint_is_node_address(x, cp, a));
+		endpoint_parse_address("10.244.2.0", a, NULL); /* kind-worker: 10.244.2.0/24 */
+		EXPECT(endpoint_is_node_address(x, w, a) && !endpoint_is_node_address(x, cp, a));
+		endpoint_parse_address("10.244.0.4", a,
+				       NULL); /* a coredns pod on kind-control-plane */
+		EXPECT(!endpoint_is_node_address(x, cp, a) && !endpoint_is_node_address(x, w, a));
+		endpoint_parse_address("10.244.0.1", a, NULL); /* its bridge: no pod's */
+		EXPECT(endpoint_is_node_address(x, cp, a) && !endpoint_is_node_address(x, w, a));
+		EXPECT(lookup(x, "10.244.0.1") == NULL); /* the CIDR is not an address mapping */
+		endpoint_parse_address("10.245.0.1", a, NULL);
+		EXPECT(!endpoint_is_node_address(x, cp, a) && !endpoint_is_node_address(x, w, a));
+		EXPECT(!endpoint_is_node_address(x, lookup(x, "10.244.0.4"), a)); /* not a node */
 		endpoint_index_free(x);
 	}
 	x = k8s_index_from_lists(nodes, nl, succeeded, sl, err, sizeof(err));

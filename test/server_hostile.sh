@@ -22,7 +22,7 @@ pods = [{"namespace": "ns", "name": "p%d" % n, "node": "n%d" % n, "ips": ["10.0.
 pods += [{"namespace": "ns", "name": "q%d" % n, "node": "m1", "ips": ["10.0.%d.2" % n]} for n in range(1, 5)]
 print(json.dumps({"nodes": nodes, "pods": pods}))
 PY
-"$SERVER" --topology "$WORK/topology.json" --agent-listen 127.0.0.1:$AP --http-listen 127.0.0.1:$HP \
+"$SERVER" $ANY_ADDRESS --topology "$WORK/topology.json" --agent-listen 127.0.0.1:$AP --http-listen 127.0.0.1:$HP \
 	--flow-logs none 2>"$WORK/log" &
 SPID=$!
 wait_for 5 grep -q listening "$WORK/log" || { not_ok "hostile load: server starts" "$(cat "$WORK/log")"; exit 1; }

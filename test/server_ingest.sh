@@ -33,7 +33,7 @@ topology() { # topology ZONE-OF-N2: pod p1 on n1 (zone a), pod p2 on n2
 EOT
 }
 topology b
-"$SERVER" --topology "$WORK/topology.json" --http-listen 127.0.0.1:$HTTP --agent-listen 127.0.0.1:$PORT \
+"$SERVER" $ANY_ADDRESS --topology "$WORK/topology.json" --http-listen 127.0.0.1:$HTTP --agent-listen 127.0.0.1:$PORT \
 	--pod-retention 2s --http-max-connections 4 >"$WORK/flows" 2>"$WORK/log" &
 SRV=$!
 wait_for 5 grep -q listening "$WORK/log" || { sed 's/^/#   /' "$WORK/log"; exit 1; }
@@ -139,7 +139,7 @@ json.dump({"nodes": [{"name": "n1", "zone": "a", "ips": ["10.6.0.1"]}, {"name": 
            "pods": pods}, open(sys.argv[1], "w"))
 PY
 P2=$((PORT + 7))
-"$SERVER" --topology "$WORK/many.json" --http-listen 127.0.0.1:$((P2 + 1)) --agent-listen 127.0.0.1:$P2 \
+"$SERVER" $ANY_ADDRESS --topology "$WORK/many.json" --http-listen 127.0.0.1:$((P2 + 1)) --agent-listen 127.0.0.1:$P2 \
 	--flow-logs none 2>"$WORK/many.log" &
 many=$!
 wait_for 5 curl -sf -o /dev/null "http://127.0.0.1:$((P2 + 1))/readyz"
@@ -183,7 +183,7 @@ kill $many
 mkfifo "$WORK/fifo"
 exec 3<>"$WORK/fifo" # held open and never read
 P3=$((PORT + 9))
-"$SERVER" --topology "$WORK/many.json" --http-listen 127.0.0.1:$((P3 + 1)) --agent-listen 127.0.0.1:$P3 \
+"$SERVER" $ANY_ADDRESS --topology "$WORK/many.json" --http-listen 127.0.0.1:$((P3 + 1)) --agent-listen 127.0.0.1:$P3 \
 	--flow-logs all >"$WORK/fifo" 2>"$WORK/stalled.log" &
 stalled=$!
 wait_for 5 curl -sf -o /dev/null "http://127.0.0.1:$((P3 + 1))/readyz"

@@ -16,7 +16,7 @@ HTTP=$((API + 1))
 AG=$((API + 2))
 python3 "$TOP/test/fake_apiserver.py" $API "$FIX" "$WORK/requests" &
 wait_for 5 python3 -c "import socket; socket.create_connection(('127.0.0.1', $API), 1)"
-"$SERVER" --kube-api http://127.0.0.1:$API --http-listen 127.0.0.1:$HTTP --agent-listen 127.0.0.1:$AG \
+"$SERVER" $ANY_ADDRESS --kube-api http://127.0.0.1:$API --http-listen 127.0.0.1:$HTTP --agent-listen 127.0.0.1:$AG \
 	--flow-logs none 2>"$WORK/log" &
 url=http://127.0.0.1:$HTTP
 metric() { curl -s "$url/metrics" | awk -v want="$1{$2}" '$1 == want { print $2 }'; }
@@ -80,7 +80,7 @@ cat >"$WORK/extra.json" <<'JSON'
            {"name": "impostor", "zone": "zone-z", "ips": ["172.18.0.2"]}],
  "external": [{"name": "internet", "cidr": "0.0.0.0/0"}]}
 JSON
-"$SERVER" --kube-api http://127.0.0.1:$API --topology "$WORK/extra.json" --http-listen 127.0.0.1:$((API + 3)) \
+"$SERVER" $ANY_ADDRESS --kube-api http://127.0.0.1:$API --topology "$WORK/extra.json" --http-listen 127.0.0.1:$((API + 3)) \
 	--agent-listen 127.0.0.1:$((API + 4)) --flow-logs all >"$WORK/flows2" 2>"$WORK/log2" &
 url=http://127.0.0.1:$((API + 3))
 ready2() { [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/readyz")" = 200 ]; }

@@ -31,7 +31,7 @@ for pair in "${PAIRS[@]}"; do
 	python3 "$TOP/test/fake_apiserver.py" $api "$FIX" "$d/requests" --lists "$d/lists" &
 	apipid=$!
 	wait_for 5 python3 -c "import socket; socket.create_connection(('127.0.0.1', $api), 1)"
-	"$SERVER" --kube-api http://127.0.0.1:$api --http-listen 127.0.0.1:$http \
+	"$SERVER" $ANY_ADDRESS --kube-api http://127.0.0.1:$api --http-listen 127.0.0.1:$http \
 		--agent-listen 127.0.0.1:$ag --flow-logs all >"$d/flows" 2>"$d/log" &
 	srv=$!
 	ready() { [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/readyz")" = 200 ]; }

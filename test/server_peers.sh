@@ -86,7 +86,7 @@ print(json.dumps({"nodes": nodes,
 PY
 metric() { curl -s "$url/metrics" | awk -v want="$1" '$1 == want { print $2 }'; }
 p1() { metric 'pod_cross_zone_network_traffic_bytes_total{namespace="ns",pod="p1"}'; }
-(ulimit -Sn 1024 && exec "$SERVER" --topology "$WORK/topology.json" --agent-listen 127.0.0.1:$AP \
+(ulimit -Sn 1024 && exec "$SERVER" $ANY_ADDRESS --topology "$WORK/topology.json" --agent-listen 127.0.0.1:$AP \
 	--http-listen 127.0.0.1:$HP --pod-retention 3s --http-max-connections 4 >"$WORK/flows" 2>"$WORK/log2") &
 SPID=$!
 wait_for 5 grep -q listening "$WORK/log2"
@@ -310,7 +310,7 @@ check_eq "server exits 0 on SIGTERM after all that" "$?" 0
 # and acknowledged in turn (the budget keeps --max-frame free for inflating); and frames that
 # stall half-sent are closed after 10 s without a byte, so an agent's report waits less than
 # its 30 s ACK timeout.
-"$SERVER" --topology "$WORK/topology.json" --agent-listen 127.0.0.1:$AP --http-listen 127.0.0.1:$HP \
+"$SERVER" $ANY_ADDRESS --topology "$WORK/topology.json" --agent-listen 127.0.0.1:$AP --http-listen 127.0.0.1:$HP \
 	--max-frame 1048576 --agent-input-memory 4194304 --flow-logs none 2>"$WORK/log3" &
 SPID=$!
 wait_for 5 grep -q listening "$WORK/log3"

@@ -46,7 +46,7 @@ PORT=$((20000 + $$ % 12000)) # below 32768: not an ephemeral port another socket
 HTTP=$((PORT + 1))
 
 "$SIM" --agents "$N" --pods-per-node $PODS --write-topology "$WORK/topology.json"
-"$SERVER" --topology "$WORK/topology.json" --flow-logs none "${MAX_AGENTS[@]}" \
+"$SERVER" $ANY_ADDRESS --topology "$WORK/topology.json" --flow-logs none "${MAX_AGENTS[@]}" \
 	--agent-listen 127.0.0.1:$PORT --http-listen 127.0.0.1:$HTTP 2>"$WORK/log" &
 SRV=$!
 if ! wait_for 10 grep -q listening "$WORK/log"; then

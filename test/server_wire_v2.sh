@@ -22,7 +22,7 @@ cat >"$WORK/topology.json" <<EOT
           {"namespace": "ns", "name": "p2", "node": "n2", "ips": ["10.0.0.2"]},
           {"namespace": "ns", "name": "p3", "node": "n3", "ips": ["10.0.0.3"]}]}
 EOT
-"$SERVER" --topology "$WORK/topology.json" --http-listen 127.0.0.1:$HTTP --agent-listen 127.0.0.1:$PORT \
+"$SERVER" $ANY_ADDRESS --topology "$WORK/topology.json" --http-listen 127.0.0.1:$HTTP --agent-listen 127.0.0.1:$PORT \
 	--flow-logs all >"$WORK/flows" 2>"$WORK/log" &
 SRV=$!
 wait_for 5 grep -q listening "$WORK/log" || { sed 's/^/#   /' "$WORK/log"; exit 1; }
@@ -74,9 +74,9 @@ check_eq "v2: a version 1 STATS frame after a version 2 HELLO refused" "$out" "s
 out=$(agent --protocol 1 --stats-layout 2 127.0.0.1 $PORT n1 106 1 10.0.0.1 10.0.0.2 100 2>&1)
 check_eq "v1: a version 2 STATS frame after a version 1 HELLO refused" "$out" "server error 1: payload length does not match contents"
 check_eq "v1/v2: layout mismatches counted under reason length" "$(rejected length)" 2
-out=$(agent --protocol 3 --stats-layout 2 127.0.0.1 $PORT n1 107 1 10.0.0.1 10.0.0.2 100 2>&1)
-check_eq "v3: an unknown version refused with the version code" "$out" "server error 2: unsupported protocol version"
-check_eq "v3: ... counted under reason version" "$(rejected version)" 1
+out=$(agent --protocol 4 --stats-layout 2 127.0.0.1 $PORT n1 107 1 10.0.0.1 10.0.0.2 100 2>&1)
+check_eq "v4: an unknown version refused with the version code" "$out" "server error 2: unsupported protocol version"
+check_eq "v4: ... counted under reason version" "$(rejected version)" 1
 check_eq "refusals: nothing of them counted" "$(zone a b)/$(encap a b)" 4100/500
 
 curl -s "$url/metrics" >"$WORK/metrics"
@@ -114,7 +114,7 @@ wait $SRV 2>/dev/null
 
 # --dump-records: encap_bytes per record, the malformed counters per report, old keys kept.
 P2=$((PORT + 2))
-"$SERVER" --topology "$WORK/topology.json" --http-listen 127.0.0.1:$((P2 + 1)) --agent-listen 127.0.0.1:$P2 \
+"$SERVER" $ANY_ADDRESS --topology "$WORK/topology.json" --http-listen 127.0.0.1:$((P2 + 1)) --agent-listen 127.0.0.1:$P2 \
 	--dump-records >"$WORK/dump" 2>"$WORK/dump.log" &
 DUMP=$!
 wait_for 5 grep -q listening "$WORK/dump.log"

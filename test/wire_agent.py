@@ -22,18 +22,27 @@ Options, before HOST:
   --malformed P B       version 2: every STATS frame reports P packets and B bytes whose tunnel
                         inner headers could not be read
   --zlib                send every STATS frame compressed (flag 0x0001)
+  --secret FILE         protocol version 3: prove the secret on FILE's first line in the
+                        handshake, check the server's proof, and authenticate every STATS
+                        frame and ACK (HMAC-SHA-256 from Python's hmac module)
+  --source ADDR         connect from this local address (127.0.0.2, say: a node's address)
+  --capture FILE        write every byte sent to FILE (to replay on another connection)
+  --bad-mac             send every STATS frame's MAC with one bit flipped
 
 A reply other than an ACK ends it with exit status 1 and "server error CODE: MESSAGE" (or
 the frame type) on stderr.
 """
+import hashlib
+import hmac
 import ipaddress
+import os
 import socket
 import struct
 import sys
 import zlib
 
-HELLO, STATS, ACK, ERROR = 1, 2, 3, 4
-FLAG_ZLIB = 0x0001
+HELLO, STATS, ACK, ERROR, CHALLENGE, AUTH = 1, 2, 3, 4, 5, 6
+FLAG_ZLIB, FLAG_MAC = 0x0001, 0x0002
 MAGIC = 0x4B5A4E54  # "KZNT"
 
 
@@ -48,15 +57,58 @@ def addr16(text):
     return a.packed, 6
 
 
-def read_ack(s):
-    """The sequence number of the next frame, which must be an ACK."""
-    length, ftype, _ = struct.unpack(">IHH", s.recv(8, socket.MSG_WAITALL))
+def read_frame(s):
+    """The next frame's (header, type, flags, payload); an ERROR ends the program."""
+    header = s.recv(8, socket.MSG_WAITALL)
+    if len(header) < 8:
+        sys.exit("server closed the connection")
+    length, ftype, flags = struct.unpack(">IHH", header)
     body = s.recv(length - 4, socket.MSG_WAITALL)
     if ftype == ERROR and len(body) >= 4:
         code, n = struct.unpack(">HH", body[:4])
         sys.exit("server error %d: %s" % (code, body[4:4 + n].decode("utf-8", "replace")))
+    return header, ftype, flags, body
+
+
+class Session:
+    """Version 3 (the README's description): the handshake, then a MAC on every STATS and
+    ACK: HMAC(session key, direction || counter || header || payload)."""
+
+    def __init__(self, secret):
+        self.secret, self.key, self.sent, self.received = secret, None, 0, 0
+
+    def derive(self, label, transcript, nonce):
+        return hmac.new(self.secret, label + transcript + nonce, hashlib.sha256).digest()
+
+    def seal(self, data, bad=False):
+        """data: a whole frame without MAC; returns it with its MAC."""
+        length, ftype, flags = struct.unpack(">IHH", data[:8])
+        header = struct.pack(">IHH", length + 32, ftype, flags | FLAG_MAC)
+        mac = hmac.new(self.key, struct.pack(">BQ", 0, self.sent) + header + data[8:],
+                       hashlib.sha256).digest()
+        self.sent += 1
+        if bad:
+            mac = bytes([mac[0] ^ 1]) + mac[1:]
+        return header + data[8:] + mac
+
+    def open(self, header, flags, body):
+        if not flags & FLAG_MAC or len(body) < 32:
+            sys.exit("ACK without its MAC")
+        want = hmac.new(self.key, struct.pack(">BQ", 1, self.received) + header + body[:-32],
+                        hashlib.sha256).digest()
+        self.received += 1
+        if not hmac.compare_digest(want, body[-32:]):
+            sys.exit("ACK with a wrong MAC")
+        return body[:-32]
+
+
+def read_ack(s, session=None):
+    """The sequence number of the next frame, which must be an ACK."""
+    header, ftype, flags, body = read_frame(s)
     if ftype != ACK:
         sys.exit("expected ACK, got frame type %d: %r" % (ftype, body))
+    if session:
+        body = session.open(header, flags, body)
     return struct.unpack(">Q", body)[0]
 
 
@@ -97,6 +149,7 @@ class Agent:
 def main():
     args = sys.argv[1:]
     protocol, layout, malformed, compress = 1, None, (0, 0), False
+    secret, source, capture, bad_mac = None, None, None, False
     while args and args[0].startswith("--") and args[0] != "--bulk":
         opt = args.pop(0)
         if opt == "--protocol":
@@ -107,18 +160,52 @@ def main():
             malformed = (int(args.pop(0)), int(args.pop(0)))
         elif opt == "--zlib":
             compress = True
+        elif opt == "--secret":
+            with open(args.pop(0), "rb") as f:
+                secret = f.read().split(b"\n")[0].rstrip(b" \t\r")
+            protocol = 3
+        elif opt == "--source":
+            source = args.pop(0)
+        elif opt == "--capture":
+            capture = open(args.pop(0), "wb")
+        elif opt == "--bad-mac":
+            bad_mac = True
         else:
             sys.exit("unknown option %s\n%s" % (opt, __doc__))
-    layout = protocol if layout is None else layout
+    layout = (2 if protocol == 3 else protocol) if layout is None else layout
     if malformed != (0, 0) and layout < 2:
         sys.exit("--malformed needs version 2")
     agent = Agent(layout, malformed, compress)
     host, port, node, instance = args[0], int(args[1]), args[2], int(args[3])
     rest = args[4:]
-    s = socket.create_connection((host, port), timeout=10)
+    s = socket.create_connection((host, port), timeout=10,
+                                 source_address=(source, 0) if source else None)
+
+    def raw_send(data):
+        if capture:
+            capture.write(data)
+            capture.flush()
+        s.sendall(data)
+    send = raw_send
     n = node.encode()
     hello = struct.pack(">IHQH", MAGIC, protocol, instance, len(n)) + n + struct.pack(">H", 4) + b"test"
-    s.sendall(frame(HELLO, hello))
+    session = None
+    if protocol >= 3:
+        hello += os.urandom(32)
+    send(frame(HELLO, hello))
+    if secret is not None:
+        session = Session(secret)
+        _, ftype, _, nonce = read_frame(s)
+        if ftype != CHALLENGE or len(nonce) != 32:
+            sys.exit("expected CHALLENGE, got frame type %d" % ftype)
+        transcript = hashlib.sha256(hello).digest()
+        send(frame(AUTH, session.derive(b"kubezonnet v3 agent proof", transcript, nonce)))
+        _, ftype, _, proof = read_frame(s)
+        if ftype != AUTH or not hmac.compare_digest(
+                proof, session.derive(b"kubezonnet v3 server proof", transcript, nonce)):
+            sys.exit("the server did not prove it holds the secret")
+        session.key = session.derive(b"kubezonnet v3 session key", transcript, nonce)
+        send = lambda data: raw_send(session.seal(data, bad_mac))
     acked = []
     if rest and rest[0] == "--bulk":
         frames, count, src, dst = int(rest[1]), int(rest[2]), rest[3], rest[4]
@@ -129,15 +216,15 @@ def main():
                            for port in range(1, count + 1))
         rest = []
         for seq in range(1, frames + 1):
-            s.sendall(agent.stats(seq, count, records))
-            acked.append(read_ack(s))
+            send(agent.stats(seq, count, records))
+            acked.append(read_ack(s, session))
     for i in range(0, len(rest), 4):
         seq, src, dst = int(rest[i]), rest[i + 1], rest[i + 2]
         nbytes, encap = parse_bytes(rest[i + 3], layout)
         s16, fam = addr16(src)
         d16, _ = addr16(dst)
-        s.sendall(agent.stats(seq, 1, agent.record(fam, 17, 53, s16, d16, nbytes, 1, encap)))
-        acked.append(read_ack(s))
+        send(agent.stats(seq, 1, agent.record(fam, 17, 53, s16, d16, nbytes, 1, encap)))
+        acked.append(read_ack(s, session))
     print(" ".join(map(str, acked)))
 
 
