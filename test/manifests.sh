@@ -4,8 +4,9 @@
 # schemas of an independent validator, the npm packages kubernetes-models and
 # @kubernetes-models/prometheus-operator (test/manifests/validate.mjs), with unknown fields
 # rejected. A table of deliberately broken objects proves the check can fail. The objects
-# agree with each other (selectors, ports), the dashboard's ConfigMap is generated from its
-# JSON, and the dashboard names no data source of its own.
+# agree with each other (selectors, ports), the optional NetworkPolicy opens the server's
+# two ports to the right peers and is not applied by default, the dashboard's ConfigMap is
+# generated from its JSON, and the dashboard names no data source of its own.
 #
 # The packages are installed at test time into build/npm, at the exact versions of
 # test/manifests/package.json; without npm or its registry the schema checks skip.
@@ -35,7 +36,7 @@ else
 	BASE=(deploy.yaml)
 fi
 INSTALL=("${BASE[@]}")
-for f in deploy/servicemonitor.yaml deploy/prometheus-rules.yaml deploy/grafana-dashboard-configmap.yaml; do
+for f in deploy/servicemonitor.yaml deploy/prometheus-rules.yaml deploy/grafana-dashboard-configmap.yaml deploy/networkpolicy.yaml; do
 	[[ " ${INSTALL[*]} " == *" $f "* ]] || INSTALL+=("$f")
 done
 
@@ -119,6 +120,18 @@ if [ "$out" = ok ]; then
 	ok "objects agree: Service selects the server, ServiceMonitor the Service's http-metrics port, agents the Service; per-zone: PreferClose, one server per zone"
 else
 	not_ok "objects agree" "$out"
+fi
+
+# ---- the optional NetworkPolicy (test/manifests/networkpolicy.py says what is checked): it
+# selects the server pods, opens the agents' port (traced from the agents' --server through
+# the Service) to node address blocks and the metrics port (traced from the ServiceMonitor) to
+# one named namespace, documents both, and is not applied by default.
+N="networkpolicy: selects the server pods, agent port from node address blocks, metrics port from one namespace (ports traced from the manifests), documented, not in the base"
+if out=$(python3 "$M/networkpolicy.py" deploy/networkpolicy.yaml "$WORK/perzone.json" "${INSTALL[@]}" -- "${BASE[@]}" 2>&1) &&
+	[ "$out" = ok ]; then
+	ok "$N"
+else
+	not_ok "$N" "$(tail -1 <<<"$out")"
 fi
 
 # ---- the dashboard: the ConfigMap is generated from the JSON (and the check would see a
@@ -233,5 +246,8 @@ prometheusrule-expr-not-a-string rules/0/expr must be string
 prometheusrule-rule-without-expr must have required property expr
 unknown-kind unknown kind "Deploymnt"
 unknown-apiversion unknown apiVersion "monitoring.coreos.com/v2"
+networkpolicy-port-wrong-type ingress/0/ports/0/port must be string
+networkpolicy-protocol-lowercase ingress/0/ports/0/protocol must be equal to one of the allowed values
+networkpolicy-ipblock-without-cidr ingress/0/from/0/ipBlock must have required property cidr
 EOF
-check_eq "schemas: every case of collect.py is in the table" "$(python3 "$M/collect.py" cases | wc -l)" 12
+check_eq "schemas: every case of collect.py is in the table" "$(python3 "$M/collect.py" cases | wc -l)" 15

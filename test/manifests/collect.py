@@ -111,6 +111,15 @@ CASES = {
     "unknown-kind": ("Deployment", "kubezonnet-server", ["kind"], "Deploymnt"),
     "unknown-apiversion": ("ServiceMonitor", "kubezonnet-server", ["apiVersion"],
                            "monitoring.coreos.com/v2"),
+    # deploy/networkpolicy.yaml: a port given as a list, a protocol in lower case (the API
+    # takes TCP, UDP or SCTP only), an ipBlock without its cidr.
+    "networkpolicy-port-wrong-type": ("NetworkPolicy", "kubezonnet-server",
+                                      ["spec", "ingress", 0, "ports", 0, "port"], ["agents"]),
+    "networkpolicy-protocol-lowercase": ("NetworkPolicy", "kubezonnet-server",
+                                         ["spec", "ingress", 0, "ports", 0, "protocol"], "tcp"),
+    "networkpolicy-ipblock-without-cidr": ("NetworkPolicy", "kubezonnet-server",
+                                           ["spec", "ingress", 0, "from", 0, "ipBlock", "cidr"],
+                                           DELETE),
 }
 
 
