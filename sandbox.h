@@ -14,6 +14,7 @@
 #ifndef KUBEZONNET_SANDBOX_H
 #define KUBEZONNET_SANDBOX_H
 
+#include <fcntl.h>
 #include <errno.h>
 #include <linux/audit.h>
 #include <linux/capability.h>
@@ -122,6 +123,31 @@ static inline void sandbox_on_sigsys(int sig, siginfo_t *info, void *ctx)
 }
 
 /*
+ * sandbox_selftest, with KUBEZONNET_SANDBOX_SELFTEST=forbidden (or kill) in the environment,
+ * makes a call outside the allow list, mknodat (or one on the kill list, execve) once the
+ * filter is in: so a node, and test/sandbox.sh, can check that the filter of the very binary
+ * they run is in force. The process then ends as the filter says; were the call allowed, it
+ * says so and exits 1. Unset, nothing happens.
+ */
+static inline void sandbox_selftest(const char *what)
+{
+	static const char allowed[] = "sandbox self-test: the call was allowed: no filter\n";
+
+	if (!what)
+		return;
+	if (strcmp(what, "forbidden") == 0)
+		syscall(SYS_mknodat, AT_FDCWD, "/", 0, 0);
+	else if (strcmp(what, "kill") == 0)
+		syscall(SYS_execve, "/bin/true", (char *[]){NULL}, (char *[]){NULL});
+	else
+		return;
+	if (write(STDERR_FILENO, allowed, sizeof(allowed) - 1) < 0) {
+		/* exiting either way */
+	}
+	syscall(SYS_exit_group, 1);
+}
+
+/*
  * sandbox_drop_caps keeps only the capabilities in keep (a mask of 1 << CAP_X), in the
  * effective and permitted sets, empties the inheritable and ambient sets, and drops the others
  * from the bounding set where the process may. Returns 0, or -1 with errno set.
@@ -210,7 +236,10 @@ static inline int sandbox_seccomp(const char *program, const int *allow, size_t 
 		BPF_RET | BPF_K, log && *log == '1' ? SECCOMP_RET_LOG : SECCOMP_RET_TRAP);
 	prog.len = (unsigned short)len;
 	prog.filter = f;
-	return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0 ? 0 : -1;
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0)
+		return -1;
+	sandbox_selftest(getenv("KUBEZONNET_SANDBOX_SELFTEST"));
+	return 0;
 }
 
 #endif /* KUBEZONNET_SANDBOX_H */

@@ -20,6 +20,9 @@ NAMES=("$E: pod1 cross-zone bytes equal nftables" "$E: pod3 cross-zone bytes equ
 	"$E: same-zone traffic adds nothing to cross-zone counters" "$E: workload and zone metrics"
 	"$E: promtool check metrics" "$E: flow logs name both pods"
 	"$E: the server runs sandboxed" "$E: the agents run sandboxed")
+[ -z "$E2E_KUBE" ] && NAMES+=("e2e: a node not known yet is refused, and its agent gets in once the topology (SIGHUP) has it"
+	"e2e: the agents prove the shared secret (wire protocol 3)"
+	"e2e: secret rotation: every agent reconnects with the new secret, nothing lost")
 [ -z "$E2E_KUBE" ] && NAMES+=("http: keep-alive" "http: HEAD" "http: 404" "http: 405" "http: gzip" "http: readyz"
 	"hostile agent peer: rejected and counted, others unaffected"
 	"prometheus: topk(20, rate(pod_cross_zone_network_traffic_bytes_total[5m]))"
@@ -51,6 +54,20 @@ e2e_pods_setup
 
 echo "$E2E_TOPOLOGY" >"$WORK/topology.json"
 SOURCE=(--topology "$WORK/topology.json")
+SECRET=()
+if [ -z "$E2E_KUBE" ]; then
+	# The topology run: node-b is not in the file yet (an agent faster than the cluster's
+	# source of nodes), and a shared secret, one file for the server and both agents as one
+	# Kubernetes Secret mounted in all three pods would be.
+	python3 -c '
+import json, sys
+t = json.loads(sys.argv[1])
+t["nodes"] = [n for n in t["nodes"] if n["name"] != "node-b"]
+t["pods"] = [p for p in t["pods"] if p["node"] != "node-b"]
+print(json.dumps(t))' "$E2E_TOPOLOGY" >"$WORK/topology.json"
+	printf 'e2e-first-secret-0123456789\n' >"$WORK/secret"
+	SECRET=(--agent-secret-file "$WORK/secret")
+fi
 if [ -n "$E2E_KUBE" ]; then
 	python3 "$TOP/test/topology_to_k8s.py" "$WORK/topology.json" "$WORK/k8s"
 	ip netns exec "$A" python3 "$TOP/test/fake_apiserver.py" 18090 "$FIX" \
@@ -59,7 +76,7 @@ if [ -n "$E2E_KUBE" ]; then
 	wait_for 5 ip netns exec "$A" python3 -c "import socket; socket.create_connection(('127.0.0.1', 18090), 1)"
 	SOURCE=(--kube-api http://127.0.0.1:18090)
 fi
-ip netns exec "$A" "$SERVER" "${SOURCE[@]}" --http-listen 127.0.0.1:18080 \
+ip netns exec "$A" "$SERVER" "${SOURCE[@]}" "${SECRET[@]}" --http-listen 127.0.0.1:18080 \
 	--agent-listen :18081 >"$WORK/flows" 2>"$WORK/server.log" &
 PIDS+=($!)
 SERVER_PID=$!
@@ -70,11 +87,47 @@ fi
 for n in a b; do
 	ns=${NS_PREFIX}node-$n
 	ip netns exec "$ns" "$AGENT" --server 10.88.0.1:18081 --node node-$n --interval 1s \
-		--pin-path "$BPFFS/kzn-$n" >"$WORK/agent-$n" 2>&1 &
+		"${SECRET[@]}" --pin-path "$BPFFS/kzn-$n" >"$WORK/agent-$n" 2>&1 &
 	PIDS+=($!)
 	wait_for 10 grep -q "connected to" "$WORK/agent-$n" || { sed 's/^/#   /' "$WORK/agent-$n"; exit 1; }
 	AGENT_PIDS+=($!)
 done
+
+if [ -z "$E2E_KUBE" ]; then
+	# node-b's agent is refused (retry) until the topology has its node, then gets in.
+	wait_for 10 grep -q "server error 6: node node-b is not known" "$WORK/agent-b"
+	refused=$(grep -c "server error 6" "$WORK/agent-b")
+	echo "$E2E_TOPOLOGY" >"$WORK/topology.json"
+	kill -HUP "$SERVER_PID"
+	if wait_for 20 grep -q "connected: node node-b.*secret proved" "$WORK/server.log"; then
+		ok "e2e: a node not known yet is refused ($refused times), and its agent gets in once the topology (SIGHUP) has it"
+	else
+		not_ok "e2e: a node not known yet is refused, and its agent gets in once the topology (SIGHUP) has it" \
+			"$(tail -3 "$WORK/agent-b")"
+	fi
+	if grep -q "connected: node node-a, .*protocol 3, secret proved" "$WORK/server.log"; then
+		ok "e2e: the agents prove the shared secret (wire protocol 3)"
+	else
+		not_ok "e2e: the agents prove the shared secret (wire protocol 3)" "$(grep connected "$WORK/server.log")"
+	fi
+	# Rotation as the README says: the new secret first and the old one second (the server
+	# takes both; an agent proves the first when it next connects), then the new one alone
+	# (the server ends the sessions proved with the old one; the agents come back with the
+	# new). The traffic below is counted across it, to the byte.
+	printf 'e2e-second-secret-abcdefghij\ne2e-first-secret-0123456789\n' >"$WORK/secret.tmp"
+	mv "$WORK/secret.tmp" "$WORK/secret"
+	wait_for 5 grep -q "read again: 2 secrets" "$WORK/server.log"
+	printf 'e2e-second-secret-abcdefghij\n' >"$WORK/secret.tmp"
+	mv "$WORK/secret.tmp" "$WORK/secret"
+	rotated() { [ "$(grep -c "connected: node node-.*secret proved" "$WORK/server.log")" -ge 4 ]; }
+	if wait_for 20 rotated && grep -q "2 sessions proved with a removed one closed" "$WORK/server.log" &&
+		grep -q "agent secret file .* read again" "$WORK/agent-a"; then
+		ROTATED=1
+	else
+		ROTATED=0
+		echo "# $(grep -E 'secret|connected' "$WORK/server.log" | tail -6)"
+	fi
+fi
 
 # Both processes run sandboxed (sandbox.h): no capabilities left, no_new_privs, a seccomp
 # filter (none under AddressSanitizer, whose runtime needs calls of its own).
@@ -143,6 +196,14 @@ if [ "$wl" = "$want1" ] && [ -n "$zab" ] && [ "$zab" -ge "$want1" ]; then
 	ok "$E: workload and zone metrics (web sent $wl, zone-a to zone-b $zab)"
 else
 	not_ok "$E: workload and zone metrics" "workload web sent '$wl' (want $want1), zone-a to zone-b '$zab'"
+fi
+if [ -z "$E2E_KUBE" ]; then
+	if [ "$ROTATED" = 1 ] && [ "$got1" = "$want1" ] && [ "$got3" = "$want3" ]; then
+		ok "e2e: secret rotation: every agent reconnects with the new secret, nothing lost"
+	else
+		not_ok "e2e: secret rotation: every agent reconnects with the new secret, nothing lost" \
+			"rotated=$ROTATED pod1 $got1/$want1 pod3 $got3/$want3"
+	fi
 fi
 metrics >"$WORK/metrics.txt"
 check "$E: promtool check metrics" bash -c "out=\$(promtool check metrics <'$WORK/metrics.txt' 2>&1); echo \"\$out\"; [ -z \"\$out\" ]"
