@@ -15,6 +15,10 @@
 # the probes deploy.yaml declares answer, the processes have the declared uid, capabilities,
 # no_new_privs and seccomp mode; the agent without each capability it adds fails naming it;
 # deploy/uninstall.yaml's containers, run the same way on a node's bpffs, leave nothing.
+# Last, the agent secret turned on as deploy.yaml's comments say (test/manifests/enable_secret.py,
+# which also writes the Secret volume as the kubelet does) is rolled out to the server and
+# node-a's agent: the agent proves it, the server's user can read the file (and could not at
+# 0600), a Secret update is taken up without a restart, and the counts arrive exactly.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/test/lib.sh"
@@ -38,6 +42,12 @@ NAMES=("$C: image is current (make image)" "$C: deploy.yaml and deploy/uninstall
 for cap in $ADDED; do NAMES+=("$C: agent without CAP_$cap fails naming it"); done
 NAMES+=("$C: agent under the runtime's default seccomp profile fails naming seccomp")
 NAMES+=("$C: uninstall init container removes links and pins" "$C: uninstall pod's idle container as declared")
+SECRET_NAMES=("$C: secret: deploy.yaml with the agent secret on, as its comments say, translates to podman"
+	"$C: secret: the server's user reads the Secret volume as the kubelet writes it, and could not at 0600"
+	"$C: secret: the agent on node-a proves it to the server (protocol 3, secret proved)"
+	"$C: secret: a Secret update (the kubelet's ..data swap) is read again by both, the agent proves the new one"
+	"$C: secret: pod1 cross-zone bytes equal nftables")
+NAMES+=("${SECRET_NAMES[@]}")
 podman_setup "${NAMES[@]}"
 missing=
 for tool in bpftool nft openssl curl ip; do command -v $tool >/dev/null 2>&1 || missing+=" $tool"; done
@@ -380,5 +390,122 @@ wait_for 10 idle
 state=$(pm inspect --format '{{.State.Status}}' kzt-un-done 2>&1)
 t_eq "$N" "$state, $(proc_check kzt-un-done)" "running, $(proc_want "$WORK/un-done.json")"
 pm rm -f -t 0 kzt-un-done >/dev/null 2>&1
+
+# ---- the agent secret, turned on as deploy.yaml's comments say (deploy/server.yaml's and
+# deploy/agent.yaml's comments: test/deploy.sh checks deploy.yaml is made of them), rolled out
+# to the server and node-a's agent: test/manifests/enable_secret.py uncomments the Secret
+# volume and the mounts, appends the args, creates the Secret with the comment's kubectl
+# command (--dry-run=client) and plays the kubelet for the Secret volumes (the files root's,
+# mode defaultMode or the API's default 0644, behind the ..data symlink, the volume directory
+# 1777 as its tmpfs), which podman_k8s then mounts as the manifest's volumeMounts say.
+ES=$TOP/test/manifests/enable_secret.py
+SV=$WORK/secret
+VARIANT=$SV/$(basename "$DEPLOY")
+mkdir -p "$SV/new"
+N=${SECRET_NAMES[0]}
+tr_err=
+if python3 "$ES" variant "$SV" "$DEPLOY" >"$SV/variant.out" 2>&1 &&
+	python3 "$ES" kubelet "$VARIANT" "$SV/kubelet.yaml" "$SV/secret.json" "$SV/volumes" >"$SV/hostpaths" 2>>"$SV/variant.out" &&
+	python3 "$ES" kubelet "$VARIANT" "$SV/kubelet-0600.yaml" "$SV/secret.json" "$SV/volumes-0600" \
+		--default-mode 0600 >"$SV/hostpaths-0600" 2>>"$SV/variant.out"; then
+	mapfile -t HP <"$SV/hostpaths"
+	mapfile -t HP0600 <"$SV/hostpaths-0600"
+	translate secret-server "$SV/kubelet.yaml" workload=Deployment/kubezonnet-server container=server \
+		name=kzt-server-secret pod_netns=/run/netns/$S sa_dir="$WORK/sa" cluster_dns="$SVC=$SERVER_IP" "${HP[@]}"
+	translate secret-agent-a "$SV/kubelet.yaml" workload=DaemonSet/kubezonnet-agent container=agent \
+		name=kzt-agent-a-secret node=node-a node_netns=/run/netns/$A hostpath:/sys/fs/bpf="$WORK/bpffs-a" \
+		cluster_dns="$SVC=$SERVER_IP" "${HP[@]}"
+	translate secret-0600 "$SV/kubelet-0600.yaml" workload=Deployment/kubezonnet-server container=server \
+		name=kzt-server-0600 pod_netns=none sa_dir="$WORK/sa" "${HP0600[@]}"
+else
+	tr_err=1
+fi
+# the secret's file as the server's mount shows it (the volume's directory on this "node")
+SECRET_DIR=$(sed -n 's|^hostpath:/var/lib/kubelet/pods/deployment-[^=]*=||p' "$SV/hostpaths")
+SECRET_FILE=$(python3 -c '
+import json, sys
+a = json.load(open(sys.argv[1]))["podman"]
+print(a[a.index("--agent-secret-file") + 1])' "$WORK/secret-server.json" 2>/dev/null)
+if [ -z "$tr_err" ] && [ -n "$SECRET_DIR" ] && [ -n "$SECRET_FILE" ]; then
+	t_ok "$N" "$(sed 's/^ok: //' "$SV/variant.out")"
+	for f in secret-server secret-agent-a; do echo "# $(podman_k8s_get "$WORK/$f.json" command_line)"; done
+else
+	t_not_ok "$N" "the comments cannot be followed, or what they make cannot run:"
+	diag "$SV/variant.out" "$WORK/translate.log"
+	abort "no secret-enabled variant"
+fi
+
+# The rollout: node-a's agent stops first (SIGTERM: its last report goes to the old server,
+# so the new one starts from nothing), then the server; the new server, then the new agent.
+before1=$(($(nft_bytes "$A" pod1-pod3) + $(nft_bytes "$A" pod1-pod3-v6)))
+pm stop kzt-agent-a >/dev/null 2>&1
+pm stop -t 5 kzt-server >/dev/null 2>&1
+(
+	run secret-0600 --timeout 20 >"$WORK/secret-0600.log" 2>&1
+	echo $? >"$WORK/secret-0600.rc"
+) &
+PIDS+=($!)
+run secret-server -d >/dev/null 2>"$WORK/server-secret.err" || diag "$WORK/server-secret.err"
+wait_for 20 ready
+run secret-agent-a -d >/dev/null 2>"$WORK/agent-a-secret.err" || diag "$WORK/agent-a-secret.err"
+# proofs N: the server logged at least N connections of node-a's agent that proved the secret
+proofs() { [ "$(pm logs kzt-server-secret 2>&1 | grep -c 'connected: node node-a, .*, protocol 3, secret proved$')" -ge "$1" ]; }
+N=${SECRET_NAMES[2]}
+if wait_for 20 proofs 1; then
+	t_ok "$N" "$(pm logs kzt-server-secret 2>&1 | grep -m1 -o 'agent .* secret proved$')"
+else
+	t_not_ok "$N"
+	pm logs kzt-server-secret 2>&1 | tail -5 | diag
+	pm logs kzt-agent-a-secret 2>&1 | tail -5 | diag
+fi
+
+# Who may read the file: the server runs as the manifest's non-root user with no fsGroup, so
+# it reads the Secret's root-owned file by its mode's "others" bit; the same server with the
+# volume at 0600 (as if the manifest said defaultMode: 0600) is refused.
+N=${SECRET_NAMES[1]}
+wait_for 25 test -s "$WORK/secret-0600.rc"
+pid=$(pm inspect --format '{{.State.Pid}}' kzt-server-secret 2>/dev/null)
+uid=$(awk '/^Uid:/ { print $3 }' "/proc/$pid/status" 2>/dev/null)
+file=$(stat -L -c '%U:%G %a' "$SECRET_DIR/$(basename "$SECRET_FILE")" 2>&1)
+link=$(readlink "$SECRET_DIR/$(basename "$SECRET_FILE")")
+rc0600=$(cat "$WORK/secret-0600.rc" 2>/dev/null)
+denied=$(grep -m1 -o -- '--agent-secret-file: .*Permission denied' "$WORK/secret-0600.log")
+if [ "$uid" = "$(podman_k8s_get "$WORK/secret-server.json" uid)" ] && [ "$uid" != 0 ] && proofs 1 &&
+	[ -n "$rc0600" ] && [ "$rc0600" != 0 ] && [ -n "$denied" ]; then
+	t_ok "$N" "uid $uid reads $SECRET_FILE -> $link, $file; at 0600: exit $rc0600, $denied"
+else
+	t_not_ok "$N" "server uid '$uid', file $file, proved: $(proofs 1 && echo yes || echo no); at 0600: exit '${rc0600:-still running}'"
+	diag "$WORK/secret-0600.log"
+fi
+
+# Traffic, then a Secret update while its counts wait in the agent: the kubelet swaps ..data
+# (rename(2)); the server reads the file again within a second and ends the session proved
+# with the removed secret, the agent reads it again on reconnecting and proves the new one.
+ip netns exec "$P1" python3 "$TRAFFIC" udp 10.77.3.2 5000 300 800 4
+ip netns exec "$P1" python3 "$TRAFFIC" udp fd77:3::2 5000 200 600 2
+want1=$(($(nft_bytes "$A" pod1-pod3) + $(nft_bytes "$A" pod1-pod3-v6) - before1))
+N=${SECRET_NAMES[3]}
+old_target=$(readlink "$SECRET_DIR/..data")
+if python3 "$ES" variant "$SV/new" "$DEPLOY" >/dev/null 2>"$SV/update.err" &&
+	python3 "$ES" kubelet "$VARIANT" "$SV/new/kubelet.yaml" "$SV/new/secret.json" "$SV/volumes" >/dev/null 2>>"$SV/update.err"; then
+	:
+else
+	diag "$SV/update.err"
+fi
+reread() { pm logs "$1" 2>&1 | grep -q "agent secret file $SECRET_FILE read again"; }
+if [ "$(readlink "$SECRET_DIR/..data")" != "$old_target" ] && wait_for 10 reread kzt-server-secret &&
+	wait_for 10 proofs 2 && reread kzt-agent-a-secret; then
+	t_ok "$N" "..data -> $(readlink "$SECRET_DIR/..data"); server: $(pm logs kzt-server-secret 2>&1 | grep -m1 -o 'read again: .*')"
+else
+	t_not_ok "$N" "..data $old_target -> $(readlink "$SECRET_DIR/..data")"
+	pm logs kzt-server-secret 2>&1 | tail -5 | diag
+	pm logs kzt-agent-a-secret 2>&1 | tail -5 | diag
+fi
+
+N=${SECRET_NAMES[4]}
+settled_secret() { [ "$(pod_metric shop pod1)" = "$want1" ]; }
+wait_for 25 settled_secret
+got=$(pod_metric shop pod1)
+if [ "$got" = "$want1" ]; then t_ok "$N" "$got bytes, reported after the rollout and the update"; else t_eq "$N" "$got" "$want1"; fi
 
 echo "# $((SECONDS - START)) s"

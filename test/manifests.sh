@@ -6,7 +6,10 @@
 # rejected. A table of deliberately broken objects proves the check can fail. The objects
 # agree with each other (selectors, ports), the optional NetworkPolicy opens the server's
 # two ports to the right peers and is not applied by default, the dashboard's ConfigMap is
-# generated from its JSON, and the dashboard names no data source of its own.
+# generated from its JSON, and the dashboard names no data source of its own. The agent
+# secret, turned on as the comments of deploy/server.yaml and deploy/agent.yaml say
+# (test/manifests/enable_secret.py), agrees with itself and validates too, and a table of
+# broken comments proves that tool refuses them.
 #
 # The packages are installed at test time into build/npm, at the exact versions of
 # test/manifests/package.json; without npm or its registry the schema checks skip.
@@ -134,6 +137,77 @@ else
 	not_ok "$N" "$(tail -1 <<<"$out")"
 fi
 
+# ---- the optional agent secret (test/manifests/enable_secret.py says what is checked): the
+# variant a user gets by following the comments of deploy/server.yaml and deploy/agent.yaml
+# (the kubectl command, the commented volume and mounts, the args to add) is made from those
+# comments, differs from the base by exactly that, and agrees with itself: the Secret the
+# command creates, mounted read-only, no subPath, readable by its user, in the server and the
+# agents alike, at the directory of --agent-secret-file. Its objects are validated with the
+# others below; test/containers.sh runs it.
+mkdir -p "$WORK/secret"
+SECRET_FILES=(deploy/server.yaml deploy/agent.yaml)
+N="secret: the comments of ${SECRET_FILES[*]} turn the agent secret on, and what they make agrees"
+if out=$(python3 "$M/enable_secret.py" variant "$WORK/secret" "${SECRET_FILES[@]}" 2>&1); then
+	ok "$N (${out#ok: })"
+	python3 "$M/collect.py" objects "$WORK/secret/server.yaml" "$WORK/secret/agent.yaml" >"$WORK/secret-objects.json"
+else
+	not_ok "$N" "$out"
+fi
+# The table: each case is one mistake someone could make in those comments; the tool must
+# refuse it, and for that reason. CASE, FILE, the text replaced, its replacement (\n: a new
+# line), what the error must say; tab-separated.
+python3 - "$M" "${SECRET_FILES[@]}" >"$WORK/secret-cases.out" <<'PY'
+import os, re, shutil, sys, tempfile
+sys.path.insert(0, sys.argv[1])
+import enable_secret
+files = sys.argv[2:]
+cases = """\
+mount-path-moved	deploy/agent.yaml	#   mountPath: /etc/kubezonnet	#   mountPath: /etc/kzn	mountPath /etc/kzn is not the directory of --agent-secret-file /etc/kubezonnet/secret
+args-path-moved	deploy/server.yaml	"/etc/kubezonnet/secret" to args	"/run/kubezonnet/secret" to args	mountPath /etc/kubezonnet is not the directory of --agent-secret-file /run/kubezonnet/secret
+file-not-the-key	deploy/server.yaml	--from-literal=secret=	--from-literal=key=	the Secret volume holds the file key
+secret-name-differs	deploy/agent.yaml	#     secretName: kubezonnet-agent-secret	#     secretName: kubezonnet-secret	agent.yaml: no commented volume of the Secret kubezonnet-agent-secret
+kubectl-no-namespace	deploy/server.yaml	kubectl -n kubezonnet create	kubectl create	names no namespace
+kubectl-gone	deploy/server.yaml	#   kubectl -n kubezonnet create secret generic	#   create secret generic	0 `kubectl ... create secret` commands
+args-instruction-gone	deploy/server.yaml	add "--agent-secret-file",	set "--agent-secret-file",	0 `add "...", "..." to args` instructions
+not-read-only	deploy/agent.yaml	#   readOnly: true	#   readOnly: false	the mount of agent-secret is not readOnly: true
+agent-mount-gone	deploy/agent.yaml	# - name: agent-secret\\n            #   mountPath: /etc/kubezonnet\\n            #   readOnly: true\\n	\\n	agent.yaml: no commented volumeMount of agent-secret
+mount-item-broken	deploy/server.yaml	#     mountPath: /etc/kubezonnet	#   mountPath: /etc/kubezonnet	the commented item agent-secret is neither a Secret volume nor a mount
+mount-block-dedented	deploy/agent.yaml	            # - name: agent-secret\\n            #   mountPath	          # - name: agent-secret\\n          #   mountPath	(does not parse|changed more than the volume)
+mounts-key-twice	deploy/server.yaml	          args: ["--agent-listen", ":8081"]	          args: ["--agent-listen", ":8081"]\\n          volumeMounts: [{name: topology, mountPath: /etc/kubezonnet-topology}]	server.yaml with the secret's blocks uncommented does not parse: .*duplicate key 'volumeMounts'
+mode-unreadable	deploy/server.yaml	#       secretName: kubezonnet-agent-secret	#       secretName: kubezonnet-agent-secret\\n      #       defaultMode: 0400	kubezonnet-server container server: runs as 65532:65532 .* mode 0400: it cannot read it
+"""
+for line in cases.splitlines():
+    case, path, old, new, want = line.split("\t")
+    old, new = old.replace("\\n", "\n"), new.replace("\\n", "\n")
+    tmp = tempfile.mkdtemp()
+    try:
+        for f in files:
+            shutil.copy(f, tmp)
+        target = os.path.join(tmp, os.path.basename(path))
+        if path not in files or old not in open(target).read():
+            print(f"{case} stale {old!r} is not in {path} (update the case)")
+            continue
+        text = open(target).read().replace(old, new, 1)
+        open(target, "w").write(text)
+        os.mkdir(os.path.join(tmp, "out"))
+        try:
+            enable_secret.variant(os.path.join(tmp, "out"), [os.path.join(tmp, os.path.basename(f)) for f in files])
+            print(f"{case} accepted")
+        except enable_secret.Broken as e:
+            msg = " ".join(str(e).replace(tmp + "/", "").split())
+            print(f"{case} {'refused' if re.search(want, msg) else 'other'} {msg}")
+    finally:
+        shutil.rmtree(tmp)
+PY
+while read -r case verdict msg; do
+	if [ "$verdict" = refused ]; then
+		ok "secret: a broken comment is refused: $case ($(cut -c1-110 <<<"$msg"))"
+	else
+		not_ok "secret: a broken comment is refused: $case" "$verdict${msg:+: $msg}"
+	fi
+done <"$WORK/secret-cases.out"
+check_eq "secret: every case ran" "$(grep -c . "$WORK/secret-cases.out")" 13
+
 # ---- the dashboard: the ConfigMap is generated from the JSON (and the check would see a
 # change), no data source UID is written in, every panel uses the datasource variable.
 check "dashboard: ConfigMap in sync with the JSON (deploy/gen-dashboard-configmap.py --check)" \
@@ -193,16 +267,23 @@ versions=$(cd "$NPM/node_modules" && node -e 'for (const p of ["kubernetes-model
 echo "# validator: $versions"
 
 python3 "$M/collect.py" objects "${FILES[@]}" >"$WORK/all.json"
-python3 - "$WORK/all.json" "$WORK/perzone.json" "$RENDERED" >"$WORK/objects.json" <<'PY'
-import json, sys
+python3 - "$WORK/all.json" "$WORK/perzone.json" "$RENDERED" "$WORK/secret" >"$WORK/objects.json" <<'PY'
+import json, os, sys
 a = json.load(open(sys.argv[1]))
 for o in json.load(open(sys.argv[2])):
     o["source"] = f"per-zone ({sys.argv[3]}) " + o["source"].rsplit("/", 1)[-1]
     a.append(o)
+# the secret-enabled variant and the Secret its kubectl command creates (if it could be made)
+secret = os.path.join(sys.argv[4], "secret.json")
+if os.path.exists(secret):
+    for o in json.load(open(sys.argv[4] + "-objects.json")):
+        o["source"] = "secret-enabled " + o["source"].rsplit("/", 1)[-1]
+        a.append(o)
+    a.append({"source": "secret-enabled (the comment's kubectl create secret)", "object": json.load(open(secret))})
 json.dump(a, sys.stdout)
 PY
 if validate "$WORK/objects.json" >"$WORK/valid.out" 2>&1; then
-	ok "schemas: every object validates strictly ($(grep -c '^ok ' "$WORK/valid.out") objects of ${FILES[*]} and per-zone)"
+	ok "schemas: every object validates strictly ($(grep -c '^ok ' "$WORK/valid.out") objects of ${FILES[*]}, per-zone and secret-enabled)"
 else
 	not_ok "schemas: every object validates strictly"
 	grep -v '^ok ' "$WORK/valid.out" | sed 's/^/#   /'
