@@ -1147,7 +1147,6 @@ static void agent_reload_secret(struct agent *a)
 		return;
 	if (secret_load(a->config.secret_path, &a->secret, err, sizeof(err)) != 0) {
 		agent_log("agent secret file: %s; keeping the secret read before", err);
-		secret_mark(a->config.secret_path, &a->secret);
 		return;
 	}
 	agent_log("agent secret file %s read again: %d secret%s, the first one used",
@@ -1411,8 +1410,8 @@ static void agent_read(struct agent *a)
 		a->in_len += (size_t)n;
 		for (;;) {
 			struct wire_frame f;
-			long len =
-				wire_frame_parse(a->in + pos, a->in_len - pos, sizeof(a->in), &f);
+			long len = wire_frame_parse(a->in + pos, a->in_len - pos,
+						    sizeof(a->in) - WIRE_LENGTH_SIZE, &f);
 			uint64_t seq;
 
 			if (len == WIRE_E_PARTIAL)

@@ -40,9 +40,10 @@ struct endpoint_index {
 	size_t slots_cap, slots_len;
 	struct endpoint_cidr *cidrs;
 	size_t cidrs_len, cidrs_cap;
-	/* nodes' pod CIDRs: who a node is (endpoint_is_node_address), not what addresses are */
-	struct endpoint_cidr *node_cidrs;
-	size_t node_cidrs_len, node_cidrs_cap;
+	/* where nodes' agents may connect from besides their own addresses (bridge and tunnel
+	 * devices): who a node is (endpoint_is_node_address), not what addresses are */
+	struct endpoint_slot *sources;
+	size_t sources_len, sources_cap;
 	struct endpoint **nodes; /* by name, open addressing */
 	size_t nodes_cap, nodes_len;
 	size_t counts[4];
@@ -130,7 +131,7 @@ void endpoint_index_free(struct endpoint_index *x)
 	free(x->strings);
 	free(x->slots);
 	free(x->cidrs);
-	free(x->node_cidrs);
+	free(x->sources);
 	free(x->nodes);
 	free(x);
 }
@@ -315,13 +316,39 @@ int endpoint_add_cidr(struct endpoint_index *x, const uint8_t addr[16], unsigned
 	return endpoint_cidr_insert(&x->cidrs, &x->cidrs_len, &x->cidrs_cap, addr, prefix_len, e);
 }
 
-int endpoint_add_node_cidr(struct endpoint_index *x, const uint8_t addr[16],
-			   unsigned int prefix_len, struct endpoint *node)
+int endpoint_add_node_source(struct endpoint_index *x, const uint8_t addr[16],
+			     struct endpoint *node)
 {
 	if (!node || node->kind != ENDPOINT_NODE)
 		return -EINVAL;
-	return endpoint_cidr_insert(&x->node_cidrs, &x->node_cidrs_len, &x->node_cidrs_cap, addr,
-				    prefix_len, node);
+	if (x->sources_len == x->sources_cap) {
+		size_t cap = x->sources_cap ? x->sources_cap * 2 : 16;
+		struct endpoint_slot *t = realloc(x->sources, cap * sizeof(*t));
+		if (!t)
+			return -ENOMEM;
+		x->sources = t;
+		x->sources_cap = cap;
+	}
+	memcpy(x->sources[x->sources_len].addr, addr, 16);
+	x->sources[x->sources_len++].e = node;
+	return 0;
+}
+
+int endpoint_add_node_cidr(struct endpoint_index *x, const uint8_t addr[16],
+			   unsigned int prefix_len, struct endpoint *node)
+{
+	uint8_t a[16] = {0};
+	int rc;
+
+	if (prefix_len > 128)
+		return -EINVAL;
+	if (prefix_len > 126)
+		return 0; /* a CIDR of one or two addresses: no device's among them */
+	for (unsigned int b = 0; b < prefix_len; b++)
+		a[b / 8] |= addr[b / 8] & (0x80 >> (b % 8));
+	rc = endpoint_add_node_source(x, a, node); /* the network address (flannel.1) */
+	a[15] |= 1;
+	return rc ? rc : endpoint_add_node_source(x, a, node); /* the first host (cni0) */
 }
 
 static int endpoint_cidr_match(const struct endpoint_cidr *c, const uint8_t addr[16])
@@ -368,8 +395,8 @@ int endpoint_is_node_address(const struct endpoint_index *x, const struct endpoi
 		return 0;
 	if (e)
 		return e == node;
-	for (size_t i = 0; i < x->node_cidrs_len; i++)
-		if (x->node_cidrs[i].e == node && endpoint_cidr_match(&x->node_cidrs[i], addr))
+	for (size_t i = 0; i < x->sources_len; i++)
+		if (x->sources[i].e == node && memcmp(x->sources[i].addr, addr, 16) == 0)
 			return 1;
 	return 0;
 }
@@ -529,10 +556,9 @@ int endpoint_index_merge(struct endpoint_index *dst, struct endpoint_index *src)
 		if (endpoint_add_cidr(dst, src->cidrs[i].addr, src->cidrs[i].prefix_len,
 				      src->cidrs[i].e->user) != 0)
 			return -ENOMEM;
-	for (size_t i = 0; i < src->node_cidrs_len; i++)
-		if (endpoint_add_node_cidr(dst, src->node_cidrs[i].addr,
-					   src->node_cidrs[i].prefix_len,
-					   src->node_cidrs[i].e->user) != 0)
+	for (size_t i = 0; i < src->sources_len; i++)
+		if (endpoint_add_node_source(dst, src->sources[i].addr, src->sources[i].e->user) !=
+		    0)
 			return -ENOMEM;
 	return 0;
 }

@@ -67,19 +67,29 @@ int endpoint_add_cidr(struct endpoint_index *index, const uint8_t addr[16], unsi
 		      struct endpoint *e);
 
 /*
- * endpoint_add_node_cidr records addr/prefix_len as a pod CIDR of node (a node endpoint): an
- * address in it that is no pod's is the node's own (its bridge or tunnel device, which is
- * where its host network's connections to pods come from, source-NATed or not). It says who
- * a connection comes from (endpoint_is_node_address), not what an address is:
- * endpoint_lookup does not use it. Returns 0, -EINVAL or -ENOMEM.
+ * endpoint_add_node_source records addr as an address node's agent may connect from besides
+ * the node's own: a bridge or tunnel device of the node, to which its connections to a pod
+ * are source-NATed. It says who a connection comes from (endpoint_is_node_address), not what
+ * an address is: endpoint_lookup does not use it. Returns 0, -EINVAL (node is not a node) or
+ * -ENOMEM.
+ */
+int endpoint_add_node_source(struct endpoint_index *index, const uint8_t addr[16],
+			     struct endpoint *node);
+
+/*
+ * endpoint_add_node_cidr records the first two addresses of the node's pod CIDR
+ * addr/prefix_len, the network address and the first host address, as sources of the node
+ * (endpoint_add_node_source): the ones its bridge and tunnel devices take (flannel.1 and
+ * cni0, kubenet's cbr0). Not the rest of the CIDR: a pod could answer for an unused address
+ * there (ARP), but not for one the node itself holds. Returns 0, -EINVAL or -ENOMEM.
  */
 int endpoint_add_node_cidr(struct endpoint_index *index, const uint8_t addr[16],
 			   unsigned int prefix_len, struct endpoint *node);
 
 /*
  * endpoint_is_node_address returns 1 when addr is node's own: mapped to node exactly, or
- * mapped to nothing exactly and inside one of node's pod CIDRs. 0 otherwise, and for a NULL
- * or non-node endpoint.
+ * mapped to nothing exactly and one of node's sources (endpoint_add_node_source). 0
+ * otherwise, and for a NULL or non-node endpoint.
  */
 int endpoint_is_node_address(const struct endpoint_index *index, const struct endpoint *node,
 			     const uint8_t addr[16]);

@@ -481,6 +481,26 @@ static int ingest_identity(struct server *s, struct server_agent *a, long long n
 	return -1;
 }
 
+void ingest_recheck_identity(struct server *s)
+{
+	if (!s->address_check || (!s->kube && !s->topology_path) || !s->index)
+		return;
+	for (int i = s->n_agents - 1; i >= 0; i--) {
+		struct server_agent *a = s->agents[i];
+		const struct endpoint *node;
+
+		if (!a->hello_done && a->auth != INGEST_AUTH_CHALLENGED)
+			continue;
+		node = endpoint_node(s->index, a->node);
+		if (node && endpoint_is_node_address(s->index, node, a->addr))
+			continue;
+		server_log("agent %s (node %s): %s; closing", a->peer, a->node,
+			   node ? "its address is no longer one of its node's"
+				: "its node is no longer known");
+		ingest_close(s, a, "node_address");
+	}
+}
+
 /* ingest_ready makes the connection one whose reports count, and says so. */
 static void ingest_ready(struct server_agent *a)
 {
@@ -633,7 +653,6 @@ void ingest_secret_tick(struct server *s, long long now)
 		return;
 	if (secret_load(s->secret_path, s->secrets, err, sizeof(err)) != 0) {
 		server_log("agent secret file: %s; keeping the secrets read before", err);
-		secret_mark(s->secret_path, s->secrets);
 		SERVER_COUNT(&s->secret_reloads, 1, "error");
 		return;
 	}
@@ -807,7 +826,7 @@ static int ingest_frame(struct server *s, struct server_agent *a, const struct w
 		if (a->auth != INGEST_AUTH_CHALLENGED)
 			return ingest_hello(s, a, f, now);
 		if (f->type != WIRE_AUTH)
-			return WIRE_E_TYPE;
+			return WIRE_E_HANDSHAKE;
 		rc = wire_blob_decode(f->payload, f->payload_len);
 		return rc < 0 ? rc : ingest_auth(s, a, f->payload, now);
 	}

@@ -57,6 +57,15 @@ int secret_parse(const char *buf, size_t len, struct secret_set *out, char *err,
 	return 0;
 }
 
+/* secret_record notes which file (as fstat saw the one read) the set came from. */
+static void secret_record(const struct stat *st, struct secret_set *s)
+{
+	s->dev = (uint64_t)st->st_dev;
+	s->ino = (uint64_t)st->st_ino;
+	s->size = (uint64_t)st->st_size;
+	s->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
 int secret_load(const char *path, struct secret_set *out, char *err, size_t err_len)
 {
 	static char buf[SECRET_FILE_MAX + 1];
@@ -88,12 +97,10 @@ int secret_load(const char *path, struct secret_set *out, char *err, size_t err_
 	}
 	if (secret_parse(buf, len, &next, why, sizeof(why)) != 0) {
 		snprintf(err, err_len, "%s: %s", path, why);
+		secret_record(&st, out); /* this file was read: only a later change is news */
 		goto out;
 	}
-	next.dev = (uint64_t)st.st_dev;
-	next.ino = (uint64_t)st.st_ino;
-	next.size = (uint64_t)st.st_size;
-	next.mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	secret_record(&st, &next);
 	*out = next;
 	rc = 0;
 out:
@@ -102,18 +109,6 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return rc;
-}
-
-void secret_mark(const char *path, struct secret_set *s)
-{
-	struct stat st;
-
-	if (stat(path, &st) != 0)
-		return;
-	s->dev = (uint64_t)st.st_dev;
-	s->ino = (uint64_t)st.st_ino;
-	s->size = (uint64_t)st.st_size;
-	s->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 }
 
 int secret_changed(const char *path, const struct secret_set *s)

@@ -39,18 +39,14 @@ int secret_parse(const char *buf, size_t len, struct secret_set *out, char *err,
 
 /*
  * secret_load reads and parses path into *out (also recording what secret_changed compares).
- * Returns 0, or -1 with err naming the path and what failed. *out is changed only on success.
+ * Returns 0, or -1 with err naming the path and what failed. On failure *out keeps its
+ * secrets, but records the file that was read (not one the path names a moment later), so
+ * that secret_changed reports only a later change, which is then read.
  */
 int secret_load(const char *path, struct secret_set *out, char *err, size_t err_len);
 
 /* secret_changed returns 1 when path is no longer the file *s was read from, else 0. */
 int secret_changed(const char *path, const struct secret_set *s);
-
-/*
- * secret_mark records the file as it is now in *s without reading it (after a failed
- * secret_load: secret_changed then reports only the next change).
- */
-void secret_mark(const char *path, struct secret_set *s);
 
 /* secret_wipe zeroes *s (a dead store the compiler may not remove). */
 void secret_wipe(struct secret_set *s);

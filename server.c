@@ -135,7 +135,9 @@ static void server_metrics_init(struct server *s)
 	       "Log lines dropped because stderr did not keep up.", METRICS_COUNTER, );
 	FAMILY(agents_closed, "kubezonnet_agent_connections_closed_total",
 	       "Agent connections the server closed at a deadline or to make room: "
-	       "hello_timeout, idle_timeout, frame_timeout, write_timeout, evicted.",
+	       "hello_timeout, idle_timeout, frame_timeout, write_timeout, evicted; "
+	       "secret_removed (proved with a secret no longer in the file), node_address (its "
+	       "address no longer its node's, or its node gone).",
 	       METRICS_COUNTER, "reason");
 	FAMILY(accept_errors, "kubezonnet_accept_errors_total",
 	       "Failed accept() calls (EMFILE: out of file descriptors), by listener; the "
@@ -740,6 +742,7 @@ static void server_set_index(struct server *s, struct endpoint_index *x)
 	endpoint_each(x, server_mark_live, s);
 	server_sweep(s, log_now_ms());
 	s->ready = 1;
+	ingest_recheck_identity(s); /* a node's addresses may have changed, or a pod taken one */
 }
 
 static int server_load_topology(struct server *s, int initial)

@@ -271,6 +271,12 @@ void ingest_close(struct server *s, struct server_agent *a, const char *reason);
  * secrets and OpenSSL's HMAC (before the sandbox). 0, or -1 with err saying why.
  */
 int ingest_init(struct server *s, char *err, size_t err_len);
+/*
+ * ingest_recheck_identity closes the sessions whose address is no longer their node's (or
+ * whose node is gone) in the index just swapped in: the identity check holds for the whole
+ * session, not only at its HELLO.
+ */
+void ingest_recheck_identity(struct server *s);
 /* ingest_secret_tick reads the secret file again when it changed (at most once a second). */
 void ingest_secret_tick(struct server *s, long long now);
 /* ingest_free gives back the reports not yet accounted and the deduplication state. */

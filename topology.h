@@ -14,7 +14,7 @@
  *
  * A node without a zone is in zone "unknown". A hostNetwork pod's addresses are its node's. A
  * node's "pod_cidrs" (optional, as its spec.podCIDRs) say only where its agent may connect
- * from: its bridge or tunnel device has an address there (endpoint_add_node_cidr).
+ * from: the first two addresses of each, its bridge and tunnel devices' (endpoint_add_node_cidr).
  */
 #ifndef KUBEZONNET_TOPOLOGY_H
 #define KUBEZONNET_TOPOLOGY_H

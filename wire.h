@@ -126,6 +126,7 @@ enum wire_result {
 	WIRE_E_SEQUENCE = -15, /* STATS or ACK with sequence 0 */
 	WIRE_E_ENCAP = -16,    /* version 2 record with more encapsulation bytes than bytes */
 	WIRE_E_MAC = -17,      /* version 3: a frame's MAC missing or wrong, or a proof wrong */
+	WIRE_E_HANDSHAKE = -18, /* version 3: a frame other than AUTH after the CHALLENGE */
 };
 
 /* Codes carried in ERROR frames. */
@@ -234,6 +235,8 @@ static inline const char *wire_strerror(int result)
 		return "record encapsulation bytes above its bytes";
 	case WIRE_E_MAC:
 		return "message authentication failed";
+	case WIRE_E_HANDSHAKE:
+		return "expected AUTH (the answer to the CHALLENGE)";
 	default:
 		return result >= 0 ? "ok" : "unknown error";
 	}
@@ -273,6 +276,8 @@ static inline const char *wire_reason(int result)
 		return "encap_bytes";
 	case WIRE_E_MAC:
 		return "mac";
+	case WIRE_E_HANDSHAKE:
+		return "handshake";
 	default:
 		return "other";
 	}

@@ -184,6 +184,22 @@ int k8s_node_decode(const char *js, const struct json_token *t, int obj, struct 
 	int meta = json_get(js, t, obj, "metadata"), labels = json_get(js, t, meta, "labels");
 	int addrs = json_path(js, t, obj, "status", "addresses", NULL);
 	int spec = json_get(js, t, obj, "spec"), cidrs = json_get(js, t, spec, "podCIDRs");
+	int annotations = json_get(js, t, meta, "annotations");
+	/*
+	 * Where a node's host network connections to pods come from when they go through a
+	 * tunnel device whose address is outside spec.podCIDRs (Calico's IP pools, Cilium's
+	 * cluster-pool IPAM): its agent may connect from there (endpoint_add_node_source).
+	 */
+	static const char *const tunnel_keys[] = {
+		"projectcalico.org/IPv4IPIPTunnelAddr",
+		"projectcalico.org/IPv4VXLANTunnelAddr",
+		"projectcalico.org/IPv6VXLANTunnelAddr",
+		"projectcalico.org/IPv4WireguardInterfaceAddr",
+		"network.cilium.io/ipv4-cilium-host",
+		"network.cilium.io/ipv6-cilium-host",
+		"io.cilium.network.ipv4-cilium-host",
+		"io.cilium.network.ipv6-cilium-host",
+	};
 	static const char *const zone_keys[] = {"topology.kubernetes.io/zone",
 						"failure-domain.beta.kubernetes.io/zone"};
 	static const char *const region_keys[] = {"topology.kubernetes.io/region",
@@ -218,6 +234,16 @@ int k8s_node_decode(const char *js, const struct json_token *t, int obj, struct 
 		k8s_add_pod_cidr(js, t, a, node);
 	if (!node->n_pod_cidrs)
 		k8s_add_pod_cidr(js, t, json_get(js, t, spec, "podCIDR"), node);
+	for (size_t k = 0; k < sizeof(tunnel_keys) / sizeof(tunnel_keys[0]); k++) {
+		char ip[64];
+		char *slash;
+		if (k8s_copy(js, t, json_get(js, t, annotations, tunnel_keys[k]), ip, sizeof(ip)) ||
+		    !ip[0])
+			continue;
+		if ((slash = strchr(ip, '/')))
+			*slash = '\0'; /* Calico's IPv4Address form, "10.0.0.5/24" */
+		k8s_add_ip(node->tunnel_ips, &node->n_tunnel_ips, ip);
+	}
 	return 0;
 }
 
@@ -281,6 +307,8 @@ struct endpoint_index *k8s_index_from_lists(const char *nodes, size_t nodes_len,
 			endpoint_add_address(x, node.ips[i], e);
 		for (int i = 0; e && i < node.n_pod_cidrs; i++)
 			endpoint_add_node_cidr(x, node.pod_cidrs[i], node.pod_cidr_len[i], e);
+		for (int i = 0; e && i < node.n_tunnel_ips; i++)
+			endpoint_add_node_source(x, node.tunnel_ips[i], e);
 	}
 	items = json_get(pods, pt, 0, "items");
 	for (int k = k8s_first(pt, items); k >= 0; k = json_next(pt, items, k)) {

@@ -54,6 +54,9 @@ struct k8s_node {
 	uint8_t pod_cidrs[K8S_MAX_IPS][16]; /* spec.podCIDRs (or podCIDR), 16-byte form */
 	uint8_t pod_cidr_len[K8S_MAX_IPS];  /* their prefix lengths on that form */
 	int n_pod_cidrs;
+	/* tunnel device addresses the CNI publishes as annotations (Calico, Cilium) */
+	uint8_t tunnel_ips[K8S_MAX_IPS][16];
+	int n_tunnel_ips;
 };
 
 /* A growing token buffer, reused from one object to the next. */

@@ -394,6 +394,9 @@ struct endpoint_index *k8s_store_index(const struct k8s_store *s)
 			if (endpoint_add_node_cidr(x, s->nodes[i].pod_cidrs[k],
 						   s->nodes[i].pod_cidr_len[k], e) != 0)
 				goto fail;
+		for (int k = 0; e && k < s->nodes[i].n_tunnel_ips; k++)
+			if (endpoint_add_node_source(x, s->nodes[i].tunnel_ips[k], e) != 0)
+				goto fail;
 		for (int k = 0; e && k < s->nodes[i].n_ips; k++)
 			if (endpoint_add_address(x, s->nodes[i].ips[k], e) != 0)
 				goto fail;

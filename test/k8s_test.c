@@ -175,6 +175,35 @@ static void test_nodes(void)
 	free(js);
 }
 
+/*
+ * The tunnel addresses CNIs publish as node annotations (Calico's IP-in-IP and VXLAN, with or
+ * without a prefix; Cilium's cilium_host) are where the node's agent may connect from.
+ */
+static void test_node_tunnel_annotations(void)
+{
+	static const char js[] = "{\"metadata\":{\"name\":\"n1\",\"annotations\":{"
+				 "\"projectcalico.org/IPv4IPIPTunnelAddr\":\"192.168.77.0\","
+				 "\"projectcalico.org/IPv4VXLANTunnelAddr\":\"192.168.78.64/26\","
+				 "\"network.cilium.io/ipv6-cilium-host\":\"fd00:1::a\","
+				 "\"example.com/other\":\"10.9.9.9\"}},"
+				 "\"spec\":{\"podCIDR\":\"10.244.3.0/24\"},"
+				 "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":"
+				 "\"172.18.0.9\"}]}}";
+	struct json_token t[64];
+	struct k8s_node node;
+	int n = json_parse(js, sizeof(js) - 1, t, 64, NULL);
+	char got[4][64];
+
+	EXPECT(n > 0);
+	EXPECT_EQ(k8s_node_decode(js, t, 0, &node), 0);
+	EXPECT_EQ(node.n_tunnel_ips, 3);
+	for (int i = 0; i < node.n_tunnel_ips && i < 4; i++)
+		endpoint_format_address(node.tunnel_ips[i], got[i], sizeof(got[i]));
+	EXPECT(node.n_tunnel_ips == 3 && strcmp(got[0], "192.168.77.0") == 0 &&
+	       strcmp(got[1], "192.168.78.64") == 0 && strcmp(got[2], "fd00:1::a") == 0);
+	EXPECT(node.n_pod_cidrs == 1 && node.pod_cidr_len[0] == 120); /* spec.podCIDR alone */
+}
+
 static const struct endpoint *lookup(const struct endpoint_index *x, const char *ip)
 {
 	uint8_t a[16];
@@ -554,6 +583,7 @@ int main(void)
 	RUN(test_event_rejects);
 	RUN(test_cronjob_and_hash_rules);
 	RUN(test_nodes);
+	RUN(test_node_tunnel_annotations);
 	RUN(test_index_from_lists);
 	RUN(test_long_arrays);
 	RUN(test_crafted_names);

@@ -73,6 +73,41 @@ kill -HUP $SRV
 wait_for 5 grep -q "topology.*reloaded\|loaded.*topology" "$WORK/log"
 out=$(agent --source 127.0.0.4 127.0.0.1 $PORT n3 16 1 127.0.0.4 10.0.0.2 1000 2>&1)
 check_eq "identity: ... and gets in on a later try, once the server knows the node" "$out" 1
+out=$(agent --source 127.0.1.7 127.0.0.1 $PORT n1 19 1 127.0.1.5 10.0.0.2 1000 2>&1)
+check "identity: another address of n1's pod CIDR, no pod's and not its devices', is refused" \
+	grep -q "^server error 7: the connection comes from 127.0.1.7" <<<"$out"
+# The check holds for the whole session: n1 gets a new address, and the session that came
+# from the old one is closed before its next report counts.
+python3 - "$TOP/test" $PORT "$WORK/go" >"$WORK/session" 2>&1 <<'PY' &
+import os, socket, sys, time
+sys.path.insert(0, sys.argv[1])
+import wire_agent as w
+s = socket.create_connection(("127.0.0.1", int(sys.argv[2])), source_address=("127.0.0.2", 0), timeout=10)
+agent = w.Agent(1, (0, 0), False)
+src, _ = w.addr16("127.0.1.5")
+dst, _ = w.addr16("10.0.0.2")
+hello = w.struct.pack(">IHQH", w.MAGIC, 1, 40, 2) + b"n1" + w.struct.pack(">H", 4) + b"test"
+s.sendall(w.frame(w.HELLO, hello) + agent.stats(1, 1, agent.record(4, 17, 53, src, dst, 3, 1, 0)))
+print("acked", w.read_ack(s), flush=True)
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.05)
+s.sendall(agent.stats(2, 1, agent.record(4, 17, 53, src, dst, 100000, 1, 0)))
+print("closed" if s.recv(100) == b"" else "answered", flush=True)
+PY
+SESSION=$!
+wait_for 5 grep -q "acked 1" "$WORK/session"
+before=$(pod_bytes p1) # its first report counted, the ACK came after
+topology | sed 's/"127.0.0.2"/"127.0.0.9"/' >"$WORK/topology.json"
+reloads=$(grep -c "topology" "$WORK/log")
+kill -HUP $SRV
+wait_for 5 grep -q "its address is no longer one of its node's" "$WORK/log"
+touch "$WORK/go"
+wait $SESSION
+check_eq "identity: a session whose address stops being its node's is closed, its next report not counted" \
+	"$(tail -1 "$WORK/session")/$(pod_bytes p1)/$(metric kubezonnet_agent_connections_closed_total 'reason="node_address"')" \
+	"closed/$before/1"
+topology ', {"name": "n3", "zone": "a", "region": "r", "ips": ["127.0.0.4"]}' >"$WORK/topology.json"
+kill -HUP $SRV
 check "identity: the server log names the refusal and the address" \
 	grep -q "agent 127.0.0.3:[0-9]* (node n1): refused: the connection comes from 127.0.0.3" "$WORK/log"
 stop_server
