@@ -84,6 +84,9 @@ struct agent_config {
 	int pause;		 /* after --uninstall or --mount-bpffs: sleep until SIGTERM */
 	int no_sandbox;		 /* --no-sandbox: keep capabilities, no seccomp filter */
 	const char *secret_path; /* --agent-secret-file, or NULL */
+	/* --hook: where the program counts; --cgroup: the cgroup v2 directory (cgroup hook) */
+	enum { AGENT_HOOK_NETFILTER, AGENT_HOOK_CGROUP } hook;
+	const char *cgroup_path;
 };
 
 enum agent_conn_state { AGENT_DISCONNECTED, AGENT_CONNECTING, AGENT_CONNECTED };
@@ -891,6 +894,106 @@ static struct bpf_link *agent_reuse_link(const char *path, int our_prog_fd)
 }
 
 /* agent_attach attaches the dispatcher at POSTROUTING for one family, reusing a pinned link. */
+/*
+ * agent_cgroup_root finds the root of the cgroup v2 hierarchy in /proc/self/mountinfo: a
+ * cgroup2 mount of the hierarchy's root ("/sys/fs/cgroup", or "/sys/fs/cgroup/unified" where
+ * the layout is hybrid). Returns 0 with the path in buf, or -ENOENT.
+ */
+static int agent_cgroup_root(char *buf, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (rc && fgets(line, sizeof(line), f)) {
+		char root[PATH_MAX], point[PATH_MAX];
+		const char *sep = strstr(line, " - ");
+
+		/* id parent major:minor root mount-point ... - fstype source options */
+		if (!sep || strncmp(sep, " - cgroup2 ", 11) != 0 ||
+		    sscanf(line, "%*s %*s %*s %4095s %4095s", root, point) != 2 ||
+		    strcmp(root, "/") != 0)
+			continue;
+		snprintf(buf, len, "%s", point);
+		rc = 0;
+	}
+	fclose(f);
+	return rc;
+}
+
+/*
+ * agent_attach_cgroup attaches the socket-level dispatcher to --cgroup (the host's cgroup v2
+ * root by default) and pins the link, or keeps the one a previous agent pinned.
+ */
+static struct bpf_link *agent_attach_cgroup(struct agent *a, int *reused)
+{
+	struct bpf_program *prog = a->skel->progs.kzn_socket_dispatch;
+	char path[PATH_MAX], caps[256], root[PATH_MAX];
+	const char *cgroup = a->config.cgroup_path;
+	struct bpf_link *link;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/link_cgroup", a->config.pin_path);
+	link = agent_reuse_link(path, bpf_program__fd(prog));
+	if (link) {
+		*reused = 1;
+		return link;
+	}
+	if (!cgroup) {
+		if (agent_cgroup_root(root, sizeof(root)) != 0) {
+			agent_log("--hook cgroup: no cgroup v2 hierarchy is mounted here (none in "
+				  "/proc/self/mountinfo): mount the host's and give --cgroup");
+			return NULL;
+		}
+		cgroup = root;
+	}
+	fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		agent_log("--cgroup %s: %s", cgroup, strerror(errno));
+		return NULL;
+	}
+	link = bpf_program__attach_cgroup(prog, fd);
+	if (!link) {
+		int err = errno;
+		agent_log("attach to cgroup %s (egress): %s%s", cgroup, strerror(err),
+			  err == EPERM ? agent_missing_caps(caps, sizeof(caps)) : "");
+		close(fd);
+		return NULL;
+	}
+	close(fd);
+	if (bpf_link__pin(link, path) != 0) {
+		agent_log("pin link at %s: %s", path, strerror(errno));
+		bpf_link__destroy(link);
+		return NULL;
+	}
+	agent_log("counting what sockets under cgroup %s send", cgroup);
+	return link;
+}
+
+/*
+ * agent_detach_other removes the links the other hook's agent pinned (a node switched with
+ * --hook): both hooks at once would count every packet twice.
+ */
+static void agent_detach_other(struct agent *a)
+{
+	static const char *const nf[] = {"link_ipv4", "link_ipv6"}, *const cg[] = {"link_cgroup"};
+	int cgroup = a->config.hook == AGENT_HOOK_CGROUP;
+	const char *const *names = cgroup ? nf : cg;
+	size_t n = cgroup ? 2 : 1;
+
+	for (size_t i = 0; i < n; i++) {
+		char path[PATH_MAX];
+		snprintf(path, sizeof(path), "%s/%s", a->config.pin_path, names[i]);
+		if (unlink(path) == 0)
+			agent_log("detached the %s hook an earlier agent left (%s): counting with "
+				  "--hook %s now",
+				  cgroup ? "netfilter" : "cgroup", path,
+				  cgroup ? "cgroup" : "netfilter");
+	}
+}
+
 static struct bpf_link *agent_attach(struct agent *a, int pf, const char *name, int *reused)
 {
 	LIBBPF_OPTS(bpf_netfilter_opts, opts, .pf = (__u32)pf, .hooknum = NF_INET_POST_ROUTING,
@@ -927,8 +1030,11 @@ static struct bpf_link *agent_attach(struct agent *a, int pf, const char *name, 
  */
 static int agent_install_counter(struct agent *a)
 {
-	int progs_fd = bpf_map__fd(a->skel->maps.kzn_progs);
-	int ours = bpf_program__fd(a->skel->progs.kzn_postrouting);
+	int cgroup = a->config.hook == AGENT_HOOK_CGROUP;
+	int progs_fd =
+		bpf_map__fd(cgroup ? a->skel->maps.kzn_socket_progs : a->skel->maps.kzn_progs);
+	int ours = bpf_program__fd(cgroup ? a->skel->progs.kzn_socket_egress
+					  : a->skel->progs.kzn_postrouting);
 	__u32 zero = 0, old_id = 0;
 	__u8 old_tag[BPF_TAG_SIZE], new_tag[BPF_TAG_SIZE];
 	int old_fd;
@@ -1024,6 +1130,14 @@ static int agent_open_bpf(struct agent *a)
 			return -errno;
 		}
 		a->skel->rodata->kzn_count_gso = (__u32)count_gso;
+		/* Only the hook's own programs are loaded (the cgroup one needs no netfilter). */
+		{
+			int cgroup = a->config.hook == AGENT_HOOK_CGROUP;
+			bpf_program__set_autoload(a->skel->progs.kzn_postrouting, !cgroup);
+			bpf_program__set_autoload(a->skel->progs.kzn_dispatch, !cgroup);
+			bpf_program__set_autoload(a->skel->progs.kzn_socket_egress, cgroup);
+			bpf_program__set_autoload(a->skel->progs.kzn_socket_dispatch, cgroup);
+		}
 		a->skel->rodata->kzn_vxlan_port = a->config.vxlan_port;
 		a->skel->rodata->kzn_geneve_port = a->config.geneve_port;
 		bpf_map__set_max_entries(a->skel->maps.kzn_flows_a, a->map_entries);
@@ -1628,6 +1742,12 @@ static void agent_usage(FILE *out)
 		"                          container on a node without one)\n"
 		"      --pause             after --uninstall or --mount-bpffs, stay running until\n"
 		"                          SIGTERM (for a DaemonSet)\n"
+		"      --hook netfilter|cgroup  where to count: netfilter POSTROUTING (default;\n"
+		"                          Linux 6.4+), or what sockets send, at cgroup egress "
+		"(for\n"
+		"                          CNIs whose pod traffic never reaches netfilter)\n"
+		"      --cgroup DIR        the cgroup v2 directory the cgroup hook attaches to\n"
+		"                          (default: the root of the cgroup v2 hierarchy)\n"
 		"      --agent-secret-file FILE  prove to the server that this agent holds the\n"
 		"                          secret on FILE's first line (wire protocol version 3,\n"
 		"                          every frame authenticated); FILE is read again when it\n"
@@ -1678,6 +1798,8 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		{"pause", no_argument, NULL, 'P'},
 		{"no-sandbox", no_argument, NULL, 'S'},
 		{"agent-secret-file", required_argument, NULL, 'A'},
+		{"hook", required_argument, NULL, 'H'},
+		{"cgroup", required_argument, NULL, 'C'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1771,6 +1893,22 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 			break;
 		case 'A':
 			c->secret_path = optarg;
+			break;
+		case 'H':
+			if (strcmp(optarg, "netfilter") == 0) {
+				c->hook = AGENT_HOOK_NETFILTER;
+			} else if (strcmp(optarg, "cgroup") == 0) {
+				c->hook = AGENT_HOOK_CGROUP;
+			} else {
+				fprintf(stderr,
+					"kubezonnet-agent: --hook: want netfilter or cgroup, got "
+					"'%s'\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'C':
+			c->cgroup_path = optarg;
 			break;
 		case 'h':
 			agent_usage(stdout);
@@ -1925,15 +2063,27 @@ int main(int argc, char **argv)
 	agent_links_changed(&a);
 	if (agent_install_counter(&a) != 0)
 		goto cleanup;
-	a.links[0] = agent_attach(&a, NFPROTO_IPV4, "ipv4", &reused[0]);
-	a.links[1] = agent_attach(&a, NFPROTO_IPV6, "ipv6", &reused[1]);
-	if (!a.links[0] || !a.links[1])
-		goto cleanup;
-	agent_log("%s netfilter POSTROUTING (IPv4, IPv6) at priority %d; node %s, instance "
-		  "%016llx, %u flows per interval, pinned at %s",
-		  reused[0] && reused[1] ? "counting continues on" : "attached to", KZN_NF_PRIORITY,
-		  a.config.node, (unsigned long long)a.state.instance_id, a.map_entries,
-		  a.config.pin_path);
+	agent_detach_other(&a);
+	if (a.config.hook == AGENT_HOOK_CGROUP) {
+		a.links[0] = agent_attach_cgroup(&a, &reused[0]);
+		if (!a.links[0])
+			goto cleanup;
+		agent_log("%s the socket-level hook (cgroup egress, IPv4, IPv6); node %s, "
+			  "instance %016llx, %u flows per interval, pinned at %s",
+			  reused[0] ? "counting continues on" : "attached to", a.config.node,
+			  (unsigned long long)a.state.instance_id, a.map_entries,
+			  a.config.pin_path);
+	} else {
+		a.links[0] = agent_attach(&a, NFPROTO_IPV4, "ipv4", &reused[0]);
+		a.links[1] = agent_attach(&a, NFPROTO_IPV6, "ipv6", &reused[1]);
+		if (!a.links[0] || !a.links[1])
+			goto cleanup;
+		agent_log("%s netfilter POSTROUTING (IPv4, IPv6) at priority %d; node %s, "
+			  "instance %016llx, %u flows per interval, pinned at %s",
+			  reused[0] && reused[1] ? "counting continues on" : "attached to",
+			  KZN_NF_PRIORITY, a.config.node, (unsigned long long)a.state.instance_id,
+			  a.map_entries, a.config.pin_path);
+	}
 
 	if (agent_encode_hello(&a) != 0)
 		goto cleanup;

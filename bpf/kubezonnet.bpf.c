@@ -137,31 +137,59 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } kzn_progs SEC(".maps");
 
+/* The socket-level hook's counting program (cgroup_skb), as kzn_progs is the netfilter one's. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} kzn_socket_progs SEC(".maps");
+
+/* kzn_account counts a parsed packet (result: enum kzn_parse_result) in the active map. */
+static __always_inline void kzn_account(int result, const struct kzn_flow_key *key,
+					const struct kzn_packet *pkt)
+{
+	__u32 zero = 0, *active;
+
+	switch (result) {
+	case KZN_UNPARSED:
+		loss_add(KZN_LOSS_UNPARSED_PACKETS, pkt->packets, pkt->bytes);
+		return;
+	case KZN_SKIP:
+		return;
+	case KZN_MALFORMED_INNER:
+		loss_add(KZN_LOSS_MALFORMED_INNER_PACKETS, pkt->packets, pkt->bytes);
+		break;
+	}
+	active = bpf_map_lookup_elem(&kzn_active, &zero);
+	if (!active)
+		loss_add(KZN_LOSS_NO_MAP_PACKETS, pkt->packets, pkt->bytes);
+	else if (*active)
+		kzn_count(&kzn_flows_b, key, pkt);
+	else
+		kzn_count(&kzn_flows_a, key, pkt);
+}
+
 SEC("netfilter")
 int kzn_postrouting(struct bpf_nf_ctx *ctx)
 {
 	struct kzn_flow_key key = {};
 	struct kzn_packet pkt;
-	__u32 zero = 0, *active;
 
-	switch (kzn_parse(ctx, &key, &pkt)) {
-	case KZN_UNPARSED:
-		loss_add(KZN_LOSS_UNPARSED_PACKETS, pkt.packets, pkt.bytes);
-		return NF_ACCEPT;
-	case KZN_SKIP:
-		return NF_ACCEPT;
-	case KZN_MALFORMED_INNER:
-		loss_add(KZN_LOSS_MALFORMED_INNER_PACKETS, pkt.packets, pkt.bytes);
-		break;
-	}
-	active = bpf_map_lookup_elem(&kzn_active, &zero);
-	if (!active)
-		loss_add(KZN_LOSS_NO_MAP_PACKETS, pkt.packets, pkt.bytes);
-	else if (*active)
-		kzn_count(&kzn_flows_b, &key, &pkt);
-	else
-		kzn_count(&kzn_flows_a, &key, &pkt);
+	kzn_account(kzn_parse(ctx, &key, &pkt), &key, &pkt);
 	return NF_ACCEPT;
+}
+
+/* The socket-level hook (--hook cgroup): what sockets under the cgroup send. */
+SEC("cgroup_skb/egress")
+int kzn_socket_egress(struct __sk_buff *skb)
+{
+	struct kzn_flow_key key = {};
+	struct kzn_packet pkt;
+
+	kzn_account(kzn_parse_socket(skb, &key, &pkt), &key, &pkt);
+	return 1; /* allow */
 }
 
 /*
@@ -177,6 +205,14 @@ int kzn_dispatch(struct bpf_nf_ctx *ctx)
 {
 	bpf_tail_call(ctx, &kzn_progs, 0);
 	return NF_ACCEPT;
+}
+
+/* What the cgroup link runs, as kzn_dispatch for netfilter: a tail call that never changes. */
+SEC("cgroup_skb/egress")
+int kzn_socket_dispatch(struct __sk_buff *skb)
+{
+	bpf_tail_call(skb, &kzn_socket_progs, 0);
+	return 1;
 }
 
 /* GPL-compatible, as the kernel requires for the helpers it uses. */

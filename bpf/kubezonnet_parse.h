@@ -436,4 +436,48 @@ static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key
 	return result;
 }
 
+/*
+ * kzn_parse_socket is kzn_parse for the socket-level hook (cgroup_skb egress, --hook
+ * cgroup): the packet a socket sends, before any device, tunnel or NAT of the node, so the
+ * addresses are the pod's and the destination the socket's (a Service's virtual address
+ * unless a socket-level load balancer translated it). The same flow key and wire bytes (GSO
+ * expanded, from the context's own gso_segs and gso_size); loopback is not counted.
+ */
+static __always_inline int kzn_parse_socket(struct __sk_buff *skb, struct kzn_flow_key *key,
+					    struct kzn_packet *pkt)
+{
+	struct bpf_dynptr ptr;
+	__u32 len = skb->len, l3_len, l4_len, hdr_len, segs = 1, gso_size;
+	__u16 ports[2];
+	__u8 buf[1], *v;
+	int family;
+
+	pkt->bytes = len;
+	pkt->packets = 1;
+	pkt->encap_bytes = 0;
+	if (skb->ifindex == 1)
+		return KZN_SKIP; /* lo, in every namespace */
+	if (bpf_dynptr_from_skb(skb, 0, &ptr))
+		return KZN_UNPARSED;
+	v = bpf_dynptr_slice(&ptr, 0, buf, 1);
+	if (!v)
+		return KZN_UNPARSED;
+	family = v[0] >> 4;
+	if ((family != 4 && family != 6) ||
+	    kzn_parse_ip(&ptr, 0, family, key, &l3_len, &l4_len, ports))
+		return KZN_UNPARSED;
+	hdr_len = l3_len + l4_len;
+	gso_size = skb->gso_size;
+	if (kzn_count_gso && gso_size) {
+		segs = skb->gso_segs;
+		if (!segs && len > hdr_len)
+			segs = (len - hdr_len + gso_size - 1) / gso_size;
+		if (!segs)
+			segs = 1;
+	}
+	pkt->packets = segs;
+	pkt->bytes = len + (__u64)(segs - 1) * hdr_len;
+	return KZN_PARSED;
+}
+
 #endif /* KUBEZONNET_PARSE_H */

@@ -57,11 +57,53 @@ struct bpf_dynptr {
 } __attribute__((aligned(8)));
 
 /*
- * The kfuncs' parameter type; only its name matters (libbpf matches kfunc prototypes against
- * the kernel's by struct name, and a forward declaration does not match).
+ * The context of socket-level (cgroup_skb) programs, and the kfuncs' parameter type. A UAPI
+ * struct: the verifier rewrites each field access by its offset, so the layout is
+ * include/uapi/linux/bpf.h's, field for field (the fields after napi_id are read only by
+ * other program types, but give gso_segs and gso_size their offsets).
  */
 struct __sk_buff {
 	__u32 len;
+	__u32 pkt_type;
+	__u32 mark;
+	__u32 queue_mapping;
+	__u32 protocol;
+	__u32 vlan_present;
+	__u32 vlan_tci;
+	__u32 vlan_proto;
+	__u32 priority;
+	__u32 ingress_ifindex;
+	__u32 ifindex;
+	__u32 tc_index;
+	__u32 cb[5];
+	__u32 hash;
+	__u32 tc_classid;
+	__u32 data;
+	__u32 data_end;
+	__u32 napi_id;
+	__u32 family;
+	__u32 remote_ip4;
+	__u32 local_ip4;
+	__u32 remote_ip6[4];
+	__u32 local_ip6[4];
+	__u32 remote_port;
+	__u32 local_port;
+	__u32 data_meta;
+	union {
+		void *flow_keys;
+		__u64 : 64;
+	} __attribute__((aligned(8)));
+	__u64 tstamp;
+	__u32 wire_len;
+	__u32 gso_segs;
+	union {
+		void *sk;
+		__u64 : 64;
+	} __attribute__((aligned(8)));
+	__u32 gso_size;
+	__u8 tstamp_type;
+	__u32 : 24;
+	__u64 hwtstamp;
 };
 
 /* Kernel-internal types, relocated by CO-RE. */
