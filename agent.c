@@ -1946,6 +1946,10 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 			c->server);
 		return 2;
 	}
+	if (c->cgroup_path && c->hook != AGENT_HOOK_CGROUP) {
+		fprintf(stderr, "kubezonnet-agent: --cgroup is for --hook cgroup\n");
+		return 2;
+	}
 	if (!node || !*node) {
 		if (gethostname(c->node, sizeof(c->node)) != 0) {
 			fprintf(stderr, "kubezonnet-agent: gethostname: %s\n", strerror(errno));

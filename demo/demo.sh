@@ -14,6 +14,8 @@
 # DEMO_K8S=1: the server lists and watches the pods and nodes from a stand-in Kubernetes API
 # server over HTTPS (test/fake_apiserver.py) instead of reading the topology file.
 # DEMO_OVERLAY=vxlan: the nodes carry pod traffic in a VXLAN overlay, as flannel does.
+# DEMO_HOOK=cgroup: the agents count at the socket level (--hook cgroup), each attached to
+# its node's cgroup, which holds that node's pods' processes.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 STATE=/run/kubezonnet-demo
@@ -46,6 +48,10 @@ teardown() {
 	ip link delete ${PREFIX}host 2>/dev/null
 	if mountpoint -q "$STATE/bpf" 2>/dev/null; then
 		umount "$STATE/bpf"
+	fi
+	if mountpoint -q "$STATE/cgroup" 2>/dev/null; then
+		rmdir "$STATE"/cgroup/node-* 2>/dev/null
+		umount "$STATE/cgroup"
 	fi
 	rm -rf "$STATE"
 	return 0
@@ -83,6 +89,14 @@ trap 'rc=$?; say "setup failed at line $LINENO (exit $rc); cleaning up"; teardow
 
 mkdir -p "$STATE/bpf" "$STATE/log"
 mount -t bpf bpf "$STATE/bpf" || die "cannot mount a bpf filesystem (no BPF support?)"
+HOOK=()
+if [ "${DEMO_HOOK:-}" = cgroup ]; then
+	# A cgroup v2 hierarchy of the demo's own (this mount outlives ip netns exec's private
+	# /sys), one cgroup per node.
+	mkdir -p "$STATE/cgroup"
+	mount -t cgroup2 none "$STATE/cgroup" || die "cannot mount a cgroup v2 hierarchy"
+	HOOK=(--hook cgroup)
+fi
 
 # run_in NS LOG CMD...: start in the background in its own session (the terminal's Ctrl-C
 # goes to this script, whose teardown stops everything in order), and remember the pid.
@@ -91,6 +105,21 @@ run_in() {
 	shift 2
 	setsid ip netns exec "$ns" "$@" >>"$STATE/log/$log" 2>&1 </dev/null &
 	echo $! >>"$STATE/pids"
+}
+
+# run_pod POD LOG CMD...: run_in for a process of pod POD, in its namespace; with
+# DEMO_HOOK=cgroup, inside its node's cgroup, where its node's agent counts what its sockets
+# send.
+run_pod() {
+	local ns node=${POD_NODE[$1]} log=$2
+	ns=$(podns "$1")
+	shift 2
+	if [ "${DEMO_HOOK:-}" = cgroup ] && [ -n "$node" ]; then
+		run_in "$ns" "$log" sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' \
+			"$STATE/cgroup/node-$node" "$@"
+	else
+		run_in "$ns" "$log" "$@"
+	fi
 }
 
 # ---- the fabric: one namespace bridging the nodes, and a link to this host ----
@@ -126,6 +155,7 @@ for n in "${NODES[@]}"; do
 	i=$((i + 1))
 	say "setting up: node $n (${ZONE[$n]}) $i/${#NODES[@]}"
 	ns=$PREFIX$n
+	[ "${DEMO_HOOK:-}" = cgroup ] && mkdir "$STATE/cgroup/node-$n"
 	ip netns add "$ns"
 	ip -n "$ns" link set lo up
 	# IPv4 only: no IPv6 neighbour discovery chatter in the table.
@@ -274,7 +304,8 @@ run_in "$net" server.log "$TOP/kubezonnet-server" "${SOURCE[@]}" \
 	--http-listen :8080 --agent-listen :8081 --flow-logs none
 for n in "${NODES[@]}"; do
 	run_in "$PREFIX$n" "agent-$n.log" "$TOP/kubezonnet-agent" --server 10.90.0.254:8081 \
-		--node "node-$n" --interval "$INTERVAL" --pin-path "$STATE/bpf/$n"
+		--node "node-$n" --interval "$INTERVAL" --pin-path "$STATE/bpf/$n" \
+		"${HOOK[@]}" ${HOOK[0]:+--cgroup "$STATE/cgroup/node-$n"}
 done
 for n in "${NODES[@]}"; do
 	for _ in $(seq 100); do
@@ -313,20 +344,20 @@ podns() { # podns NAME: the namespace of pod NAME
 }
 T=$TOP/demo/traffic.py
 for svc in api-5f6b7-a2 api-5f6b7-b2 db-0 cache-0; do
-	run_in "$(podns $svc)" "traffic.log" python3 "$T" serve 8080
+	run_pod $svc "traffic.log" python3 "$T" serve 8080
 done
 sleep 0.5
 api="${POD_IP[api-5f6b7-a2]}:8080 ${POD_IP[api-5f6b7-b2]}:8080"
 for f in frontend-7c9d8-a1 frontend-7c9d8-b1 frontend-7c9d8-c1; do
 	# shellcheck disable=SC2086 # two targets
-	run_in "$(podns $f)" "traffic.log" python3 "$T" call 20 300 4000 $api
+	run_pod $f "traffic.log" python3 "$T" call 20 300 4000 $api
 done
 for a in api-5f6b7-a2 api-5f6b7-b2; do
-	run_in "$(podns $a)" "traffic.log" python3 "$T" call 20 500 16000 "${POD_IP[db-0]}:8080"
+	run_pod $a "traffic.log" python3 "$T" call 20 500 16000 "${POD_IP[db-0]}:8080"
 done
-run_in "$(podns api-5f6b7-b2)" "traffic.log" python3 "$T" call 30 100 1000 "${POD_IP[cache-0]}:8080"
+run_pod api-5f6b7-b2 "traffic.log" python3 "$T" call 30 100 1000 "${POD_IP[cache-0]}:8080"
 # The noisy one: a nightly report job uploading to the database across zones.
-run_in "$(podns report-29000000-x7k2q)" "traffic.log" python3 "$T" call 40 60000 100 "${POD_IP[db-0]}:8080"
+run_pod report-29000000-x7k2q "traffic.log" python3 "$T" call 40 60000 100 "${POD_IP[db-0]}:8080"
 trap - ERR
 set +e
 ip link show ${PREFIX}host >/dev/null 2>&1 || die "the host link to the demo is gone"
