@@ -2,7 +2,8 @@
 /*
  * Baselines for the per-packet benchmark: a program that only returns NF_ACCEPT, and one that
  * parses as kubezonnet.bpf.c did before tunnels were read (bench/parse_yardstick.h, a fixed
- * yardstick) and stores nothing.
+ * yardstick) and stores nothing; and for the socket-level hook, a cgroup_skb program that only
+ * allows.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -28,6 +29,13 @@ int kzn_bench_parse(struct bpf_nf_ctx *ctx)
 	kzn_parse(ctx, &key, &bytes, &packets);
 	kzn_bench_sink += bytes + packets + key.port + key.src[15];
 	return NF_ACCEPT;
+}
+
+/* The socket-level hook's baseline (--hook cgroup): a cgroup_skb program that only allows. */
+SEC("cgroup_skb/egress")
+int kzn_bench_socket_empty(struct __sk_buff *skb)
+{
+	return 1;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -9,6 +9,7 @@
  * network namespace and waits for SIGTERM (for bench/veth_bench.sh).
  */
 #include <errno.h>
+#include <net/if.h>
 #include <signal.h>
 #include <linux/netfilter.h>
 #include <bpf/bpf.h>
@@ -72,6 +73,40 @@ static double run_ns(int prog_fd, const struct packet *p, int repeat)
 		exit(1);
 	}
 	return opts.duration;
+}
+
+/*
+ * socket_ns is run_ns for a cgroup_skb program: the test run takes an Ethernet frame, and the
+ * skb's device is ifindex (the socket hook leaves loopback uncounted, and a test run's default
+ * device is loopback).
+ */
+static double socket_ns(int prog_fd, const struct packet *p, int repeat, int ifindex)
+{
+	uint8_t frame[14 + sizeof(p->b)] = {0};
+	struct __sk_buff ctx = {.ifindex = (uint32_t)ifindex};
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = frame, .data_size_in = 14 + p->len,
+		    .ctx_in = &ctx, .ctx_size_in = sizeof(ctx), .repeat = repeat);
+
+	wire_put16(frame + 12, p->pf == NFPROTO_IPV4 ? 0x0800 : 0x86dd);
+	memcpy(frame + 14, p->b, p->len);
+	if (bpf_prog_test_run_opts(prog_fd, &opts) != 0) {
+		fprintf(stderr, "bpf_bench: BPF_PROG_TEST_RUN (cgroup_skb): %s\n", strerror(errno));
+		exit(1);
+	}
+	return opts.duration;
+}
+
+/* a_device returns the index of a device of this namespace that is not loopback, or 0. */
+static int a_device(void)
+{
+	struct if_nameindex *all = if_nameindex();
+	int found = 0;
+
+	for (struct if_nameindex *i = all; i && i->if_index && !found; i++)
+		if (i->if_index > 1)
+			found = (int)i->if_index;
+	if_freenameindex(all);
+	return found;
 }
 
 /* new_keys_ns: mean ns per packet over NEW_KEYS packets of distinct flows, one run each. */
@@ -178,11 +213,14 @@ int main(int argc, char **argv)
 	parse_fd = bpf_program__fd(bench->progs.kzn_bench_parse);
 	ours_fd = bpf_program__fd(ours->progs.kzn_postrouting);
 
+	int socket_empty_fd = bpf_program__fd(bench->progs.kzn_bench_socket_empty);
+	int socket_fd = bpf_program__fd(ours->progs.kzn_socket_egress), dev = a_device();
+
 	for (int v = 0; v < 2; v++) {
 		int pf = v ? NFPROTO_IPV6 : NFPROTO_IPV4;
 		const char *fam = v ? "IPv6" : "IPv4";
 		double empty[BENCH_RUNS], parse[BENCH_RUNS], hot[BENCH_RUNS];
-		double empty1[BENCH_RUNS], fresh[BENCH_RUNS];
+		double empty1[BENCH_RUNS], fresh[BENCH_RUNS], s_empty[BENCH_RUNS], s_hot[BENCH_RUNS];
 		struct packet p;
 		char what[64];
 
@@ -191,6 +229,10 @@ int main(int argc, char **argv)
 			empty[r] = run_ns(empty_fd, &p, HOT_REPEAT);
 			parse[r] = run_ns(parse_fd, &p, HOT_REPEAT);
 			hot[r] = run_ns(ours_fd, &p, HOT_REPEAT);
+			if (dev) {
+				s_empty[r] = socket_ns(socket_empty_fd, &p, HOT_REPEAT, dev);
+				s_hot[r] = socket_ns(socket_fd, &p, HOT_REPEAT, dev);
+			}
 		}
 		for (int r = 0; r < BENCH_RUNS; r++) {
 			empty1[r] = new_keys_ns(empty_fd, -1, pf, 1000);
@@ -204,6 +246,15 @@ int main(int argc, char **argv)
 		snprintf(what, sizeof(what), "bpf: %s new key (ns/packet)", fam);
 		bench_row(what, bench_median(fresh, BENCH_RUNS), "ns", "empty program, 1 run/call",
 			  bench_median(empty1, BENCH_RUNS));
+		if (!dev)
+			continue;
+		/* The socket-level hook: its own empty program, and the netfilter hook beside it. */
+		double se = bench_median(s_empty, BENCH_RUNS), sh = bench_median(s_hot, BENCH_RUNS);
+		snprintf(what, sizeof(what), "bpf: %s cgroup hook, hot key (ns/packet)", fam);
+		bench_row(what, sh, "ns", "empty cgroup_skb program", se);
+		snprintf(what, sizeof(what), "bpf: %s cgroup hook's cost over its empty", fam);
+		bench_row(what, sh - se, "ns", "netfilter hook's over its empty",
+			  bench_median(hot, BENCH_RUNS) - e);
 	}
 	kubezonnet_bpf__destroy(ours);
 	bench_bpf__destroy(bench);
