@@ -70,6 +70,10 @@
 #define AGENT_CONNECT_TIMEOUT	 5000	/* ms for a TCP handshake (SYN retries take minutes) */
 #define AGENT_COMPRESS_THRESHOLD 4096	/* frames above this many bytes are zlib-compressed */
 #define AGENT_REBALANCE_DEFAULT	 600000 /* ms on one connection before a new one (--rebalance) */
+#define AGENT_BLIND_AFTER_DEFAULT                                                                  \
+	60000 /* ms of devices' traffic the hook barely saw (--blind-after) */
+#define AGENT_BLIND_MIN_BYTES (1u << 20) /* less sent by the devices says nothing */
+#define AGENT_BLIND_PERCENT   1		 /* the hook saw less than this share of it: blind */
 
 struct agent_config {
 	const char *server;
@@ -87,6 +91,7 @@ struct agent_config {
 	/* --hook: where the program counts; --cgroup: the cgroup v2 directory (cgroup hook) */
 	enum { AGENT_HOOK_NETFILTER, AGENT_HOOK_CGROUP } hook;
 	const char *cgroup_path;
+	unsigned int blind_after_ms; /* --blind-after; 0: never check */
 };
 
 enum agent_conn_state { AGENT_DISCONNECTED, AGENT_CONNECTING, AGENT_CONNECTED };
@@ -117,6 +122,17 @@ struct agent {
 	unsigned int tunnel_count;
 	int tunnels_adopted; /* entries a previous agent left in the pinned map are known */
 	int link_events;     /* netlink, RTMGRP_LINK; -1 when unavailable */
+
+	/*
+	 * The hook's share of what the node's devices send: a netfilter hook that pod traffic
+	 * bypasses (eBPF host routing), or a cgroup hook on the wrong cgroup, sees almost none.
+	 */
+	uint64_t device_tx_last; /* the devices' transmitted bytes at the last drain */
+	int device_tx_known;
+	uint64_t state_device_bytes; /* sent by the devices in the pending report's interval */
+	uint64_t window_device, window_hook;
+	long long window_start_ms;
+	int blind; /* WIRE_HOOK_BLIND in the reports */
 
 	/* The connection to the server. */
 	enum agent_conn_state conn;
@@ -264,7 +280,7 @@ static int agent_build_frame(struct agent *a)
 		.end_ns = a->state.pending_end_ns,
 		.count = a->frozen_count,
 	};
-	size_t len = wire_stats_size_version(wire_stats_layout(a->protocol), a->frozen_count);
+	size_t len = wire_stats_size_version(a->protocol, a->frozen_count);
 	uint8_t *raw, *rec;
 
 	st.loss.map_full_packets = a->state.pending_loss[KZN_LOSS_MAP_FULL_PACKETS] +
@@ -273,7 +289,9 @@ static int agent_build_frame(struct agent *a)
 				 a->state.pending_loss[KZN_LOSS_NO_MAP_BYTES];
 	st.loss.other_packets = a->state.pending_loss[KZN_LOSS_UNPARSED_PACKETS];
 	st.loss.other_bytes = a->state.pending_loss[KZN_LOSS_UNPARSED_BYTES];
-	st.version = wire_stats_layout(a->protocol);
+	st.version = a->protocol;
+	st.device_bytes = a->state_device_bytes;
+	st.hook_status = a->blind ? WIRE_HOOK_BLIND : 0;
 	st.tunnel_malformed_packets = a->state.pending_loss[KZN_LOSS_MALFORMED_INNER_PACKETS];
 	st.tunnel_malformed_bytes = a->state.pending_loss[KZN_LOSS_MALFORMED_INNER_BYTES];
 	raw = len ? malloc(len) : NULL;
@@ -334,6 +352,87 @@ static int agent_build_frame(struct agent *a)
 }
 
 /*
+ * agent_device_tx reads what the network devices of the agent's namespace (the node's) have
+ * transmitted, loopback aside, from /proc/net/dev. Returns 0, or -errno.
+ */
+static int agent_device_tx(uint64_t *total)
+{
+	FILE *f = fopen("/proc/net/dev", "re");
+	char line[512];
+
+	if (!f)
+		return -errno;
+	*total = 0;
+	while (fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':'), name[64];
+		unsigned long long v[9];
+
+		if (!colon) /* the two header lines */
+			continue;
+		*colon = '\0';
+		if (sscanf(line, " %63s", name) != 1 || strcmp(name, "lo") == 0)
+			continue;
+		/* receive: bytes packets errs drop fifo frame compressed multicast; transmit: bytes */
+		if (sscanf(colon + 1, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1],
+			   &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]) == 9)
+			*total += v[8];
+	}
+	fclose(f);
+	return 0;
+}
+
+/*
+ * agent_watch_hook sets the interval's device bytes and, every --blind-after, decides whether
+ * the hook is blind: the node's devices sent at least AGENT_BLIND_MIN_BYTES and the hook
+ * counted less than AGENT_BLIND_PERCENT of that. The log says so when that changes.
+ */
+static void agent_watch_hook(struct agent *a)
+{
+	uint64_t tx = 0, hook = a->state.pending_loss[KZN_LOSS_MAP_FULL_BYTES] +
+				a->state.pending_loss[KZN_LOSS_NO_MAP_BYTES] +
+				a->state.pending_loss[KZN_LOSS_UNPARSED_BYTES];
+	long long now = log_now_ms();
+	int blind;
+
+	a->state_device_bytes = 0;
+	if (agent_device_tx(&tx) == 0) {
+		if (a->device_tx_known && tx >= a->device_tx_last)
+			a->state_device_bytes = tx - a->device_tx_last;
+		a->device_tx_last = tx;
+		a->device_tx_known = 1;
+	}
+	for (__u32 i = 0; i < a->frozen_count; i++)
+		hook += a->values[i].bytes;
+	if (!a->window_start_ms)
+		a->window_start_ms = now;
+	a->window_device += a->state_device_bytes;
+	a->window_hook += hook;
+	if (!a->config.blind_after_ms || now - a->window_start_ms < a->config.blind_after_ms)
+		return;
+	blind = a->window_device >= AGENT_BLIND_MIN_BYTES &&
+		a->window_hook * 100 < a->window_device * AGENT_BLIND_PERCENT;
+	if (blind && !a->blind)
+		agent_log(
+			"the %s hook counted %llu bytes in %lld s while the node's devices sent "
+			"%llu: %s",
+			a->config.hook == AGENT_HOOK_CGROUP ? "cgroup" : "netfilter",
+			(unsigned long long)a->window_hook, (now - a->window_start_ms) / 1000,
+			(unsigned long long)a->window_device,
+			a->config.hook == AGENT_HOOK_CGROUP
+				? "--cgroup likely does not hold the pods' cgroups (give it the "
+				  "host's cgroup v2 root)"
+				: "the network plugin likely routes pod traffic past netfilter "
+				  "(Cilium's eBPF host routing, Calico's eBPF data plane): run the "
+				  "agent with --hook cgroup");
+	else if (!blind && a->blind)
+		agent_log("the hook sees the node's traffic again (%llu of %llu bytes sent)",
+			  (unsigned long long)a->window_hook, (unsigned long long)a->window_device);
+	a->blind = blind;
+	a->window_device = a->window_hook = 0;
+	a->window_start_ms = now;
+}
+
+/*
  * agent_prepare_pending turns the frozen map (plus loss since the last report) into the
  * pending report, giving it a sequence number unless a previous agent already had.
  */
@@ -355,6 +454,7 @@ static int agent_prepare_pending(struct agent *a)
 		a->state.pending_start_ns = a->state.interval_start_ns;
 		a->state.pending_end_ns = agent_wall_ns();
 		a->state.interval_start_ns = a->state.pending_end_ns;
+		agent_watch_hook(a);
 		rc = agent_save_state(a);
 		if (rc)
 			return rc;
@@ -1194,7 +1294,8 @@ static int agent_encode_hello(struct agent *a)
 	uint8_t nonce[WIRE_NONCE_SIZE];
 	long len;
 
-	if (a->protocol >= WIRE_VERSION_3) {
+	hello.hook = a->config.hook == AGENT_HOOK_CGROUP ? WIRE_HOOK_CGROUP : WIRE_HOOK_NETFILTER;
+	if (a->config.secret_path) {
 		/* Fresh for every connection, as the server's challenge is. */
 		if (getrandom(nonce, sizeof(nonce), 0) != (ssize_t)sizeof(nonce)) {
 			agent_log("getrandom: %s", strerror(errno));
@@ -1212,10 +1313,11 @@ static int agent_encode_hello(struct agent *a)
 	return 0;
 }
 
-/* agent_protocol is the wire version to offer first: 3 with a secret, else 2. */
+/* agent_protocol is the wire version to offer first: 3 (the hook's status, a secret). */
 static uint16_t agent_protocol(const struct agent *a)
 {
-	return a->config.secret_path ? WIRE_VERSION_3 : WIRE_VERSION_2;
+	(void)a;
+	return WIRE_VERSION_3;
 }
 
 /*
@@ -1268,16 +1370,21 @@ static void agent_reload_secret(struct agent *a)
 }
 
 /*
- * agent_speak_version_1 is the answer to a server that refused wire version 2 (one from
- * before it): HELLO and the pending report again in version 1, without the encapsulation
- * bytes and the malformed-inner counts, which version 1 cannot carry.
+ * agent_speak_older is the answer to a server that refused the version offered (one from
+ * before it): HELLO and the pending report again in the version before, without what only
+ * the newer one carries (version 3: the hook's status; 2: the encapsulation bytes and the
+ * malformed-inner counts). The newest is tried again at the next --rebalance.
  */
-static void agent_speak_version_1(struct agent *a)
+static void agent_speak_older(struct agent *a)
 {
-	agent_log("the server speaks only wire protocol version 1: reporting without the "
-		  "encapsulation bytes of tunnelled traffic (version 2 is tried again at the next "
-		  "--rebalance)");
-	a->protocol = WIRE_VERSION_1;
+	a->protocol--;
+	agent_log("the server does not speak wire protocol version %u: reporting in version %u, "
+		  "%s (version %u is tried again at the next --rebalance)",
+		  a->protocol + 1, a->protocol,
+		  a->protocol == WIRE_VERSION_2
+			  ? "without the hook's status"
+			  : "without the encapsulation bytes of tunnelled traffic",
+		  agent_protocol(a));
 	if (agent_encode_hello(a) != 0 || (a->frame && agent_build_frame(a) != 0))
 		agent_stop = 1;
 }
@@ -1386,7 +1493,7 @@ static void agent_pump(struct agent *a)
 	while (a->conn == AGENT_CONNECTED) {
 		if (!a->out) {
 			if (!a->frame || a->frame_sent ||
-			    (a->protocol >= WIRE_VERSION_3 && a->auth != AGENT_AUTH_DONE))
+			    (a->config.secret_path && a->auth != AGENT_AUTH_DONE))
 				return;
 			agent_seal_frame(a);
 			a->out = a->frame;
@@ -1424,13 +1531,13 @@ static void agent_on_connected(struct agent *a)
 	agent_log("connected to %s", a->peer);
 	a->auth = AGENT_AUTH_NONE;
 	a->mac_sent = a->mac_received = 0;
-	if (a->protocol >= WIRE_VERSION_3)
+	if (a->config.secret_path)
 		agent_reload_secret(a);
-	if (agent_encode_hello(a) != 0) { /* in version 3 with a fresh nonce */
+	if (agent_encode_hello(a) != 0) { /* with a secret, with a fresh nonce */
 		agent_disconnect(a, "cannot make a HELLO");
 		return;
 	}
-	if (a->protocol >= WIRE_VERSION_3)
+	if (a->config.secret_path)
 		a->auth = AGENT_AUTH_CHALLENGE;
 	a->out = a->hello;
 	a->out_len = a->hello_len;
@@ -1573,12 +1680,12 @@ static void agent_read(struct agent *a)
 					snprintf(why, sizeof(why), "malformed ERROR from server");
 				}
 				agent_disconnect(a, why);
-				if (e.code == WIRE_ERR_VERSION && a->protocol == WIRE_VERSION_3)
+				if (e.code == WIRE_ERR_VERSION && a->config.secret_path)
 					agent_log("the server does not speak wire protocol version "
 						  "3, so it cannot check the agent secret: it "
 						  "predates --agent-secret-file. Upgrade it (the "
 						  "report waits here until then)");
-				else if (e.code == WIRE_ERR_AUTH && a->protocol < WIRE_VERSION_3)
+				else if (e.code == WIRE_ERR_AUTH && !a->config.secret_path)
 					agent_log(
 						"the server requires the agent secret: give this "
 						"agent --agent-secret-file (the report waits here "
@@ -1587,8 +1694,9 @@ static void agent_read(struct agent *a)
 					agent_log("the server does not know node %s yet; trying "
 						  "again",
 						  a->config.node);
-				if (e.code == WIRE_ERR_VERSION && a->protocol == WIRE_VERSION_2) {
-					agent_speak_version_1(a);
+				if (e.code == WIRE_ERR_VERSION && !a->config.secret_path &&
+				    a->protocol > WIRE_VERSION_1) {
+					agent_speak_older(a);
 					a->backoff_ms = AGENT_BACKOFF_MIN;
 					a->next_connect_ms = 0;
 				}
@@ -1748,6 +1856,10 @@ static void agent_usage(FILE *out)
 		"                          CNIs whose pod traffic never reaches netfilter)\n"
 		"      --cgroup DIR        the cgroup v2 directory the cgroup hook attaches to\n"
 		"                          (default: the root of the cgroup v2 hierarchy)\n"
+		"      --blind-after DURATION  say so (log, report) when the hook has counted "
+		"under\n"
+		"                          1%% of what the node's devices sent for this long\n"
+		"                          (default 60s; 0: never)\n"
 		"      --agent-secret-file FILE  prove to the server that this agent holds the\n"
 		"                          secret on FILE's first line (wire protocol version 3,\n"
 		"                          every frame authenticated); FILE is read again when it\n"
@@ -1800,6 +1912,7 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		{"agent-secret-file", required_argument, NULL, 'A'},
 		{"hook", required_argument, NULL, 'H'},
 		{"cgroup", required_argument, NULL, 'C'},
+		{"blind-after", required_argument, NULL, 'B'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -1810,6 +1923,7 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 	c->server = getenv("KUBEZONNET_SERVER");
 	c->interval_ms = AGENT_INTERVAL_DEFAULT;
 	c->rebalance_ms = AGENT_REBALANCE_DEFAULT;
+	c->blind_after_ms = AGENT_BLIND_AFTER_DEFAULT;
 	c->map_entries = KZN_MAP_ENTRIES_DEFAULT;
 	c->pin_path = AGENT_PIN_PATH_DEFAULT;
 	while ((opt = getopt_long(argc, argv, "s:n:i:m:p:r:hV", options, NULL)) != -1) {
@@ -1909,6 +2023,17 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 			break;
 		case 'C':
 			c->cgroup_path = optarg;
+			break;
+		case 'B':
+			if (strcmp(optarg, "0") == 0) {
+				c->blind_after_ms = 0;
+			} else if (agent_parse_duration(optarg, &c->blind_after_ms) != 0) {
+				fprintf(stderr,
+					"kubezonnet-agent: --blind-after: want 0 or a duration "
+					"from 10ms to 1h such as 60s, got '%s'\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			agent_usage(stdout);

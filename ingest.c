@@ -558,7 +558,7 @@ static int ingest_hello(struct server *s, struct server_agent *a, const struct w
 
 	if (f->type != WIRE_HELLO)
 		return WIRE_E_TYPE;
-	rc = wire_hello_decode(f->payload, f->payload_len, &h);
+	rc = wire_hello_decode(f->payload, f->payload_len, f->flags, &h);
 	if (rc < 0)
 		return rc;
 	memcpy(a->node, h.node, h.node_len);
@@ -567,10 +567,11 @@ static int ingest_hello(struct server *s, struct server_agent *a, const struct w
 	a->agent_version[h.agent_version_len] = '\0';
 	a->instance_id = h.instance_id;
 	a->version = h.version;
+	a->hook = h.hook;
 	if (ingest_identity(s, a, now) != 0)
 		return 0;
 	if (!s->secrets) {
-		if (h.version >= WIRE_VERSION_3) {
+		if (h.nonce) {
 			ingest_refuse(s, a, WIRE_ERR_AUTH, "no_secret", now,
 				      "this server has no agent secret (--agent-secret-file): it "
 				      "cannot prove one");
@@ -579,7 +580,7 @@ static int ingest_hello(struct server *s, struct server_agent *a, const struct w
 		ingest_ready(a);
 		return 0;
 	}
-	if (h.version < WIRE_VERSION_3) {
+	if (!h.nonce) {
 		ingest_refuse(s, a, WIRE_ERR_AUTH, "secret_required", now,
 			      "this server requires the agent secret (--agent-secret-file, wire "
 			      "protocol version 3)");
@@ -692,6 +693,8 @@ static long ingest_job_step(struct server *s, struct server_job *j, long most)
 		if (s->dump_records)
 			server_dump_report(j);
 		server_account_report(s, j->node, &j->st);
+		if (j->st.version >= WIRE_VERSION_3)
+			server_account_hook(s, j->node, j->hook, &j->st);
 	}
 	end = j->st.count - j->done > (uint32_t)most ? j->done + (uint32_t)most : j->st.count;
 	for (uint32_t i = j->done; i < end; i++) {
@@ -758,7 +761,7 @@ static int ingest_stats(struct server *s, struct server_agent *a, const struct w
 		payload = owned;
 		len = (size_t)size;
 	}
-	rc = wire_stats_decode(payload, len, wire_stats_layout(a->version), &st);
+	rc = wire_stats_decode(payload, len, a->version, &st);
 	if (rc < 0)
 		goto fail;
 	s->work -= 1 + st.count / 16;
@@ -790,12 +793,12 @@ static int ingest_stats(struct server *s, struct server_agent *a, const struct w
 		}
 		memcpy(owned, payload, len);
 		s->input_bytes += mem = len;
-		rc = wire_stats_decode(owned, len, wire_stats_layout(a->version),
-				       &st); /* re-point at the copy */
+		rc = wire_stats_decode(owned, len, a->version, &st); /* re-point at the copy */
 	}
 	j->a = a;
 	memcpy(j->node, a->node, sizeof(j->node));
 	j->instance_id = a->instance_id;
+	j->hook = a->hook;
 	j->payload = owned;
 	j->mem = mem;
 	j->st = st;

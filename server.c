@@ -161,6 +161,17 @@ static void server_metrics_init(struct server *s)
 	       "unknown_node (not known yet: the agent retries), node_address (not from the "
 	       "node it names), secret_required, no_secret, auth_failed.",
 	       METRICS_COUNTER, "reason");
+	FAMILY(device_bytes, "kubezonnet_agent_device_sent_bytes_total",
+	       "Bytes the node's network devices sent, as its agent read them (version 3 agents): "
+	       "what its hook's counts can be set against.",
+	       METRICS_COUNTER, "node");
+	FAMILY(hook_blind, "kubezonnet_agent_hook_blind",
+	       "1 when the node's agent saw almost none of what the node's devices sent for a "
+	       "while. With hook=netfilter, the network plugin likely routes pod traffic past "
+	       "netfilter (Cilium's eBPF host routing, Calico's eBPF data plane): run the agent "
+	       "with --hook cgroup. With hook=cgroup, --cgroup likely does not hold the pods' "
+	       "cgroups: give it the host's cgroup v2 root.",
+	       METRICS_GAUGE, "node", "hook");
 	FAMILY(secret_reloads, "kubezonnet_agent_secret_reloads_total",
 	       "Reads of --agent-secret-file after it changed, by result (error: the previous "
 	       "secrets stay).",
@@ -667,6 +678,30 @@ static const char *server_node_label(struct server *s, const char *node)
 }
 
 /* server_account_report books what a report says of its node, before its records. */
+/* server_hook_name is the label of an enum wire_hook. */
+static const char *server_hook_name(uint16_t hook)
+{
+	return hook == WIRE_HOOK_CGROUP ? "cgroup" : "netfilter";
+}
+
+void server_account_hook(struct server *s, const char *node, uint16_t hook,
+			 const struct wire_stats *st)
+{
+	const char *name = server_hook_name(hook),
+		   *other = server_hook_name(hook == WIRE_HOOK_CGROUP ? WIRE_HOOK_NETFILTER
+								      : WIRE_HOOK_CGROUP);
+	struct metrics_series *x;
+
+	node = server_node_label(s, node);
+	SERVER_NODE_COUNT(&s->device_bytes, st->device_bytes, node);
+	x = SERVER_NODE_COUNT(&s->hook_blind, 0, node, name);
+	if (x)
+		x->gauge = st->hook_status & WIRE_HOOK_BLIND ? 1 : 0;
+	x = metrics_find(&s->hook_blind, (const char *const[]){node, other});
+	if (x)
+		x->gauge = 0; /* the node switched hooks: the other one is blind to nothing now */
+}
+
 void server_account_report(struct server *s, const char *node, const struct wire_stats *st)
 {
 	struct metrics_series *last;
@@ -816,6 +851,8 @@ static size_t server_families(struct server *s, struct metrics_family **all)
 		&s->dedup_evicted,
 		&s->handshakes_rejected,
 		&s->secret_reloads,
+		&s->device_bytes,
+		&s->hook_blind,
 	};
 
 	_Static_assert(sizeof(list) / sizeof(list[0]) <= SERVER_MAX_FAMILIES, "families");
@@ -1003,15 +1040,18 @@ static void server_sweep_nodes(struct server *s, long long now)
 {
 	struct metrics_family *f[] = {&s->records,	     &s->last_report,
 				      &s->agent_lost_bytes,  &s->agent_lost_packets,
-				      &s->malformed_packets, &s->malformed_bytes};
+				      &s->malformed_packets, &s->malformed_bytes,
+				      &s->device_bytes,	     &s->hook_blind};
 
 	for (int i = 0; i < s->n_agents; i++) {
 		const struct server_agent *a = s->agents[i];
 		if (!a->hello_done)
 			continue;
 		for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
-			/* Series with a reason label: both reasons. */
-			static const char *const reasons[] = {"map_full", "other"};
+			/* Series with a second label: each of its values. */
+			static const char *const reasons[] = {"map_full", "other"},
+						 *const hooks[] = {"netfilter", "cgroup"};
+			const char *const *second = f[k] == &s->hook_blind ? hooks : reasons;
 			struct metrics_series *x;
 			if (f[k]->nlabels == 1) {
 				if ((x = metrics_find(f[k], (const char *const[]){a->node})))
@@ -1019,7 +1059,7 @@ static void server_sweep_nodes(struct server *s, long long now)
 			} else {
 				for (int r = 0; r < 2; r++)
 					if ((x = metrics_find(f[k], (const char *const[]){
-									    a->node, reasons[r]})))
+									    a->node, second[r]})))
 						x->generation = s->node_generation;
 			}
 		}

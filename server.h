@@ -56,6 +56,7 @@ struct server_agent {
 	char peer[64];
 	int hello_done;
 	uint16_t version; /* from HELLO: the layout of every STATS frame on this connection */
+	uint16_t hook;	  /* from a version 3 HELLO: enum wire_hook; 0 before */
 	char node[WIRE_NODE_NAME_MAX + 1];
 	char agent_version[WIRE_AGENT_VERSION_MAX + 1];
 	uint64_t instance_id;
@@ -91,6 +92,7 @@ struct server_job {
 	struct server_agent *a; /* NULL once the connection is gone */
 	char node[WIRE_NODE_NAME_MAX + 1];
 	uint64_t instance_id;
+	uint16_t hook;	  /* the agent's, as its HELLO said (version 3) */
 	uint8_t *payload; /* owned */
 	size_t mem;	  /* bytes counted against the input budget */
 	struct wire_stats st;
@@ -222,6 +224,7 @@ struct server {
 	struct metrics_family out_dropped, log_dropped, agents_closed, accept_errors;
 	struct metrics_family input_held, input_waits, dedup_nodes, dedup_evicted;
 	struct metrics_family handshakes_rejected, secret_reloads;
+	struct metrics_family device_bytes, hook_blind;
 	unsigned long long kube_errors_logged[2];
 };
 
@@ -245,6 +248,9 @@ void server_accept_failed(struct server *s, int which, long long now);
 /* server_account_report and server_account attribute a report's losses and one record. */
 void server_account_report(struct server *s, const char *node, const struct wire_stats *st);
 void server_account(struct server *s, const char *node, const struct wire_record *r);
+/* server_account_hook exports what a version 3 report says of its agent's hook. */
+void server_account_hook(struct server *s, const char *node, uint16_t hook,
+			 const struct wire_stats *st);
 /* server_dump_report and server_dump_record write --dump-records lines. */
 void server_dump_report(const struct server_job *j);
 void server_dump_record(const struct server_job *j, const struct wire_record *r);

@@ -18,9 +18,10 @@
  *     u32 magic (WIRE_MAGIC), u16 version (WIRE_VERSION_1, 2 or 3), u64 instance id
  *     (random, chosen at agent start), u16 node name length + node name (RFC 1123 subdomain,
  *     1..253 bytes), u16 agent version length + agent version (printable ASCII, 1..64 bytes);
- *     version 3 adds u8 nonce[WIRE_NONCE_SIZE] (fresh for every connection).
- *     The version is the connection's: every STATS frame on it has that version's layout
- *     (version 3's is version 2's; wire_stats_layout).
+ *     version 3 adds u16 hook (enum wire_hook: where the agent counts), and with
+ *     WIRE_FLAG_SECRET (version 3 only) then u8 nonce[WIRE_NONCE_SIZE] (fresh for every
+ *     connection): the agent will prove a shared secret (below).
+ *     The version is the connection's: every STATS frame on it has that version's layout.
  * STATS (agent to server, one per interval, resent until acknowledged), version 1:
  *     u64 sequence (per instance, starts at 1), u64 interval start, u64 interval end (Unix ns),
  *     u64 lost packets and u64 lost bytes because the kernel flow map was full, u64 lost packets
@@ -32,12 +33,15 @@
  *     under their outer flow), then records of WIRE_RECORD_SIZE_V2 bytes: a version 1 record
  *     followed by u64 encapsulation bytes (the part of `bytes` that was tunnel headers; a
  *     record whose encapsulation bytes exceed its bytes is refused).
+ *   version 3: the version 2 fixed part, then u64 device bytes (what the node's network
+ *     devices sent in the interval, for the hook's share of it; 0 if unknown) and u32 hook
+ *     status (WIRE_HOOK_*: bit 0, the hook saw almost none of it), then version 2 records.
  *     With WIRE_FLAG_ZLIB the payload is u32 uncompressed length followed by a zlib stream
  *     (RFC 1950) that inflates to exactly that many bytes of the payload above.
  * ACK (server to agent): u64 sequence of the STATS frame now stored.
  *
- * Version 3 is version 2 with a shared secret (HMAC-SHA-256, RFC 2104) proved before any
- * report and every later frame authenticated. After the HELLO:
+ * A shared secret (HMAC-SHA-256, RFC 2104), optional, in version 3: a HELLO with
+ * WIRE_FLAG_SECRET is followed by a handshake, and every later frame is authenticated:
  *     CHALLENGE (server to agent): u8 nonce[WIRE_NONCE_SIZE], fresh for every connection.
  *     AUTH (agent to server): u8 proof[WIRE_MAC_SIZE] =
  *         HMAC(secret, WIRE_LABEL_AGENT || SHA-256(HELLO payload) || server nonce).
@@ -65,7 +69,7 @@
 #define WIRE_MAGIC	       0x4b5a4e54u /* "KZNT" */
 #define WIRE_VERSION_1	       1
 #define WIRE_VERSION_2	       2 /* adds encapsulation bytes and tunnel-malformed counters */
-#define WIRE_VERSION_3	       3 /* adds the shared-secret handshake and MACs */
+#define WIRE_VERSION_3	       3 /* adds the hook and its status; a secret may be proved */
 #define WIRE_VERSION_MIN       WIRE_VERSION_1 /* the versions a receiver accepts */
 #define WIRE_VERSION_MAX       WIRE_VERSION_3
 #define WIRE_NONCE_SIZE	       32
@@ -83,9 +87,10 @@
 #define WIRE_ERROR_MESSAGE_MAX 256
 #define WIRE_HELLO_FIXED_SIZE  (4 + 2 + 8 + 2 + 2)
 #define WIRE_HELLO_MAX_PAYLOAD                                                                     \
-	(WIRE_HELLO_FIXED_SIZE + WIRE_NODE_NAME_MAX + WIRE_AGENT_VERSION_MAX + WIRE_NONCE_SIZE)
+	(WIRE_HELLO_FIXED_SIZE + WIRE_NODE_NAME_MAX + WIRE_AGENT_VERSION_MAX + 2 + WIRE_NONCE_SIZE)
 #define WIRE_STATS_FIXED_SIZE_V1 (8 * 3 + 8 * 4 + 4)
 #define WIRE_STATS_FIXED_SIZE_V2 (WIRE_STATS_FIXED_SIZE_V1 + 8 * 2)
+#define WIRE_STATS_FIXED_SIZE_V3 (WIRE_STATS_FIXED_SIZE_V2 + 8 + 4)
 #define WIRE_STATS_FIXED_SIZE	 WIRE_STATS_FIXED_SIZE_V1 /* the smallest of any version */
 #define WIRE_RECORD_SIZE_V1	 (1 + 1 + 2 + 16 + 16 + 8 + 8)
 #define WIRE_RECORD_SIZE_V2	 (WIRE_RECORD_SIZE_V1 + 8)
@@ -103,8 +108,18 @@ enum wire_type {
 	WIRE_AUTH = 6,	    /* version 3 */
 };
 
-#define WIRE_FLAG_ZLIB 0x0001u
-#define WIRE_FLAG_MAC  0x0002u /* version 3, STATS and ACK: the payload ends in a MAC */
+#define WIRE_FLAG_ZLIB	 0x0001u
+#define WIRE_FLAG_MAC	 0x0002u /* STATS and ACK of a secret's session: the payload ends in a MAC */
+#define WIRE_FLAG_SECRET 0x0004u /* HELLO, version 3: the agent proves a secret; a nonce follows */
+
+/* Where an agent counts (HELLO version 3). */
+enum wire_hook {
+	WIRE_HOOK_NETFILTER = 1, /* netfilter POSTROUTING */
+	WIRE_HOOK_CGROUP = 2,	 /* what sockets send, at cgroup egress */
+};
+
+/* STATS version 3 hook status bits. */
+#define WIRE_HOOK_BLIND 0x00000001u /* the hook saw almost none of what the devices sent */
 
 /* Decoder results: a byte count (>= 0) or one of these. */
 enum wire_result {
@@ -127,6 +142,7 @@ enum wire_result {
 	WIRE_E_ENCAP = -16,    /* version 2 record with more encapsulation bytes than bytes */
 	WIRE_E_MAC = -17,      /* version 3: a frame's MAC missing or wrong, or a proof wrong */
 	WIRE_E_HANDSHAKE = -18, /* version 3: a frame other than AUTH after the CHALLENGE */
+	WIRE_E_HOOK = -19,	/* version 3 HELLO: a hook not in enum wire_hook */
 };
 
 /* Codes carried in ERROR frames. */
@@ -155,7 +171,8 @@ struct wire_hello {
 	uint16_t node_len;
 	const char *agent_version; /* likewise */
 	uint16_t agent_version_len;
-	const uint8_t *nonce; /* version 3: WIRE_NONCE_SIZE bytes, likewise; else NULL */
+	uint16_t hook;	      /* version 3: enum wire_hook; 0 before */
+	const uint8_t *nonce; /* WIRE_FLAG_SECRET: WIRE_NONCE_SIZE bytes, likewise; else NULL */
 };
 
 struct wire_loss {
@@ -176,6 +193,9 @@ struct wire_stats {
 	 * counted under their outer flow, so already part of the records' bytes. */
 	uint64_t tunnel_malformed_packets;
 	uint64_t tunnel_malformed_bytes;
+	/* Version 3 (0 before): what the node's devices sent in the interval, and WIRE_HOOK_*. */
+	uint64_t device_bytes;
+	uint32_t hook_status;
 	uint32_t count;
 	const uint8_t *records; /* count records of the version's size in the caller's buffer */
 };
@@ -237,6 +257,8 @@ static inline const char *wire_strerror(int result)
 		return "message authentication failed";
 	case WIRE_E_HANDSHAKE:
 		return "expected AUTH (the answer to the CHALLENGE)";
+	case WIRE_E_HOOK:
+		return "unknown hook";
 	default:
 		return result >= 0 ? "ok" : "unknown error";
 	}
@@ -278,6 +300,8 @@ static inline const char *wire_reason(int result)
 		return "mac";
 	case WIRE_E_HANDSHAKE:
 		return "handshake";
+	case WIRE_E_HOOK:
+		return "hook";
 	default:
 		return "other";
 	}
@@ -326,16 +350,11 @@ static inline size_t wire_record_size(uint16_t version)
 	case WIRE_VERSION_1:
 		return WIRE_RECORD_SIZE_V1;
 	case WIRE_VERSION_2:
+	case WIRE_VERSION_3:
 		return WIRE_RECORD_SIZE_V2;
 	default:
 		return 0;
 	}
-}
-
-/* wire_stats_layout returns the STATS layout of a connection's version (3 uses 2's). */
-static inline uint16_t wire_stats_layout(uint16_t version)
-{
-	return version == WIRE_VERSION_3 ? WIRE_VERSION_2 : version;
 }
 
 /*
@@ -349,6 +368,8 @@ static inline size_t wire_stats_fixed_size(uint16_t version)
 		return WIRE_STATS_FIXED_SIZE_V1;
 	case WIRE_VERSION_2:
 		return WIRE_STATS_FIXED_SIZE_V2;
+	case WIRE_VERSION_3:
+		return WIRE_STATS_FIXED_SIZE_V3;
 	default:
 		return 0;
 	}
@@ -463,7 +484,8 @@ static inline long wire_frame_parse(const uint8_t *buf, size_t len, uint32_t max
 	if (type < WIRE_HELLO || type > WIRE_AUTH)
 		return WIRE_E_TYPE;
 	if (flags & ~((type == WIRE_STATS ? WIRE_FLAG_ZLIB : 0u) |
-		      (type == WIRE_STATS || type == WIRE_ACK ? WIRE_FLAG_MAC : 0u)))
+		      (type == WIRE_STATS || type == WIRE_ACK ? WIRE_FLAG_MAC : 0u) |
+		      (type == WIRE_HELLO ? WIRE_FLAG_SECRET : 0u)))
 		return WIRE_E_FLAGS;
 	if (len - WIRE_LENGTH_SIZE < length)
 		return WIRE_E_PARTIAL;
@@ -484,13 +506,15 @@ static inline void wire_header_put(uint8_t *buf, uint16_t type, uint16_t flags,
 }
 
 /*
- * wire_hello_decode decodes a HELLO payload. Returns 0 and fills *hello (strings point into
- * the payload; version is WIRE_VERSION_MIN..WIRE_VERSION_MAX, the layout of the connection's
- * STATS frames), or a negative wire_result.
+ * wire_hello_decode decodes a HELLO payload sent with the frame flags flags. Returns 0 and
+ * fills *hello (strings and nonce point into the payload; version is
+ * WIRE_VERSION_MIN..WIRE_VERSION_MAX, the layout of the connection's STATS frames), or a
+ * negative wire_result (WIRE_E_FLAGS for WIRE_FLAG_SECRET before version 3).
  */
-static inline int wire_hello_decode(const uint8_t *p, size_t len, struct wire_hello *hello)
+static inline int wire_hello_decode(const uint8_t *p, size_t len, uint16_t flags,
+				    struct wire_hello *hello)
 {
-	size_t node_len, agent_len;
+	size_t node_len, agent_len, tail;
 
 	if (len < WIRE_HELLO_FIXED_SIZE)
 		return WIRE_E_LENGTH;
@@ -499,13 +523,19 @@ static inline int wire_hello_decode(const uint8_t *p, size_t len, struct wire_he
 	hello->version = wire_get16(p + 4);
 	if (hello->version < WIRE_VERSION_MIN || hello->version > WIRE_VERSION_MAX)
 		return WIRE_E_VERSION;
-	hello->nonce = NULL;
-	if (hello->version >= WIRE_VERSION_3) {
-		if (len < WIRE_HELLO_FIXED_SIZE + WIRE_NONCE_SIZE)
-			return WIRE_E_LENGTH;
-		len -= WIRE_NONCE_SIZE;
-		hello->nonce = p + len;
-	}
+	if ((flags & WIRE_FLAG_SECRET) && hello->version < WIRE_VERSION_3)
+		return WIRE_E_FLAGS;
+	/* After the agent version: version 3's hook, and a secret's nonce. */
+	tail = (hello->version >= WIRE_VERSION_3 ? 2 : 0) +
+	       (flags & WIRE_FLAG_SECRET ? WIRE_NONCE_SIZE : 0);
+	if (len < WIRE_HELLO_FIXED_SIZE + tail)
+		return WIRE_E_LENGTH;
+	len -= tail;
+	hello->hook = hello->version >= WIRE_VERSION_3 ? wire_get16(p + len) : 0;
+	hello->nonce = flags & WIRE_FLAG_SECRET ? p + len + 2 : NULL;
+	if (hello->version >= WIRE_VERSION_3 && hello->hook != WIRE_HOOK_NETFILTER &&
+	    hello->hook != WIRE_HOOK_CGROUP)
+		return WIRE_E_HOOK;
 	hello->instance_id = wire_get64(p + 6);
 	node_len = wire_get16(p + 14);
 	if (node_len > len - WIRE_HELLO_FIXED_SIZE)
@@ -526,21 +556,26 @@ static inline int wire_hello_decode(const uint8_t *p, size_t len, struct wire_he
 
 /*
  * wire_hello_encode writes a whole HELLO frame into buf[0..cap), announcing hello->version
- * (0, as a caller written for version 1 leaves it, announces WIRE_VERSION_1). Returns its
- * size, or WIRE_E_VERSION / WIRE_E_NODE_NAME / WIRE_E_AGENT_VERSION for fields the decoder
- * would refuse, or WIRE_E_SPACE.
+ * (0, as a caller written for version 1 leaves it, announces WIRE_VERSION_1); in version 3
+ * with hello->hook, and with WIRE_FLAG_SECRET and hello->nonce when that is not NULL.
+ * Returns its size, or WIRE_E_VERSION (also for a nonce before version 3), WIRE_E_HOOK,
+ * WIRE_E_NODE_NAME or WIRE_E_AGENT_VERSION for fields the decoder would refuse, or
+ * WIRE_E_SPACE.
  */
 static inline long wire_hello_encode(uint8_t *buf, size_t cap, const struct wire_hello *hello)
 {
 	size_t payload = WIRE_HELLO_FIXED_SIZE + (size_t)hello->node_len + hello->agent_version_len;
 	uint16_t version = hello->version ? hello->version : WIRE_VERSION_1;
-	uint8_t *p = buf + WIRE_HEADER_SIZE;
+	uint8_t *p = buf + WIRE_HEADER_SIZE, *tail;
 
 	if (version < WIRE_VERSION_MIN || version > WIRE_VERSION_MAX ||
-	    (version >= WIRE_VERSION_3 && !hello->nonce))
+	    (version < WIRE_VERSION_3 && hello->nonce))
 		return WIRE_E_VERSION;
+	if (version >= WIRE_VERSION_3 && hello->hook != WIRE_HOOK_NETFILTER &&
+	    hello->hook != WIRE_HOOK_CGROUP)
+		return WIRE_E_HOOK;
 	if (version >= WIRE_VERSION_3)
-		payload += WIRE_NONCE_SIZE;
+		payload += 2 + (hello->nonce ? WIRE_NONCE_SIZE : 0);
 	if (!wire_valid_node_name(hello->node, hello->node_len))
 		return WIRE_E_NODE_NAME;
 	if (!wire_valid_printable(hello->agent_version, hello->agent_version_len,
@@ -548,7 +583,7 @@ static inline long wire_hello_encode(uint8_t *buf, size_t cap, const struct wire
 		return WIRE_E_AGENT_VERSION;
 	if (cap < WIRE_HEADER_SIZE + payload)
 		return WIRE_E_SPACE;
-	wire_header_put(buf, WIRE_HELLO, 0, (uint32_t)payload);
+	wire_header_put(buf, WIRE_HELLO, hello->nonce ? WIRE_FLAG_SECRET : 0, (uint32_t)payload);
 	wire_put32(p, WIRE_MAGIC);
 	wire_put16(p + 4, version);
 	wire_put64(p + 6, hello->instance_id);
@@ -556,9 +591,11 @@ static inline long wire_hello_encode(uint8_t *buf, size_t cap, const struct wire
 	memcpy(p + 16, hello->node, hello->node_len);
 	wire_put16(p + 16 + hello->node_len, hello->agent_version_len);
 	memcpy(p + 18 + hello->node_len, hello->agent_version, hello->agent_version_len);
+	tail = p + 18 + hello->node_len + hello->agent_version_len;
 	if (version >= WIRE_VERSION_3)
-		memcpy(p + 18 + hello->node_len + hello->agent_version_len, hello->nonce,
-		       WIRE_NONCE_SIZE);
+		wire_put16(tail, hello->hook);
+	if (hello->nonce)
+		memcpy(tail + 2, hello->nonce, WIRE_NONCE_SIZE);
 	return (long)(WIRE_HEADER_SIZE + payload);
 }
 
@@ -603,7 +640,7 @@ static inline void wire_mac_prefix(uint8_t out[WIRE_MAC_PREFIX_SIZE], uint8_t di
 static inline void wire_record_get(const struct wire_stats *stats, uint32_t i,
 				   struct wire_record *r)
 {
-	int v2 = stats->version == WIRE_VERSION_2;
+	int v2 = stats->version >= WIRE_VERSION_2;
 	const uint8_t *p =
 		stats->records + (size_t)i * (v2 ? WIRE_RECORD_SIZE_V2 : WIRE_RECORD_SIZE_V1);
 
@@ -674,8 +711,12 @@ static inline int wire_stats_decode(const uint8_t *p, size_t len, uint16_t versi
 	stats->loss.other_packets = wire_get64(p + 40);
 	stats->loss.other_bytes = wire_get64(p + 48);
 	stats->count = wire_get32(p + 56);
-	stats->tunnel_malformed_packets = version == WIRE_VERSION_2 ? wire_get64(p + 60) : 0;
-	stats->tunnel_malformed_bytes = version == WIRE_VERSION_2 ? wire_get64(p + 68) : 0;
+	stats->tunnel_malformed_packets = version >= WIRE_VERSION_2 ? wire_get64(p + 60) : 0;
+	stats->tunnel_malformed_bytes = version >= WIRE_VERSION_2 ? wire_get64(p + 68) : 0;
+	stats->device_bytes = version >= WIRE_VERSION_3 ? wire_get64(p + 76) : 0;
+	stats->hook_status = version >= WIRE_VERSION_3 ? wire_get32(p + 84) : 0;
+	if (stats->hook_status & ~WIRE_HOOK_BLIND)
+		return WIRE_E_FLAGS;
 	/* Bound by division: count * record could wrap. */
 	if (body % record != 0 || stats->count != body / record)
 		return WIRE_E_LENGTH;
@@ -691,7 +732,7 @@ static inline int wire_stats_decode(const uint8_t *p, size_t len, uint16_t versi
 		} else if (r[0] != 6) {
 			return WIRE_E_FAMILY;
 		}
-		if (version == WIRE_VERSION_2 && wire_get64(r + 52) > wire_get64(r + 36))
+		if (version >= WIRE_VERSION_2 && wire_get64(r + 52) > wire_get64(r + 36))
 			return WIRE_E_ENCAP;
 	}
 	return 0;
@@ -745,9 +786,13 @@ static inline uint8_t *wire_stats_encode(uint8_t *buf, size_t cap, const struct 
 	wire_put64(p + 40, stats->loss.other_packets);
 	wire_put64(p + 48, stats->loss.other_bytes);
 	wire_put32(p + 56, stats->count);
-	if (version == WIRE_VERSION_2) {
+	if (version >= WIRE_VERSION_2) {
 		wire_put64(p + 60, stats->tunnel_malformed_packets);
 		wire_put64(p + 68, stats->tunnel_malformed_bytes);
+	}
+	if (version >= WIRE_VERSION_3) {
+		wire_put64(p + 76, stats->device_bytes);
+		wire_put32(p + 84, stats->hook_status);
 	}
 	return p + fixed;
 }

@@ -71,7 +71,7 @@ while True:
             if flags & 1:
                 body = zlib.decompress(body[4:])
             seq = struct.unpack(">Q", body[:8])[0]
-            count, fixed = struct.unpack(">I", body[56:60])[0], 76
+            count, fixed = struct.unpack(">I", body[56:60])[0], 88  # version 3
             udp = 0
             for i in range(count):
                 r = body[fixed + i * 60:fixed + (i + 1) * 60]

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The agent speaks wire protocol version 2 (records with encapsulation bytes); a server from
-# before version 2 refuses that HELLO with a version ERROR, and the agent then reports in
-# version 1, losing nothing. The old server here is a Python one written from the README's
-# description of version 1 (it accepts only version 1 and 52-byte records).
+# The agent speaks wire protocol version 3 (its hook and the hook's status); a server from
+# before version 3 refuses that HELLO with a version ERROR, and the agent then reports in
+# version 2 (records with encapsulation bytes), and to one from before version 2 in version 1,
+# losing nothing. The old servers here are Python ones written from the README's description
+# of versions 1 and 2 (they accept only those versions, and 52- or 60-byte records).
 . "$(dirname "$0")/lib.sh"
 
-NAMES=("agent: HELLO in wire version 2, records of 60 bytes"
+NAMES=("agent: a server of versions 1 and 2 refuses 3 and gets 2: records of 60 bytes"
 	"agent: a server that refuses version 2 gets version 1, every byte still reported")
 scenario_begin "${NAMES[@]}"
 ipv4_topology_setup
@@ -86,7 +87,8 @@ run_agent() { # OUT LOG PORT
 
 old_server 18099 "$WORK/v2" 1,2
 run_agent "$WORK/v2" "$WORK/agent2" 18099
-if grep -q '"hello": 2' "$WORK/v2" && grep -q '"record_size": 60' "$WORK/v2" &&
+if grep -q '"hello": 3' "$WORK/v2" && grep -q '"hello": 2' "$WORK/v2" &&
+	grep -q '"record_size": 60' "$WORK/v2" &&
 	[ "$(udp_bytes "$WORK/v2")" = "$(want_bytes)" ]; then
 	ok "${NAMES[0]}"
 else
@@ -100,7 +102,7 @@ old_server 18098 "$WORK/v1" 1
 run_agent "$WORK/v1" "$WORK/agent1" 18098
 if grep -q '"hello": 2' "$WORK/v1" && grep -q '"hello": 1' "$WORK/v1" &&
 	! grep -q '"record_size": 60' "$WORK/v1" && grep -q '"record_size": 52' "$WORK/v1" &&
-	[ "$(udp_bytes "$WORK/v1")" = "$(want_bytes)" ] && grep -q "speaks only wire protocol version 1" "$WORK/agent1"; then
+	[ "$(udp_bytes "$WORK/v1")" = "$(want_bytes)" ] && grep -q "does not speak wire protocol version 2: reporting in version 1" "$WORK/agent1"; then
 	ok "${NAMES[1]} ($(udp_bytes "$WORK/v1") UDP bytes)"
 else
 	not_ok "${NAMES[1]}" "server saw: $(tr '\n' ' ' <"$WORK/v1" | head -c 400); UDP bytes $(udp_bytes "$WORK/v1"), nftables $(want_bytes)"

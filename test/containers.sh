@@ -449,7 +449,7 @@ run secret-server -d >/dev/null 2>"$WORK/server-secret.err" || diag "$WORK/serve
 wait_for 20 ready
 run secret-agent-a -d >/dev/null 2>"$WORK/agent-a-secret.err" || diag "$WORK/agent-a-secret.err"
 # proofs N: the server logged at least N connections of node-a's agent that proved the secret
-proofs() { [ "$(pm logs kzt-server-secret 2>&1 | grep -c 'connected: node node-a, .*, protocol 3, secret proved$')" -ge "$1" ]; }
+proofs() { [ "$(pm logs kzt-server-secret 2>&1 | grep -c 'connected: node node-a, .*, protocol 3, netfilter hook, secret proved$')" -ge "$1" ]; }
 N=${SECRET_NAMES[2]}
 if wait_for 20 proofs 1; then
 	t_ok "$N" "$(pm logs kzt-server-secret 2>&1 | grep -m1 -o 'agent .* secret proved$')"

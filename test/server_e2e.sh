@@ -105,7 +105,7 @@ if [ -z "$E2E_KUBE" ]; then
 		not_ok "e2e: a node not known yet is refused, and its agent gets in once the topology (SIGHUP) has it" \
 			"$(tail -3 "$WORK/agent-b")"
 	fi
-	if grep -q "connected: node node-a, .*protocol 3, secret proved" "$WORK/server.log"; then
+	if grep -q "connected: node node-a, .*protocol 3, netfilter hook, secret proved" "$WORK/server.log"; then
 		ok "e2e: the agents prove the shared secret (wire protocol 3)"
 	else
 		not_ok "e2e: the agents prove the shared secret (wire protocol 3)" "$(grep connected "$WORK/server.log")"

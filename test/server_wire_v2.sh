@@ -109,6 +109,20 @@ n1 100 1 100 p1 p2"
 have_all_flows() { [ "$(flows | wc -l)" -ge 6 ]; }
 wait_for 5 have_all_flows
 check_eq "flow logs: encap_bytes on each line, 0 from version 1" "$(flows)" "$want_flows"
+
+# Version 3: the agent's hook and its status, per node. n2's agent on the cgroup hook says it
+# is blind (its devices sent 1000 bytes each interval); then, on the netfilter hook, it sees.
+acked=$(agent --protocol 3 --hook 2 --device-bytes 1000 --blind 127.0.0.1 $PORT n2 301 1 10.0.0.2 10.0.0.1 10 2 10.0.0.2 10.0.0.1 10)
+check_eq "v3: reports with the hook's status acknowledged" "$acked" "1 2"
+check_eq "v3: the node's device bytes summed; its cgroup hook blind" \
+	"$(metric kubezonnet_agent_device_sent_bytes_total 'node="n2"')/$(metric kubezonnet_agent_hook_blind 'node="n2",hook="cgroup"')" \
+	2000/1
+acked=$(agent --protocol 3 --hook 1 --device-bytes 5 127.0.0.1 $PORT n2 302 1 10.0.0.2 10.0.0.1 10)
+check_eq "v3: on the netfilter hook and seeing: not blind, and the cgroup hook's 1 gone" \
+	"$acked/$(metric kubezonnet_agent_hook_blind 'node="n2",hook="netfilter"')/$(metric kubezonnet_agent_hook_blind 'node="n2",hook="cgroup"')" \
+	1/0/0
+out=$(agent --protocol 3 --hook 3 127.0.0.1 $PORT n2 303 1 10.0.0.2 10.0.0.1 10 2>&1)
+check_eq "v3: an unknown hook is refused" "$out" "server error 1: unknown hook"
 kill $SRV
 wait $SRV 2>/dev/null
 

@@ -38,7 +38,7 @@ import urllib.request
 import zlib
 
 HELLO, STATS, ACK, ERROR, CHALLENGE, AUTH = 1, 2, 3, 4, 5, 6
-FLAG_ZLIB, FLAG_MAC = 0x0001, 0x0002
+FLAG_ZLIB, FLAG_MAC, FLAG_SECRET = 0x0001, 0x0002, 0x0004
 MAGIC = 0x4B5A4E54
 LABEL_AGENT = b"kubezonnet v3 agent proof"
 LABEL_SERVER = b"kubezonnet v3 server proof"
@@ -74,6 +74,9 @@ def check(name, cond, why=""):
 # ---- frames ----
 
 def frame(ftype, payload, flags=0, length=None):
+    # Every version 3 HELLO here offers a secret: the flag that says a nonce follows.
+    if ftype == HELLO and len(payload) >= 6 and struct.unpack(">H", payload[4:6])[0] == 3:
+        flags |= FLAG_SECRET
     return struct.pack(">IHH", 4 + len(payload) if length is None else length, ftype,
                        flags) + payload
 
@@ -91,16 +94,18 @@ def record(src, dst, nbytes):
             struct.pack(">QQQ", nbytes, 1, 0))
 
 
-def stats_payload(seq, recs, layout=2):
+def stats_payload(seq, recs, layout=3):
     p = struct.pack(">QQQQQQQI", seq, 1, 2, 0, 0, 0, 0, len(recs))
     if layout >= 2:
         p += struct.pack(">QQ", 0, 0)
+    if layout >= 3:
+        p += struct.pack(">QI", 0, 0)  # device bytes, hook status
     for r in recs:
         p += r if layout >= 2 else r[:52]
     return p
 
 
-def stats_frame(seq, recs, layout=2, compress=False):
+def stats_frame(seq, recs, layout=3, compress=False):
     p = stats_payload(seq, recs, layout)
     if compress:
         return frame(STATS, struct.pack(">I", len(p)) + zlib.compress(p), FLAG_ZLIB)
@@ -111,6 +116,8 @@ def hello_payload(version, instance, node, nonce=None, agent_version=b"evil"):
     n = node.encode()
     p = struct.pack(">IHQH", MAGIC, version, instance, len(n)) + n
     p += struct.pack(">H", len(agent_version)) + agent_version
+    if version >= 3:
+        p += struct.pack(">H", 1)  # the hook: netfilter
     if version >= 3 and nonce is None:
         nonce = os.urandom(32)
     return p + (nonce or b"")
@@ -712,7 +719,7 @@ def session_attacks():
     # Tampered: a byte of a record changed; the zlib flag toggled.
     v = session()
     sealed = bytearray(v.seal(attack_stats(1)))
-    sealed[8 + 76 + 36 + 7] ^= 0x40  # the record's bytes
+    sealed[8 + 88 + 36 + 7] ^= 0x40  # the record's bytes
     send(v.s, bytes(sealed))
     macfail("secret server: a record changed after its MAC is refused", v.s, ERR_PROTOCOL)
     v = session()
@@ -791,7 +798,7 @@ def plain_attacks():
     # IPv4-mapped peers against IPv4 node addresses.
     s = connect(P, "::ffff:127.0.0.2", socket.AF_INET6)
     send(s, frame(HELLO, hello_payload(2, 11, "n1")) +
-              stats_frame(1, [record("pa", "pb", 5)]))
+              stats_frame(1, [record("pa", "pb", 5)], layout=2))
     frames, closed = replies(s, 2)
     s.close()
     acked = [struct.unpack(">Q", b[:8])[0] for t, _, b in frames if t == ACK]
@@ -814,7 +821,8 @@ def plain_attacks():
     # in the index) is taken as n1. When the index learns that the address is a pod's, the
     # session must end: its reports are a pod's, not the node's.
     s = connect(P, "127.0.10.7")
-    send(s, frame(HELLO, hello_payload(2, 14, "n1")) + stats_frame(1, [record("pa", "pb", 7)]))
+    send(s, frame(HELLO, hello_payload(2, 14, "n1")) +
+         stats_frame(1, [record("pa", "pb", 7)], layout=2))
     f = read_frame(s, 3)
     first = isinstance(f, tuple) and f[1] == ACK
     if first:
@@ -843,7 +851,7 @@ def plain_attacks():
             "(pod late) is closed, its next report not counted")
     if first:
         before = metric(H, 'pod_cross_zone_network_traffic_bytes_total{namespace="ns",pod="pa"}')
-        send(s, stats_frame(2, [record("pa", "pb", ATTACK_BYTES)]))
+        send(s, stats_frame(2, [record("pa", "pb", ATTACK_BYTES)], layout=2))
         frames, closed = replies(s, 2)
         time.sleep(0.2)
         after = metric(H, 'pod_cross_zone_network_traffic_bytes_total{namespace="ns",pod="pa"}')

@@ -22,6 +22,9 @@ Options, before HOST:
   --malformed P B       version 2: every STATS frame reports P packets and B bytes whose tunnel
                         inner headers could not be read
   --zlib                send every STATS frame compressed (flag 0x0001)
+  --hook N              version 3: the hook HELLO names (1 netfilter, default; 2 cgroup)
+  --device-bytes N      version 3: the device bytes every STATS frame reports (default 0)
+  --blind               version 3: every STATS frame says the hook is blind
   --secret FILE         protocol version 3: prove the secret on FILE's first line in the
                         handshake, check the server's proof, and authenticate every STATS
                         frame and ACK (HMAC-SHA-256 from Python's hmac module)
@@ -42,7 +45,7 @@ import sys
 import zlib
 
 HELLO, STATS, ACK, ERROR, CHALLENGE, AUTH = 1, 2, 3, 4, 5, 6
-FLAG_ZLIB, FLAG_MAC = 0x0001, 0x0002
+FLAG_ZLIB, FLAG_MAC, FLAG_SECRET = 0x0001, 0x0002, 0x0004
 MAGIC = 0x4B5A4E54  # "KZNT"
 
 
@@ -123,8 +126,9 @@ def parse_bytes(text, layout):
 
 
 class Agent:
-    def __init__(self, layout, malformed, compress):
+    def __init__(self, layout, malformed, compress, device=0, status=0):
         self.layout, self.malformed, self.compress = layout, malformed, compress
+        self.device, self.status = device, status
 
     def record(self, family, proto, port, s16, d16, nbytes, packets, encap):
         # family:u8 protocol:u8 port:u16 src[16] dst[16] bytes:u64 packets:u64, then in
@@ -140,6 +144,9 @@ class Agent:
         payload = struct.pack(">QQQQQQQI", seq, 1, 2, 0, 0, 0, 0, count)
         if self.layout >= 2:
             payload += struct.pack(">QQ", *self.malformed)
+        if self.layout >= 3:
+            # version 3: device bytes:u64, hook status:u32 (bit 0: blind)
+            payload += struct.pack(">QI", self.device, self.status)
         payload += records
         if self.compress:
             return frame(STATS, struct.pack(">I", len(payload)) + zlib.compress(payload), FLAG_ZLIB)
@@ -150,6 +157,7 @@ def main():
     args = sys.argv[1:]
     protocol, layout, malformed, compress = 1, None, (0, 0), False
     secret, source, capture, bad_mac = None, None, None, False
+    hook, device, status = 1, 0, 0
     while args and args[0].startswith("--") and args[0] != "--bulk":
         opt = args.pop(0)
         if opt == "--protocol":
@@ -170,12 +178,18 @@ def main():
             capture = open(args.pop(0), "wb")
         elif opt == "--bad-mac":
             bad_mac = True
+        elif opt == "--hook":
+            hook = int(args.pop(0))
+        elif opt == "--device-bytes":
+            device = int(args.pop(0))
+        elif opt == "--blind":
+            status = 1
         else:
             sys.exit("unknown option %s\n%s" % (opt, __doc__))
-    layout = (2 if protocol == 3 else protocol) if layout is None else layout
+    layout = protocol if layout is None else layout
     if malformed != (0, 0) and layout < 2:
         sys.exit("--malformed needs version 2")
-    agent = Agent(layout, malformed, compress)
+    agent = Agent(layout, malformed, compress, device, status)
     host, port, node, instance = args[0], int(args[1]), args[2], int(args[3])
     rest = args[4:]
     s = socket.create_connection((host, port), timeout=10,
@@ -191,8 +205,10 @@ def main():
     hello = struct.pack(">IHQH", MAGIC, protocol, instance, len(n)) + n + struct.pack(">H", 4) + b"test"
     session = None
     if protocol >= 3:
-        hello += os.urandom(32)
-    send(frame(HELLO, hello))
+        hello += struct.pack(">H", hook)  # version 3: the hook
+    if secret is not None:
+        hello += os.urandom(32)  # the agent's nonce, with the secret flag
+    send(frame(HELLO, hello, FLAG_SECRET if secret is not None else 0))
     if secret is not None:
         session = Session(secret)
         _, ftype, _, nonce = read_frame(s)

@@ -19,7 +19,7 @@ static int decode_any(const uint8_t *buf, size_t len, uint16_t version)
 	switch (f.type) {
 	case WIRE_HELLO: {
 		struct wire_hello h = {0};
-		return wire_hello_decode(f.payload, f.payload_len, &h);
+		return wire_hello_decode(f.payload, f.payload_len, f.flags, &h);
 	}
 	case WIRE_STATS: {
 		struct wire_stats s = {0};
@@ -79,7 +79,7 @@ static void make_record(struct wire_record *r, int family, uint32_t i, uint16_t 
 	}
 	r->bytes = 1500ull * i + 0x1122334455ull;
 	r->packets = i + 1;
-	if (version == WIRE_VERSION_2)
+	if (version >= WIRE_VERSION_2)
 		r->encap_bytes = i == 5 ? r->bytes : 50ull * i + 0x0102030405ull;
 }
 
@@ -95,9 +95,13 @@ static uint8_t *build_stats(uint32_t count, uint16_t version, size_t *len)
 	uint8_t *rec;
 
 	s.loss = (struct wire_loss){1, 2, 3, 4};
-	if (version == WIRE_VERSION_2) {
+	if (version >= WIRE_VERSION_2) {
 		s.tunnel_malformed_packets = 0x0506070809ull;
 		s.tunnel_malformed_bytes = 0x0a0b0c0d0e0full;
+	}
+	if (version >= WIRE_VERSION_3) {
+		s.device_bytes = 0x1112131415161718ull;
+		s.hook_status = WIRE_HOOK_BLIND;
 	}
 	*len = wire_stats_size_version(version, count);
 	buf = malloc(*len);
@@ -131,7 +135,7 @@ static void test_hello_round_trip(void)
 	EXPECT_EQ(wire_frame_parse(buf, (size_t)n, WIRE_FRAME_MAX_DEFAULT, &f), n);
 	EXPECT_EQ(f.type, WIRE_HELLO);
 	EXPECT_EQ(f.flags, 0);
-	EXPECT_EQ(wire_hello_decode(f.payload, f.payload_len, &out), 0);
+	EXPECT_EQ(wire_hello_decode(f.payload, f.payload_len, f.flags, &out), 0);
 	EXPECT_EQ(out.version, WIRE_VERSION_1); /* version left 0, as version 1 callers do */
 	EXPECT(out.instance_id == in.instance_id);
 	EXPECT(out.node_len == in.node_len && memcmp(out.node, in.node, in.node_len) == 0);
@@ -142,31 +146,44 @@ static void test_hello_round_trip(void)
 		in.version = v;
 		EXPECT_EQ(wire_hello_encode(buf, sizeof(buf), &in), n);
 		EXPECT_EQ(wire_get16(buf + WIRE_HEADER_SIZE + 4), v);
-		EXPECT_EQ(wire_hello_decode(buf + WIRE_HEADER_SIZE, (size_t)n - WIRE_HEADER_SIZE,
+		EXPECT_EQ(wire_hello_decode(buf + WIRE_HEADER_SIZE, (size_t)n - WIRE_HEADER_SIZE, 0,
 					    &out),
 			  0);
 		EXPECT_EQ(out.version, v);
+		EXPECT(out.hook == 0 && out.nonce == NULL);
 	}
-	/* Version 3: the agent's nonce at the end, and nothing without one. */
+	/* Version 3: the hook after the agent version; with a secret, the nonce and the flag. */
 	uint8_t nonce[WIRE_NONCE_SIZE];
 	for (int i = 0; i < WIRE_NONCE_SIZE; i++)
 		nonce[i] = (uint8_t)(0xa0 + i);
 	in.version = WIRE_VERSION_3;
-	EXPECT_EQ(wire_hello_encode(buf, sizeof(buf), &in), WIRE_E_VERSION);
+	EXPECT_EQ(wire_hello_encode(buf, sizeof(buf), &in), WIRE_E_HOOK); /* hook 0 */
+	in.hook = WIRE_HOOK_CGROUP;
+	EXPECT_EQ(wire_hello_encode(buf, sizeof(buf), &in), n + 2);
+	EXPECT_EQ(wire_frame_parse(buf, (size_t)n + 2, WIRE_FRAME_MAX_DEFAULT, &f), n + 2);
+	EXPECT_EQ(f.flags, 0);
+	EXPECT_EQ(wire_hello_decode(f.payload, f.payload_len, f.flags, &out), 0);
+	EXPECT(out.version == WIRE_VERSION_3 && out.hook == WIRE_HOOK_CGROUP && !out.nonce);
 	in.nonce = nonce;
-	EXPECT_EQ(wire_hello_encode(buf, sizeof(buf), &in), n + WIRE_NONCE_SIZE);
-	EXPECT_EQ(wire_hello_decode(buf + WIRE_HEADER_SIZE,
-				    (size_t)n + WIRE_NONCE_SIZE - WIRE_HEADER_SIZE, &out),
-		  0);
-	EXPECT(out.version == WIRE_VERSION_3 && out.nonce &&
+	EXPECT_EQ(wire_hello_encode(buf, sizeof(buf), &in), n + 2 + WIRE_NONCE_SIZE);
+	EXPECT_EQ(wire_frame_parse(buf, sizeof(buf), WIRE_FRAME_MAX_DEFAULT, &f),
+		  n + 2 + WIRE_NONCE_SIZE);
+	EXPECT_EQ(f.flags, WIRE_FLAG_SECRET);
+	EXPECT_EQ(wire_hello_decode(f.payload, f.payload_len, f.flags, &out), 0);
+	EXPECT(out.version == WIRE_VERSION_3 && out.hook == WIRE_HOOK_CGROUP && out.nonce &&
 	       memcmp(out.nonce, nonce, WIRE_NONCE_SIZE) == 0);
 	EXPECT(out.node_len == in.node_len && memcmp(out.node, in.node, in.node_len) == 0);
 	EXPECT(out.agent_version_len == in.agent_version_len &&
 	       memcmp(out.agent_version, in.agent_version, in.agent_version_len) == 0);
-	EXPECT_EQ(wire_hello_decode(buf + WIRE_HEADER_SIZE, (size_t)n - WIRE_HEADER_SIZE, &out),
-		  WIRE_E_LENGTH); /* version 3 without its nonce */
-	EXPECT_EQ(wire_stats_layout(WIRE_VERSION_3), WIRE_VERSION_2);
-	EXPECT_EQ(wire_stats_layout(WIRE_VERSION_1), WIRE_VERSION_1);
+	/* The flag without its nonce, a nonce without the flag (read as an agent version). */
+	EXPECT(wire_hello_decode(f.payload, f.payload_len - WIRE_NONCE_SIZE, f.flags, &out) < 0);
+	EXPECT(wire_hello_decode(f.payload, f.payload_len, 0, &out) < 0);
+	in.version = WIRE_VERSION_2; /* a nonce before version 3 */
+	EXPECT_EQ(wire_hello_encode(buf, sizeof(buf), &in), WIRE_E_VERSION);
+	in.hook = 7;
+	in.version = WIRE_VERSION_3;
+	EXPECT_EQ(wire_hello_encode(buf, sizeof(buf), &in), WIRE_E_HOOK);
+	in.nonce = NULL;
 	n = wire_blob_encode(buf, sizeof(buf), WIRE_CHALLENGE, nonce);
 	EXPECT_EQ(n, WIRE_HEADER_SIZE + WIRE_NONCE_SIZE);
 	EXPECT_EQ(wire_frame_parse(buf, (size_t)n, WIRE_FRAME_MAX_DEFAULT, &f), n);
@@ -192,11 +209,15 @@ static void check_stats(const uint8_t *payload, size_t len, uint16_t version, ui
 	EXPECT(s.end_ns == 10000000001ull);
 	EXPECT(s.loss.map_full_packets == 1 && s.loss.map_full_bytes == 2 &&
 	       s.loss.other_packets == 3 && s.loss.other_bytes == 4);
-	if (version == WIRE_VERSION_2)
+	if (version >= WIRE_VERSION_2)
 		EXPECT(s.tunnel_malformed_packets == 0x0506070809ull &&
 		       s.tunnel_malformed_bytes == 0x0a0b0c0d0e0full);
 	else
 		EXPECT(s.tunnel_malformed_packets == 0 && s.tunnel_malformed_bytes == 0);
+	if (version >= WIRE_VERSION_3)
+		EXPECT(s.device_bytes == 0x1112131415161718ull && s.hook_status == WIRE_HOOK_BLIND);
+	else
+		EXPECT(s.device_bytes == 0 && s.hook_status == 0);
 	EXPECT_EQ(s.count, count);
 	for (uint32_t i = 0; i < s.count; i++) {
 		struct wire_record got, want;
@@ -209,9 +230,10 @@ static void check_stats(const uint8_t *payload, size_t len, uint16_t version, ui
 		    got.packets != want.packets || got.encap_bytes != want.encap_bytes)
 			test_fail(__FILE__, __LINE__, "version %u record %u differs", version, i);
 	}
-	/* The other version's layout never fits the same bytes: 60 + 52n != 76 + 60n. */
-	EXPECT_EQ(wire_stats_decode(payload, len, WIRE_VERSION_1 + WIRE_VERSION_2 - version, &s),
-		  WIRE_E_LENGTH);
+	/* No other version's layout fits the same bytes with the same record count. */
+	for (uint16_t w = WIRE_VERSION_1; w <= WIRE_VERSION_MAX; w++)
+		if (w != version)
+			EXPECT_EQ(wire_stats_decode(payload, len, w, &s), WIRE_E_LENGTH);
 	EXPECT_EQ(wire_stats_decode(payload, len, WIRE_VERSION_MAX + 1, &s), WIRE_E_VERSION);
 	EXPECT_EQ(wire_stats_decode(payload, len, 0, &s), WIRE_E_VERSION);
 }
@@ -220,7 +242,7 @@ static void test_stats_round_trip(void)
 {
 	static const uint32_t counts[] = {0, 1, 2, 3, 6, 1000};
 
-	for (uint16_t v = WIRE_VERSION_1; v <= WIRE_VERSION_2; v++) {
+	for (uint16_t v = WIRE_VERSION_1; v <= WIRE_VERSION_3; v++) {
 		for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
 			size_t len;
 			uint8_t *buf = build_stats(counts[c], v, &len);
@@ -241,13 +263,14 @@ static void test_stats_round_trip(void)
 	EXPECT_EQ(WIRE_RECORD_SIZE_V2, 60);
 	EXPECT_EQ(WIRE_STATS_FIXED_SIZE_V2, 76);
 	EXPECT_EQ(wire_record_size(0), 0);
-	EXPECT_EQ(wire_stats_fixed_size(3), 0);
-	EXPECT_EQ(wire_stats_size_version(3, 1), 0);
+	EXPECT_EQ(WIRE_STATS_FIXED_SIZE_V3, 88);
+	EXPECT_EQ(wire_stats_fixed_size(4), 0);
+	EXPECT_EQ(wire_stats_size_version(4, 1), 0);
 }
 
 static void test_stats_compressed_round_trip(void)
 {
-	for (uint16_t v = WIRE_VERSION_1; v <= WIRE_VERSION_2; v++) {
+	for (uint16_t v = WIRE_VERSION_1; v <= WIRE_VERSION_3; v++) {
 		size_t len;
 		uint8_t *buf = build_stats(5000, v, &len);
 		size_t cap = wire_deflate_bound(len - WIRE_HEADER_SIZE);
@@ -447,8 +470,17 @@ static const struct {
 	 0},
 	{"HELLO version 4", "0000001a 0001 0000 4b5a4e54 0004 0000000000000001 0002 6e31 0002 3031",
 	 WIRE_E_VERSION},
-	{"HELLO version 3 without its nonce",
-	 "0000001a 0001 0000 4b5a4e54 0003 0000000000000001 0002 6e31 0002 3031", WIRE_E_LENGTH},
+	{"HELLO version 3 without its hook (the version's last bytes read as one)",
+	 "0000001a 0001 0000 4b5a4e54 0003 0000000000000001 0002 6e31 0002 3031", WIRE_E_HOOK},
+	{"HELLO version 3, hook 1",
+	 "0000001c 0001 0000 4b5a4e54 0003 0000000000000001 0002 6e31 0002 3031 0001", 0},
+	{"HELLO version 3, hook 3",
+	 "0000001c 0001 0000 4b5a4e54 0003 0000000000000001 0002 6e31 0002 3031 0003", WIRE_E_HOOK},
+	{"HELLO version 3, secret flag, no nonce",
+	 "0000001c 0001 0004 4b5a4e54 0003 0000000000000001 0002 6e31 0002 3031 0001",
+	 WIRE_E_LENGTH},
+	{"HELLO version 2 with the secret flag",
+	 "0000001a 0001 0004 4b5a4e54 0002 0000000000000001 0002 6e31 0002 3031", WIRE_E_FLAGS},
 	{"HELLO version 0xffff",
 	 "0000001a 0001 0000 4b5a4e54 ffff 0000000000000001 0002 6e31 0002 3031", WIRE_E_VERSION},
 	{"HELLO version 0x0102 (1 and 2 as a byte each)",
@@ -569,6 +601,22 @@ static const struct {
 	{"STATS v2, no records",
 	 "00000050 0002 0000" STATS_FIXED_V1("0000000000000001", "00000000") TUNNEL_MALFORMED, 0,
 	 WIRE_VERSION_2},
+	{"STATS v3, no records, the hook blind",
+	 "0000005c 0002 0000" STATS_FIXED_V1("0000000000000001", "00000000") TUNNEL_MALFORMED
+	 " 0000000000100000 00000001",
+	 0, WIRE_VERSION_3},
+	{"STATS v3, an unknown hook status bit",
+	 "0000005c 0002 0000" STATS_FIXED_V1("0000000000000001", "00000000") TUNNEL_MALFORMED
+	 " 0000000000100000 00000002",
+	 WIRE_E_FLAGS, WIRE_VERSION_3},
+	{"STATS v3 cut after the device bytes",
+	 "00000058 0002 0000" STATS_FIXED_V1("0000000000000001", "00000000") TUNNEL_MALFORMED
+	 " 0000000000100000",
+	 WIRE_E_LENGTH, WIRE_VERSION_3},
+	{"STATS v3, one record",
+	 "00000098 0002 0000" STATS_FIXED_V1("0000000000000001", "00000001") TUNNEL_MALFORMED
+	 " 0000000000100000 00000000" RECORD_V2("0000000000000064", "0000000000000014"),
+	 0, WIRE_VERSION_3},
 	{"STATS v2 frame on a v1 connection",
 	 "00000050 0002 0000" STATS_FIXED_V1("0000000000000001", "00000000") TUNNEL_MALFORMED,
 	 WIRE_E_LENGTH, WIRE_VERSION_1},

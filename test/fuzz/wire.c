@@ -82,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		pos += (size_t)n;
 		if (f.type == WIRE_HELLO) {
 			struct wire_hello h;
-			if (wire_hello_decode(f.payload, f.payload_len, &h) == 0) {
+			if (wire_hello_decode(f.payload, f.payload_len, f.flags, &h) == 0) {
 				if (h.version < WIRE_VERSION_MIN || h.version > WIRE_VERSION_MAX)
 					abort();
 				version = h.version;
