@@ -294,7 +294,7 @@ stop_server() {
 }
 
 topology b 1
-(sanitize e2e 1 && exec "$ASAN/kubezonnet-server" --topology "$WORK/topology.json" --http-listen 127.0.0.1:$HTTP \
+(sanitize e2e 1 && exec "$ASAN/kubezonnet-server" $ANY_ADDRESS --topology "$WORK/topology.json" --http-listen 127.0.0.1:$HTTP \
 	--agent-listen 127.0.0.1:$PORT --flow-logs all --pod-retention 1s >"$WORK/flows" 2>"$WORK/e2e.log") &
 srv=$!
 PIDS+=("$srv")
@@ -333,7 +333,7 @@ if [ -d "$FIX" ]; then
 	python3 test/fake_apiserver.py $API "$FIX" "$WORK/requests" &
 	PIDS+=($!)
 	wait_for 5 python3 -c "import socket; socket.create_connection(('127.0.0.1', $API), 1)"
-	(sanitize e2e-k8s 1 && exec "$ASAN/kubezonnet-server" --kube-api http://127.0.0.1:$API --topology "$WORK/topology.json" \
+	(sanitize e2e-k8s 1 && exec "$ASAN/kubezonnet-server" $ANY_ADDRESS --kube-api http://127.0.0.1:$API --topology "$WORK/topology.json" \
 		--http-listen 127.0.0.1:$HTTP2 --agent-listen 127.0.0.1:$PORT --flow-logs all >"$WORK/flows2" 2>"$WORK/e2e-k8s.log") &
 	srv=$!
 	PIDS+=("$srv")

@@ -61,8 +61,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint32_t count;
 		uint8_t *copy;
 
-		if (size < fixed)
-			continue;
+		if (!record || size < fixed)
+			continue; /* a version without a STATS layout of its own */
 		count = (uint32_t)((size - fixed) / record);
 		copy = malloc(fixed + (size_t)count * record);
 		if (!copy)
