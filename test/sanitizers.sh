@@ -356,4 +356,28 @@ if [ -d "$FIX" ]; then
 else
 	skip "asan: $k8s_test" "fixtures not found at $FIX"
 fi
+
+# A server with an agent secret: the handshake, the MACs (OpenSSL's HMAC) and a rotation that
+# closes a session, under LeakSanitizer.
+secret_test="server with an agent secret under LeakSanitizer: exit 0, no leak"
+printf 'sanitizer-secret-0123456789\n' >"$WORK/secret"
+printf 'sanitizer-other-secret-abcdef\n' >"$WORK/other"
+topology b 1
+(sanitize e2e-secret 1 && exec "$ASAN/kubezonnet-server" $ANY_ADDRESS --topology "$WORK/topology.json" \
+	--agent-secret-file "$WORK/secret" --http-listen 127.0.0.1:$HTTP --agent-listen 127.0.0.1:$PORT \
+	>/dev/null 2>"$WORK/e2e-secret.log") &
+srv=$!
+PIDS+=("$srv")
+wait_for 10 grep -q listening "$WORK/e2e-secret.log" || problem "the server did not start"
+agent --secret "$WORK/secret" --protocol 3 127.0.0.1 $PORT n1 11 1 10.0.0.1 10.0.0.2 1000 2 10.0.0.1 10.0.0.2 5 >/dev/null ||
+	problem "the agent with the secret failed"
+agent --secret "$WORK/other" 127.0.0.1 $PORT n1 12 1 10.0.0.1 10.0.0.2 1000 >/dev/null 2>&1 &&
+	problem "an agent with another secret was accepted"
+agent --secret "$WORK/secret" --bad-mac 127.0.0.1 $PORT n1 13 1 10.0.0.1 10.0.0.2 1000 >/dev/null 2>&1 &&
+	problem "a frame with a wrong MAC was accepted"
+cp "$WORK/other" "$WORK/secret.tmp" && mv "$WORK/secret.tmp" "$WORK/secret"
+wait_for 5 grep -q "read again" "$WORK/e2e-secret.log" || problem "the secret was not read again"
+agent --secret "$WORK/other" 127.0.0.1 $PORT n1 14 1 10.0.0.1 10.0.0.2 7 >/dev/null || problem "the new secret failed"
+hostile $PORT
+stop_server e2e-secret $srv "$secret_test"
 exit $failed
