@@ -112,7 +112,7 @@ run_in() {
 # send.
 run_pod() {
 	local ns node=${POD_NODE[$1]} log=$2
-	ns=$(podns "$1")
+	ns=$(podns "$1" || :) # podns ends with a failed test
 	shift 2
 	if [ "${DEMO_HOOK:-}" = cgroup ] && [ -n "$node" ]; then
 		run_in "$ns" "$log" sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' \
@@ -177,7 +177,14 @@ for p in "${PODS[@]}"; do
 	ns=${PREFIX}p$k
 	POD_NODE[$name]=$node
 	POD_IP[$name]=10.91.$idx.$((10 + k))
-	ip netns add "$ns"
+	if [ "${DEMO_HOOK:-}" = cgroup ]; then
+		# Made from inside its node's cgroup: the namespace's own kernel sockets (the TCP
+		# ACKs and resets of closed connections, ICMP) then belong to that cgroup too.
+		sh -c 'echo $$ >"$0/cgroup.procs" && exec ip netns add "$1"' \
+			"$STATE/cgroup/node-$node" "$ns"
+	else
+		ip netns add "$ns"
+	fi
 	ip -n "$ns" link set lo up
 	ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 	ip link add "${PREFIX}p$k" netns "$PREFIX$node" type veth peer name eth0 netns "$ns"
@@ -321,6 +328,10 @@ for n in "${NODES[@]}"; do
 		die "kubezonnet could not load its BPF program here (see above); nothing left behind"
 	fi
 done
+if [ "${DEMO_HOOK:-}" = cgroup ]; then
+	hooked=$(grep -l "attached to the socket-level hook" "$STATE"/log/agent-*.log 2>/dev/null | wc -l)
+	say "the agents count at the socket level: $hooked of ${#NODES[@]} on their node's cgroup"
+fi
 
 if [ "${DEMO_K8S:-}" = 1 ]; then
 	for _ in $(seq 100); do
