@@ -134,7 +134,7 @@ bench:
 demo:
 	@$(MAKE) --no-print-directory deps
 	@$(MAKE) --no-print-directory all
-	@DEMO_SECONDS=$(DEMO_SECONDS) DEMO_REPORT=$(DEMO_REPORT) DEMO_K8S=$(DEMO_K8S) DEMO_OVERLAY=$(DEMO_OVERLAY) demo/demo.sh
+	@DEMO_SECONDS=$(DEMO_SECONDS) DEMO_REPORT=$(DEMO_REPORT) DEMO_K8S=$(DEMO_K8S) DEMO_OVERLAY=$(DEMO_OVERLAY) DEMO_HOOK=$(DEMO_HOOK) demo/demo.sh
 
 # deploy.yaml is deploy/namespace.yaml, server.yaml and agent.yaml in one file.
 deploy.yaml: deploy/gen-deploy-yaml.sh deploy/namespace.yaml deploy/server.yaml deploy/agent.yaml
