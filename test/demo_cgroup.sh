@@ -6,7 +6,8 @@
 . "$(dirname "$0")/lib.sh"
 NAMES=("demo cgroup hook: every pod's cross-zone bytes equal nftables"
 	"demo cgroup hook: the noisy talker is first" "demo cgroup hook: same-zone-only pod shows no cross-zone bytes"
-	"demo cgroup hook: the agents count on the cgroup hook, the server knows it")
+	"demo cgroup hook: the agents count on the cgroup hook, the server knows it"
+	"demo cgroup hook over VXLAN: every pod's cross-zone bytes equal nftables, without the tunnel's")
 skip_unless_root "${NAMES[@]}"
 WORK=$(mktemp -d)
 trap 'demo/demo.sh stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
@@ -22,4 +23,13 @@ if grep -q "the agents count at the socket level: 6 of 6 on their node's cgroup"
 	ok "${NAMES[3]}"
 else
 	not_ok "${NAMES[3]}" "$(grep -i hook "$WORK/out" | head -3)"
+fi
+# The same over the VXLAN overlay: the pods' packets before the tunnel, so nftables' counts of
+# them on their way into flannel.1 with no encapsulation added.
+make -s demo DEMO_HOOK=cgroup DEMO_OVERLAY=vxlan DEMO_SECONDS=15 DEMO_REPORT="$WORK/vxlan.json" >"$WORK/vxlan" 2>&1
+if [ $? != 0 ] && grep -q "no vxlan support" "$WORK/vxlan"; then
+	skip "${NAMES[4]}" "this kernel cannot make VXLAN devices"
+else
+	python3 "$TOP/test/demo_verdicts.py" "$WORK/vxlan.json" >"$WORK/vxlan-verdicts" 2>&1
+	demo_verdict "$WORK/vxlan-verdicts" exact "${NAMES[4]}"
 fi
