@@ -79,9 +79,16 @@ build/bench/server_bench: server.c ingest.c $(MODULES)
 
 build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h
 
+# BPF programs test/agent_cgroup.sh loads besides the agent's (host routing at tc, a
+# connect-time Service load balancer), against the system's UAPI headers.
+TEST_BPF := build/test/hostroute.bpf.o build/test/connect4.bpf.o
+build/test/%.bpf.o: test/%.bpf.c | build/test
+	$(CLANG) $(filter-out -Ibpf,$(BPF_CFLAGS)) -I/usr/include/$(shell $(CC) -dumpmachine) -c $< -o $@
+
 unit-tests: $(UNIT_TESTS)
 # test/server_scale.sh drives the server with many simulated agents (bench/agentsim.c).
 unit-tests: build/bench/agentsim
+unit-tests: $(TEST_BPF)
 
 # libFuzzer targets (clang, AddressSanitizer, UndefinedBehaviorSanitizer); test/fuzz.sh runs them.
 FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all

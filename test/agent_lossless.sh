@@ -65,10 +65,7 @@ verdict() {
 }
 
 # nft 1.0.6 cannot reset anonymous rule counters: start the table afresh.
-reset_counters() {
-	ip netns exec "$NODE" nft delete table inet kzt
-	nft_setup
-}
+reset_counters() { nft_reset; }
 
 # 1. A 1,024-flow map and 3,000 flows in one interval.
 sink_start "$WORK/sink1"

@@ -30,8 +30,7 @@ make -s -C "$VARIANT" kubezonnet-agent >"$WORK/variant.log" 2>&1 || {
 # begin: quiet traffic, every count shipped, fresh nftables counters and a new BASE.
 begin() {
 	wait_for 20 totals_match "$WORK/sink"
-	ip netns exec "$NODE" nft delete table inet kzt
-	nft_setup
+	nft_reset
 	BASE=$(sink_count "$WORK/sink" 10.77.1.2 10.77.2.2 udp)
 	# About 200 packets a second on new flows, for SECONDS.
 	in_pod "$POD1" python3 "$TRAFFIC" udp-flood 10.77.2.2 "$1" 1 >/dev/null &
@@ -61,7 +60,7 @@ stop_agent() {
 # links: the ids of the links pinned by the agents of this test.
 links() {
 	local f
-	for f in link_ipv4 link_ipv6; do
+	for f in $AGENT_LINK_PINS; do
 		bpftool -j link show pinned "$BPFFS/kubezonnet/$f" | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'
 	done | tr '\n' ' '
 }

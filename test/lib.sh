@@ -91,6 +91,70 @@ bpffs_setup() {
 	mount -t bpf bpf "$BPFFS"
 }
 
+# ---- the socket-level hook (agent --hook cgroup) ----
+# KZN_HOOK=cgroup (test/*_cgroup.sh set it, then run a test written for the default hook):
+# scenario_begin mounts a cgroup2 hierarchy of the test's own; ipv4_topology_setup routes the
+# pods in BPF (hostroute_on: the node's netfilter never sees their packets), gives the node a
+# cgroup (NODE_CGROUP) and each pod one below it, where in_pod runs the pod's processes;
+# agent_start counts at NODE_CGROUP; nft_setup's counters move into the pods' output chains.
+KZN_HOOK=${KZN_HOOK:-netfilter}
+CGROUP_MNT= CGROUP_TOP= NODE_CGROUP=
+declare -A POD_CGROUP=()
+# The agent's links, as pinned under --pin-path.
+if [ "$KZN_HOOK" = cgroup ]; then AGENT_LINK_PINS="link_cgroup"; else AGENT_LINK_PINS="link_ipv4 link_ipv6"; fi
+HOSTROUTE_OBJ=$TOP/build/test/hostroute.bpf.o
+CONNECT4_OBJ=$TOP/build/test/connect4.bpf.o
+
+# test_bpf_build: builds the BPF programs the tests load besides the agent's (Makefile: TEST_BPF).
+test_bpf_build() {
+	make --no-print-directory -s -C "$TOP" build/test/hostroute.bpf.o build/test/connect4.bpf.o >&2
+}
+
+# cgroup_setup: a cgroup2 mount (ip netns exec hides /sys/fs/cgroup; one under /tmp stays
+# visible in every namespace) at CGROUP_MNT, and this test's directory CGROUP_TOP in it. The
+# hierarchy is the host's (there is one cgroup v2 hierarchy): only CGROUP_TOP is ours.
+cgroup_setup() {
+	CGROUP_MNT=$(mktemp -d /tmp/kzt-cgroup.XXXXXX)
+	mount -t cgroup2 none "$CGROUP_MNT" || { rmdir "$CGROUP_MNT"; CGROUP_MNT=; return 1; }
+	CGROUP_TOP=$CGROUP_MNT/$NS_PREFIX
+	mkdir "$CGROUP_TOP"
+}
+
+# cgroup_add PATH: creates the cgroup CGROUP_TOP/PATH and prints its directory.
+cgroup_add() {
+	mkdir -p "$CGROUP_TOP/$1" && echo "$CGROUP_TOP/$1"
+}
+
+# pod_cgroup NS DIR: in_pod runs NS's commands in the cgroup DIR.
+pod_cgroup() { POD_CGROUP[$1]=$2; }
+
+# cgroup_cleanup: kills what is left in the test's cgroups, removes them and the mount.
+cgroup_cleanup() {
+	[ -n "$CGROUP_MNT" ] || return 0
+	if [ -d "$CGROUP_TOP" ]; then
+		echo 1 >"$CGROUP_TOP/cgroup.kill" 2>/dev/null
+		wait_for 5 grep -q "populated 0" "$CGROUP_TOP/cgroup.events"
+		find "$CGROUP_TOP" -depth -type d -exec rmdir {} \; 2>/dev/null
+	fi
+	# Lazily if busy: never leave the hierarchy mounted under a directory someone may remove.
+	umount "$CGROUP_MNT" 2>/dev/null || umount -l "$CGROUP_MNT"
+	mountpoint -q "$CGROUP_MNT" || rmdir "$CGROUP_MNT"
+	CGROUP_MNT=
+}
+
+# hostroute_on NS DEV...: host routing in BPF (test/hostroute.bpf.c) at tc ingress of each
+# DEV of the node NS: what the node would forward goes straight out of the route's device,
+# past the node's netfilter.
+hostroute_on() {
+	local ns=$1 dev
+	shift
+	for dev in "$@"; do
+		ip netns exec "$ns" tc qdisc add dev "$dev" clsact &&
+			ip netns exec "$ns" tc filter add dev "$dev" ingress bpf direct-action \
+				obj "$HOSTROUTE_OBJ" sec tc || return 1
+	done
+}
+
 # scenario_begin NAME...: starts a root scenario: without root the named tests skip; on exit
 # everything is cleaned up (scenario_cleanup). Sets WORK (a scratch directory), TRAFFIC
 # (test/traffic.py) and BPFFS (a bpf filesystem of the test's own).
@@ -100,6 +164,10 @@ scenario_begin() {
 	WORK=$(mktemp -d)
 	TRAFFIC=$TOP/test/traffic.py
 	bpffs_setup
+	if [ "$KZN_HOOK" = cgroup ]; then
+		test_bpf_build || { not_ok "$1" "could not build the test's BPF programs"; exit 1; }
+		cgroup_setup || { not_ok "$1" "could not mount a cgroup2 hierarchy"; exit 1; }
+	fi
 }
 
 PIDS=()
@@ -114,6 +182,7 @@ scenario_cleanup() {
 	for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
 	wait 2>/dev/null
 	netns_cleanup
+	cgroup_cleanup
 	if [ -n "$BPFFS" ]; then
 		umount "$BPFFS" 2>/dev/null
 		rmdir "$BPFFS" 2>/dev/null
@@ -148,7 +217,8 @@ topology_setup() {
 
 # ipv4_topology_setup: topology_setup with offloads off, IPv6 off and the nftables counters,
 # for the loss tests: the loss counters cover every family, and IPv6 neighbour discovery on
-# the veths would add packets at moments no test controls.
+# the veths would add packets at moments no test controls. With KZN_HOOK=cgroup also the
+# cgroups (NODE_CGROUP, one a pod below it) and host routing in BPF.
 ipv4_topology_setup() {
 	local ns
 	topology_setup
@@ -156,14 +226,26 @@ ipv4_topology_setup() {
 	for ns in "$NODE" "$POD1" "$POD2"; do
 		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 	done
+	if [ "$KZN_HOOK" = cgroup ]; then
+		NODE_CGROUP=$(cgroup_add node)
+		pod_cgroup "$POD1" "$(cgroup_add node/pod1)"
+		pod_cgroup "$POD2" "$(cgroup_add node/pod2)"
+		hostroute_on "$NODE" ${NS_PREFIX}v1 ${NS_PREFIX}v2 ||
+			{ not_ok "host routing in BPF" "tc could not attach $HOSTROUTE_OBJ"; exit 1; }
+	fi
 	nft_setup
 }
 
-# in_pod NS CMD...: run a command in a namespace.
+# in_pod NS CMD...: run a command in a namespace, and in the pod's cgroup if it has one
+# (pod_cgroup).
 in_pod() {
 	local ns=$1
 	shift
-	ip netns exec "$ns" "$@"
+	if [ -n "${POD_CGROUP[$ns]:-}" ]; then
+		ip netns exec "$ns" sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "${POD_CGROUP[$ns]}" "$@"
+	else
+		ip netns exec "$ns" "$@"
+	fi
 }
 
 # offload OFF|ON: TSO, GSO and GRO on every veth of the topology.
@@ -187,13 +269,16 @@ sink_start() {
 }
 
 # agent_start LOG ARGS...: the agent in the node namespace, reporting to the sink; returns once
-# this agent (not an earlier one logging to LOG) has attached.
+# this agent (not an earlier one logging to LOG) has attached. With KZN_HOOK=cgroup it counts
+# at the node's cgroup (--hook cgroup --cgroup NODE_CGROUP).
 agent_start() {
 	local log=$1 lines
 	shift
 	lines=$(cat "$log" 2>/dev/null | wc -l)
+	local hook=()
+	[ "$KZN_HOOK" = cgroup ] && hook=(--hook cgroup --cgroup "$NODE_CGROUP")
 	ip netns exec "$NODE" "$AGENT" --server 127.0.0.1:$SINK_PORT --node node-1 \
-		--pin-path "$BPFFS/kubezonnet" "$@" >>"$log" 2>&1 &
+		--pin-path "$BPFFS/kubezonnet" "${hook[@]}" "$@" >>"$log" 2>&1 &
 	AGENT_PID=$!
 	PIDS+=($AGENT_PID)
 	wait_for 10 eval "tail -n +$((lines + 1)) '$log' | grep -qE 'attached to|counting continues'"
@@ -202,12 +287,41 @@ agent_start() {
 # nft_setup: counters in the node's postrouting chain (next to the agent's 99) for each
 # pod-to-pod direction and protocol; nft_count SRC DST PROTO prints "bytes packets". Priority 98:
 # the kernel refuses a BPF hook at the same priority as another hook, and nothing between 98
-# and 99 changes a packet.
+# and 99 changes a packet. With KZN_HOOK=cgroup the node's netfilter sees no pod packet (host
+# routing in BPF), so the same counters are in each pod's output chain instead, and count
+# what the pod sends; there the all-IPv4 counter takes TCP and UDP only, as the cgroup hook
+# does: the ICMP errors a pod's kernel sends (port unreachable) come from the namespace's own
+# control socket, which is in no pod's cgroup.
 nft_setup() {
-	ip netns exec "$NODE" nft -f - <<'NFT'
+	local ns
+	if [ "$KZN_HOOK" = cgroup ]; then
+		for ns in "$POD1" "$POD2"; do
+			nft_counters "$ns" "hook output priority 0" "meta l4proto { tcp, udp }"
+		done
+	else
+		nft_counters "$NODE" "hook postrouting priority 98" ""
+	fi
+}
+
+# nft_reset: the counters afresh (nft 1.0.6 cannot reset anonymous rule counters).
+nft_reset() {
+	local ns
+	for ns in $(nft_namespaces); do ip netns exec "$ns" nft delete table inet kzt; done
+	nft_setup
+}
+
+# nft_namespaces: the namespaces holding nft_setup's counters.
+nft_namespaces() {
+	if [ "$KZN_HOOK" = cgroup ]; then echo "$POD1" "$POD2"; else echo "$NODE"; fi
+}
+
+# nft_counters NS HOOK MATCH: the counters of nft_setup in chain post of table inet kzt of NS,
+# at HOOK; MATCH narrows the all-IPv4 counter.
+nft_counters() {
+	ip netns exec "$1" nft -f - <<NFT
 table inet kzt {
 	chain post {
-		type filter hook postrouting priority 98; policy accept;
+		type filter $2; policy accept;
 		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto udp counter
 		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto tcp counter
 		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto icmp counter
@@ -220,17 +334,28 @@ table inet kzt {
 		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto udp counter
 		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto tcp counter
 		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto ipv6-icmp counter
-		meta nfproto ipv4 oifname != "lo" counter comment "all-ipv4"
+		meta nfproto ipv4 oifname != "lo" $3 counter comment "all-ipv4"
 	}
 }
 NFT
 }
 
+# nft_chains: nft_setup's chains as JSON, one line a namespace.
+nft_chains() {
+	local ns
+	for ns in $(nft_namespaces); do
+		ip netns exec "$ns" nft -j list chain inet kzt post | tr -d '\n'
+		echo
+	done
+}
+
 nft_count() {
-	ip netns exec "$NODE" nft -j list chain inet kzt post | python3 -c '
+	nft_chains | python3 -c '
 import json, sys, ipaddress
 src, dst, proto = sys.argv[1:4]
-for item in json.load(sys.stdin)["nftables"]:
+b = p = 0
+for line in sys.stdin:
+  for item in json.loads(line)["nftables"]:
     rule = item.get("rule")
     if not rule: continue
     m = {}
@@ -242,19 +367,24 @@ for item in json.load(sys.stdin)["nftables"]:
             m[key] = e["match"]["right"]
         if "counter" in e: counter = e["counter"]
     if m.get("saddr") == src and m.get("daddr") == dst and m.get("l4proto") == proto:
-        print(counter["bytes"], counter["packets"]); break
+        b += counter["bytes"]; p += counter["packets"]
+print(b, p)
 ' "$@"
 }
 
-# nft_count_all: "bytes packets" of all IPv4 traffic leaving the node, loopback aside.
+# nft_count_all: "bytes packets" of all IPv4 traffic leaving the node, loopback aside (with
+# KZN_HOOK=cgroup: the TCP and UDP the pods send).
 nft_count_all() {
-	ip netns exec "$NODE" nft -j list chain inet kzt post | python3 -c '
+	nft_chains | python3 -c '
 import json, sys
-for item in json.load(sys.stdin)["nftables"]:
+b = p = 0
+for line in sys.stdin:
+  for item in json.loads(line)["nftables"]:
     rule = item.get("rule")
     if rule and rule.get("comment") == "all-ipv4":
         c = [e["counter"] for e in rule["expr"] if "counter" in e][0]
-        print(c["bytes"], c["packets"])
+        b += c["bytes"]; p += c["packets"]
+print(b, p)
 '
 }
 

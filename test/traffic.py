@@ -5,6 +5,8 @@
   traffic.py tcp-sink PORT                      accept one TCP connection, read to EOF, print bytes
   traffic.py tcp DST PORT BYTES                 send BYTES over TCP; print "payload mss"
   traffic.py udp-flood DST SECONDS NEWPORTS     datagrams for SECONDS, NEWPORTS new ports each 10 ms
+  traffic.py udp-gso DST PORT COUNT SIZE SEGMENT  COUNT sends of SIZE bytes, each cut by the kernel
+                                                into datagrams of SEGMENT bytes (UDP GSO)
 """
 import socket
 import sys
@@ -56,6 +58,21 @@ def tcp(dst, port, nbytes):
     print(nbytes, mss, flush=True)
 
 
+# linux/udp.h: the socket option, at level SOL_UDP, that makes one send several datagrams.
+UDP_SEGMENT = 103
+
+
+def udp_gso(dst, port, count, size, segment):
+    s = socket.socket(family(dst), socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, segment)
+    payload = b"g" * size
+    for _ in range(count):
+        try:
+            s.sendto(payload, (dst, port))
+        except ConnectionRefusedError:
+            pass
+
+
 def udp_flood(dst, seconds, newports):
     s = socket.socket(family(dst), socket.SOCK_DGRAM)
     end = time.time() + seconds
@@ -82,6 +99,8 @@ if __name__ == "__main__":
         tcp_sink(int(args[0]))
     elif cmd == "tcp":
         tcp(args[0], int(args[1]), int(args[2]))
+    elif cmd == "udp-gso":
+        udp_gso(args[0], int(args[1]), int(args[2]), int(args[3]), int(args[4]))
     elif cmd == "udp-flood":
         udp_flood(args[0], float(args[1]), int(args[2]))
     else:
