@@ -1035,12 +1035,8 @@ static struct bpf_link *agent_attach_cgroup(struct agent *a, int *reused)
 	struct bpf_link *link;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/link_cgroup", a->config.pin_path);
-	link = agent_reuse_link(path, bpf_program__fd(prog));
-	if (link) {
-		*reused = 1;
-		return link;
-	}
+	struct stat st;
+
 	if (!cgroup) {
 		if (agent_cgroup_root(root, sizeof(root)) != 0) {
 			agent_log("--hook cgroup: no cgroup v2 hierarchy is mounted here (none in "
@@ -1048,6 +1044,25 @@ static struct bpf_link *agent_attach_cgroup(struct agent *a, int *reused)
 			return NULL;
 		}
 		cgroup = root;
+	}
+	snprintf(path, sizeof(path), "%s/link_cgroup", a->config.pin_path);
+	link = agent_reuse_link(path, bpf_program__fd(prog));
+	if (link) {
+		/* Kept only on the same cgroup: its id is its directory's inode number. */
+		struct bpf_link_info info = {0};
+		__u32 len = sizeof(info);
+
+		if (stat(cgroup, &st) == 0 &&
+		    bpf_link_get_info_by_fd(bpf_link__fd(link), &info, &len) == 0 &&
+		    info.cgroup.cgroup_id == (__u64)st.st_ino) {
+			*reused = 1;
+			return link;
+		}
+		agent_log(
+			"the socket-level hook pinned at %s is on another cgroup: moving it to %s",
+			path, cgroup);
+		bpf_link__unpin(link);
+		bpf_link__destroy(link);
 	}
 	fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {

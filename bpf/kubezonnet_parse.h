@@ -52,6 +52,7 @@ extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags,
 			       struct bpf_dynptr *ptr__uninit) __ksym;
 extern void *bpf_dynptr_slice(const struct bpf_dynptr *ptr, __u32 offset, void *buffer,
 			      __u32 buffer__szk) __ksym;
+extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
 /* Set by the agent before load: 0 disables the GSO segment expansion (see kzn_wire_segments). */
 const volatile __u32 kzn_count_gso = 1;
@@ -437,6 +438,47 @@ static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key
 }
 
 /*
+ * kzn_socket_fragments: a packet above its device's MTU leaves as IP fragments, which cgroup
+ * egress (before fragmentation) does not see. Counted as the device's MTU cuts it: IPv4 when
+ * DF is clear, each fragment repeating the IP header; IPv6, each repeating the headers before
+ * the fragment header and adding its 8 bytes. (A route MTU below the device's cuts smaller:
+ * not seen here.) Otherwise the packet as it is.
+ */
+#define KZN_FRAGMENT_MIN 1280 /* no device MTU is below IPv6's minimum here */
+static __always_inline int kzn_socket_fragments(struct __sk_buff *skb, const struct bpf_dynptr *ptr,
+						int family, __u32 len, __u32 l3_len,
+						struct kzn_packet *pkt)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	__u32 mtu = kskb ? BPF_CORE_READ(kskb, dev, mtu) : 0, per, n;
+	__u8 buf[8], *ip;
+
+	pkt->bytes = len;
+	pkt->packets = 1;
+	if (!mtu || len <= mtu || l3_len >= mtu)
+		return KZN_PARSED;
+	if (family == 4) {
+		ip = bpf_dynptr_slice(ptr, 0, buf, 8);
+		if (!ip || (ip[6] & 0x40)) /* DF: not fragmented (refused, or segmented) */
+			return KZN_PARSED;
+		per = (mtu - l3_len) & ~7u;
+		if (!per)
+			return KZN_PARSED;
+		n = (len - l3_len + per - 1) / per;
+		pkt->packets = n;
+		pkt->bytes = len + (__u64)(n - 1) * l3_len;
+	} else {
+		if (mtu < l3_len + 8 + 8)
+			return KZN_PARSED;
+		per = (mtu - l3_len - 8) & ~7u;
+		n = (len - l3_len + per - 1) / per;
+		pkt->packets = n;
+		pkt->bytes = (len - l3_len) + (__u64)n * (l3_len + 8);
+	}
+	return KZN_PARSED;
+}
+
+/*
  * kzn_parse_socket is kzn_parse for the socket-level hook (cgroup_skb egress, --hook
  * cgroup): the packet a socket sends, before any device, tunnel or NAT of the node, so the
  * addresses are the pod's and the destination the socket's (a Service's virtual address
@@ -474,6 +516,8 @@ static __always_inline int kzn_parse_socket(struct __sk_buff *skb, struct kzn_fl
 			segs = (len - hdr_len + gso_size - 1) / gso_size;
 		if (!segs)
 			segs = 1;
+	} else if (kzn_count_gso && len > KZN_FRAGMENT_MIN) {
+		return kzn_socket_fragments(skb, &ptr, family, len, l3_len, pkt);
 	}
 	pkt->packets = segs;
 	pkt->bytes = len + (__u64)(segs - 1) * hdr_len;

@@ -108,12 +108,15 @@ struct __sk_buff {
 
 /* Kernel-internal types, relocated by CO-RE. */
 
+struct net_device;
+
 struct sk_buff {
 	unsigned int len;
 	unsigned char *head;
 	unsigned int end;
 	__u16 transport_header;
 	__u16 network_header;
+	struct net_device *dev;
 } __attribute__((preserve_access_index));
 
 struct skb_shared_info {
@@ -124,6 +127,7 @@ struct skb_shared_info {
 
 struct net_device {
 	int ifindex;
+	unsigned int mtu;
 } __attribute__((preserve_access_index));
 
 struct nf_hook_state {

@@ -35,7 +35,8 @@ NAMES=("host routing: the nodes' netfilter sees pod packets without it and none 
 	"socket load balancing: the server attributes the bytes to the backend pod"
 	"cgroup hook: IPv4 fragments counted as the wire carries them"
 	"cgroup hook: IPv6 fragments counted as the wire carries them"
-	"restart with another --cgroup: the new cgroup is counted")
+	"restart with another --cgroup: the new cgroup is counted"
+	"netfilter hook under host routing: the agent says it is blind (log, report, the server's metric)")
 scenario_begin "${NAMES[@]}"
 test_bpf_build || { not_ok "${NAMES[0]}" "could not build test/hostroute.bpf.c and test/connect4.bpf.c"; exit 1; }
 cgroup_setup || { not_ok "${NAMES[0]}" "could not mount a cgroup2 hierarchy"; exit 1; }
@@ -291,6 +292,28 @@ netfilter_links=$(for f in link_ipv4 link_ipv6; do
 done | tr '\n' ' ')
 agent_stop a
 sleep 1 # the server acknowledges a report before it prints its records
+
+# 2b. No silent zero: the netfilter agent again, judging every 2 s, while pod1 sends about 4 MB
+# to pod3 through node-a's uplink in BPF: the hook sees almost none of what the node's devices
+# send, and the agent says so in its log and in its reports (the server's
+# kubezonnet_agent_hook_blind). The pods' traffic in the scenarios below is not counted here.
+agent_on a netfilter "$WORK/agent-blind" --blind-after 2s
+for _ in $(seq 8); do
+	in_pod "$P1" python3 "$TRAFFIC" udp 10.77.3.2 5003 400 1200
+	sleep 0.5
+done
+blind_metric() {
+	ip netns exec "$A" curl -s http://127.0.0.1:18080/metrics |
+		awk '$1 == "kubezonnet_agent_hook_blind{node=\"node-a\",hook=\"netfilter\"}" { print $2 }'
+}
+blind() { grep -q "the netfilter hook counted .* run the agent with --hook cgroup" "$WORK/agent-blind" && [ "$(blind_metric)" = 1 ]; }
+if wait_for 10 blind; then
+	ok "${NAMES[$((${#NAMES[@]} - 1))]} ($(grep -o 'the netfilter hook counted [0-9]* bytes in [0-9]* s while the node.s devices sent [0-9]*' "$WORK/agent-blind" | head -1))"
+else
+	not_ok "${NAMES[$((${#NAMES[@]} - 1))]}" "metric '$(blind_metric)'; $(tail -3 "$WORK/agent-blind" | tr '\n' ' ')"
+fi
+agent_stop a
+sleep 1
 
 # 3. The cgroup hook, one agent a node; what the server prints from here on is theirs.
 SKIP=$(wc -l <"$WORK/out")

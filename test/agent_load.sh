@@ -65,7 +65,7 @@ if agent_start "$WORK/agent"; then
 	check_eq "${NAMES[0]}" "$(live_links "$links" | sed 's/[0-9]*://g')" "2 10"
 	pins=$(ls "$BPFFS/kubezonnet" | tr '\n' ' ')
 	check_eq "${NAMES[1]}" "$pins" \
-		"kzn_active kzn_flows_a kzn_flows_b kzn_grace kzn_loss kzn_progs kzn_state kzn_tunnel_devs link_ipv4 link_ipv6 "
+		"kzn_active kzn_flows_a kzn_flows_b kzn_grace kzn_loss kzn_progs kzn_socket_progs kzn_state kzn_tunnel_devs link_ipv4 link_ipv6 "
 else
 	not_ok "${NAMES[0]}" "no 'attached' line"
 	sed 's/^/#   /' "$WORK/agent"
