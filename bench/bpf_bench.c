@@ -220,7 +220,8 @@ int main(int argc, char **argv)
 		int pf = v ? NFPROTO_IPV6 : NFPROTO_IPV4;
 		const char *fam = v ? "IPv6" : "IPv4";
 		double empty[BENCH_RUNS], parse[BENCH_RUNS], hot[BENCH_RUNS];
-		double empty1[BENCH_RUNS], fresh[BENCH_RUNS], s_empty[BENCH_RUNS], s_hot[BENCH_RUNS];
+		double empty1[BENCH_RUNS], fresh[BENCH_RUNS], s_empty[BENCH_RUNS],
+			s_hot[BENCH_RUNS];
 		struct packet p;
 		char what[64];
 
