@@ -126,7 +126,13 @@ grep -q "counting continues" "$ALOG" || not_ok "${NAMES[2]}: links reused" "no '
 
 # 4. The server's replies dropped for 35 s: it stores a report but its ACK never arrives, so
 # the agent times out (30 s), reconnects once the path is back and resends; the server must
-# acknowledge the resent report without counting it again.
+# acknowledge the resent report without counting it again. The hook plays no part in it: with
+# the cgroup hook (agent_lossless_cgroup.sh) it is left to the netfilter run, 40 s saved.
+if [ "${KZN_HOOK:-}" = cgroup ]; then
+	skip "${NAMES[3]}" "the same with either hook: agent_lossless.sh runs it"
+	stop_agent
+	exit 0
+fi
 wait_for 10 totals_match "$WORK/sink3"
 reset_counters
 BASE=$(sink_count "$WORK/sink3" 10.77.1.2 10.77.2.2 udp)
