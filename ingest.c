@@ -505,9 +505,13 @@ void ingest_recheck_identity(struct server *s)
 static void ingest_ready(struct server_agent *a)
 {
 	a->hello_done = 1;
-	server_log("agent %s connected: node %s, instance %016llx, version %s, protocol %u%s",
+	server_log("agent %s connected: node %s, instance %016llx, version %s, protocol %u%s%s",
 		   a->peer, a->node, (unsigned long long)a->instance_id, a->agent_version,
-		   a->version, a->auth == INGEST_AUTH_DONE ? ", secret proved" : "");
+		   a->version,
+		   a->hook == WIRE_HOOK_CGROUP	    ? ", cgroup hook"
+		   : a->hook == WIRE_HOOK_NETFILTER ? ", netfilter hook"
+						    : "",
+		   a->auth == INGEST_AUTH_DONE ? ", secret proved" : "");
 }
 
 /*

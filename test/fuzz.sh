@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every parser (wire, JSON, HTTP, chunked bodies, topology, Kubernetes watch events) under libFuzzer with AddressSanitizer and UndefinedBehaviorSanitizer, for
-# FUZZ_SECONDS each (default 15), seeded with the unit tests' inputs and the k8s fixtures.
+# FUZZ_SECONDS each (default 10), seeded with the unit tests' inputs and the k8s fixtures.
 # A crash, a leak or a sanitizer report fails the test and leaves the input in build/fuzz/.
 . "$(dirname "$0")/lib.sh"
 cd "$TOP" || exit 1
-seconds=${FUZZ_SECONDS:-15}
+seconds=${FUZZ_SECONDS:-10}
 if ! make -s fuzz >build/fuzz-build.log 2>&1; then
 	if grep -q "fuzzer" build/fuzz-build.log; then
 		for t in wire json http chunked topology k8s; do skip "fuzz: $t" "libFuzzer not available (make deps installs libclang-rt-dev)"; done
