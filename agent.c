@@ -1328,12 +1328,8 @@ static int agent_encode_hello(struct agent *a)
 	return 0;
 }
 
-/* agent_protocol is the wire version to offer first: 3 (the hook's status, a secret). */
-static uint16_t agent_protocol(const struct agent *a)
-{
-	(void)a;
-	return WIRE_VERSION_3;
-}
+/* The wire version an agent offers first (the hook's status, a secret); older on refusal. */
+#define AGENT_PROTOCOL WIRE_VERSION_3
 
 /*
  * agent_hmac computes HMAC-SHA-256 with the key over label || transcript || server nonce: the
@@ -1399,7 +1395,7 @@ static void agent_speak_older(struct agent *a)
 		  a->protocol == WIRE_VERSION_2
 			  ? "without the hook's status"
 			  : "without the encapsulation bytes of tunnelled traffic",
-		  agent_protocol(a));
+		  AGENT_PROTOCOL);
 	if (agent_encode_hello(a) != 0 || (a->frame && agent_build_frame(a) != 0))
 		agent_stop = 1;
 }
@@ -1579,7 +1575,7 @@ static void agent_rebalance(struct agent *a)
 	a->in_len = 0;
 	a->next_connect_ms = 0;
 	/* The server may have been upgraded meanwhile (or the new one may be newer). */
-	a->protocol = agent_protocol(a);
+	a->protocol = AGENT_PROTOCOL;
 }
 
 /*
@@ -2175,7 +2171,7 @@ int main(int argc, char **argv)
 		return rc == 1 ? 0 : rc;
 	a.sock = -1;
 	a.link_events = -1;
-	a.protocol = agent_protocol(&a);
+	a.protocol = AGENT_PROTOCOL;
 	a.backoff_ms = AGENT_BACKOFF_MIN;
 	if (a.config.secret_path && a.config.mode == AGENT_RUN) {
 		char err[300];

@@ -451,6 +451,12 @@ static void ingest_refuse(struct server *s, struct server_agent *a, uint16_t cod
 	a->closing = 1;
 }
 
+/* ingest_checks_address: the identity check is on, with a source of nodes to check against. */
+static int ingest_checks_address(const struct server *s)
+{
+	return s->address_check && (s->kube || s->topology_path);
+}
+
 /*
  * ingest_identity checks that the connection comes from the node its HELLO names: one of the
  * node's addresses, or an address in its pod CIDRs that no pod has (its bridge or tunnel
@@ -463,7 +469,7 @@ static int ingest_identity(struct server *s, struct server_agent *a, long long n
 	const struct endpoint *node;
 	char addr[INET6_ADDRSTRLEN];
 
-	if (!s->address_check || (!s->kube && !s->topology_path))
+	if (!ingest_checks_address(s))
 		return 0;
 	node = s->index ? endpoint_node(s->index, a->node) : NULL;
 	if (!node) {
@@ -483,7 +489,7 @@ static int ingest_identity(struct server *s, struct server_agent *a, long long n
 
 void ingest_recheck_identity(struct server *s)
 {
-	if (!s->address_check || (!s->kube && !s->topology_path) || !s->index)
+	if (!ingest_checks_address(s) || !s->index)
 		return;
 	for (int i = s->n_agents - 1; i >= 0; i--) {
 		struct server_agent *a = s->agents[i];

@@ -45,20 +45,7 @@ A=${NS_PREFIX}node-a B=${NS_PREFIX}node-b
 P1=${NS_PREFIX}pod1 P2=${NS_PREFIX}pod2 P3=${NS_PREFIX}pod3
 declare -A NODE_NS=([a]=$A [b]=$B)
 POD_NS=("" "$P1" "$P2" "$P3")
-for ns in "$A" "$B" "$P1" "$P2" "$P3"; do
-	ip netns add "$ns"
-	ip -n "$ns" link set lo up
-done
-for ns in "$A" "$B"; do
-	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-done
-ip link add ${NS_PREFIX}ab netns "$A" type veth peer name ${NS_PREFIX}ba netns "$B"
-ip -n "$A" addr add 10.88.0.1/24 dev ${NS_PREFIX}ab
-ip -n "$B" addr add 10.88.0.2/24 dev ${NS_PREFIX}ba
-ip -n "$A" addr add fd88::1/64 dev ${NS_PREFIX}ab nodad
-ip -n "$B" addr add fd88::2/64 dev ${NS_PREFIX}ba nodad
-ip -n "$A" link set ${NS_PREFIX}ab up
-ip -n "$B" link set ${NS_PREFIX}ba up
+e2e_nodes_setup
 e2e_pods_setup
 # Offloads: the pods send GSO packets (TSO and GSO on, UDP GSO too); the node's devices cut
 # them (TSO, GSO and UDP segmentation off); nobody merges (GRO off).

@@ -470,6 +470,25 @@ E2E_TOPOLOGY='{"nodes": [
   {"namespace": "shop", "name": "pod2", "node": "node-a", "workload": "web", "workload_kind": "Deployment", "ips": ["10.77.2.2", "fd77:2::2"]},
   {"namespace": "data", "name": "pod3", "node": "node-b", "workload": "db", "workload_kind": "StatefulSet", "ips": ["10.77.3.2", "fd77:3::2"]}]}'
 
+# e2e_nodes_setup: the namespaces A, B (two routing nodes, linked at 10.88.0.1 and .2, fd88::1
+# and ::2) and P1, P2, P3 (the pods, for e2e_pods_setup). Needs A, B, P1, P2, P3 set.
+e2e_nodes_setup() {
+	for ns in "$A" "$B" "$P1" "$P2" "$P3"; do
+		ip netns add "$ns"
+		ip -n "$ns" link set lo up
+	done
+	for ns in "$A" "$B"; do
+		ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+	done
+	ip link add ${NS_PREFIX}ab netns "$A" type veth peer name ${NS_PREFIX}ba netns "$B"
+	ip -n "$A" addr add 10.88.0.1/24 dev ${NS_PREFIX}ab
+	ip -n "$B" addr add 10.88.0.2/24 dev ${NS_PREFIX}ba
+	ip -n "$A" addr add fd88::1/64 dev ${NS_PREFIX}ab nodad
+	ip -n "$B" addr add fd88::2/64 dev ${NS_PREFIX}ba nodad
+	ip -n "$A" link set ${NS_PREFIX}ab up
+	ip -n "$B" link set ${NS_PREFIX}ba up
+}
+
 # e2e_pods_setup: pod1 and pod2 behind node A (10.88.0.1), pod3 behind node B (10.88.0.2),
 # the routes between them, and nftables counters in each node's postrouting chain (priority
 # 98, beside the agent's 99) for pod1 to pod3 and back, IPv4 and IPv6. Needs A, B, P1, P2, P3

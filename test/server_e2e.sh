@@ -34,20 +34,7 @@ scenario_begin "${NAMES[@]}"
 
 A=${NS_PREFIX}node-a B=${NS_PREFIX}node-b
 P1=${NS_PREFIX}pod1 P2=${NS_PREFIX}pod2 P3=${NS_PREFIX}pod3
-for ns in "$A" "$B" "$P1" "$P2" "$P3"; do
-	ip netns add "$ns"
-	ip -n "$ns" link set lo up
-done
-for ns in "$A" "$B"; do
-	ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-done
-ip link add ${NS_PREFIX}ab netns "$A" type veth peer name ${NS_PREFIX}ba netns "$B"
-ip -n "$A" addr add 10.88.0.1/24 dev ${NS_PREFIX}ab
-ip -n "$B" addr add 10.88.0.2/24 dev ${NS_PREFIX}ba
-ip -n "$A" addr add fd88::1/64 dev ${NS_PREFIX}ab nodad
-ip -n "$B" addr add fd88::2/64 dev ${NS_PREFIX}ba nodad
-ip -n "$A" link set ${NS_PREFIX}ab up
-ip -n "$B" link set ${NS_PREFIX}ba up
+e2e_nodes_setup
 ip netns exec "$A" ethtool -K ${NS_PREFIX}ab tso off gso off gro off 2>/dev/null
 ip netns exec "$B" ethtool -K ${NS_PREFIX}ba tso off gso off gro off 2>/dev/null
 e2e_pods_setup
