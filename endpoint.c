@@ -506,9 +506,8 @@ void endpoint_attribute(const struct endpoint_index *x, const char *node, const 
 	endpoint_attribute_ends(node, endpoint_lookup(x, src), endpoint_lookup(x, dst), out);
 }
 
-void endpoint_attribute_tunnelled(const struct endpoint_index *x, const char *node,
-				  const uint8_t src[16], const uint8_t dst[16],
-				  struct attribution *out)
+void endpoint_attribute_sent(const struct endpoint_index *x, const char *node,
+			     const uint8_t src[16], const uint8_t dst[16], struct attribution *out)
 {
 	const struct endpoint *s = endpoint_lookup(x, src);
 

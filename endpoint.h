@@ -158,14 +158,14 @@ void endpoint_attribute(const struct endpoint_index *index, const char *node, co
 			const uint8_t dst[16], struct attribution *out);
 
 /*
- * endpoint_attribute_tunnelled is endpoint_attribute for a record of tunnelled packets (it has
- * encapsulation bytes): an unknown source is then the reporting node itself, whose host
- * network sends into the tunnel from the tunnel device's own address (flannel.1, tunl0,
- * cilium_host), which is no node address.
+ * endpoint_attribute_sent is endpoint_attribute for a record of packets the reporting node
+ * sent itself: a tunnel's outer packets (the record has encapsulation bytes), or what a socket
+ * under the node's cgroup sent (the agent's socket-level hook). An unknown source is then the
+ * reporting node itself, whose host network sends into a tunnel from the tunnel device's own
+ * address (flannel.1, tunl0, cilium_host), which is no node address.
  */
-void endpoint_attribute_tunnelled(const struct endpoint_index *index, const char *node,
-				  const uint8_t src[16], const uint8_t dst[16],
-				  struct attribution *out);
+void endpoint_attribute_sent(const struct endpoint_index *index, const char *node,
+			     const uint8_t src[16], const uint8_t dst[16], struct attribution *out);
 
 /* traffic_class_name returns same_zone, cross_zone, cross_region, external or unknown. */
 const char *traffic_class_name(enum traffic_class c);

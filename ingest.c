@@ -712,7 +712,7 @@ static long ingest_job_step(struct server *s, struct server_job *j, long most)
 		wire_record_get(&j->st, i, &r);
 		if (s->dump_records)
 			server_dump_record(j, &r);
-		server_account(s, j->node, &r);
+		server_account(s, j->node, j->hook, &r);
 	}
 	long done = (long)(end - j->done);
 	j->done = end;

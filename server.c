@@ -600,8 +600,11 @@ static struct server_zone_pair *server_zone_pair(struct server *s, const char *s
 	return z;
 }
 
-/* server_account attributes one record and adds it to the metrics. */
-void server_account(struct server *s, const char *node, const struct wire_record *r)
+/*
+ * server_account attributes one record of an agent at hook (WIRE_HOOK_*, 0 before version 3)
+ * and adds it to the metrics.
+ */
+void server_account(struct server *s, const char *node, int hook, const struct wire_record *r)
 {
 	struct attribution at;
 	struct server_zone_pair *z;
@@ -609,8 +612,8 @@ void server_account(struct server *s, const char *node, const struct wire_record
 
 	if (!s->index)
 		return;
-	if (r->encap_bytes)
-		endpoint_attribute_tunnelled(s->index, node, r->src, r->dst, &at);
+	if (r->encap_bytes || hook == WIRE_HOOK_CGROUP)
+		endpoint_attribute_sent(s->index, node, r->src, r->dst, &at);
 	else
 		endpoint_attribute(s->index, node, r->src, r->dst, &at);
 	if (!at.counted)
@@ -961,7 +964,7 @@ void server_dump_report(const struct server_job *j)
 	    "\"start_ns\":%llu,\"end_ns\":%llu,\"records\":%u,"
 	    "\"lost_map_full_packets\":%llu,\"lost_map_full_bytes\":%llu,"
 	    "\"lost_other_packets\":%llu,\"lost_other_bytes\":%llu,"
-	    "\"tunnel_malformed_packets\":%llu,\"tunnel_malformed_bytes\":%llu}\n",
+	    "\"tunnel_malformed_packets\":%llu,\"tunnel_malformed_bytes\":%llu",
 	    j->node, (unsigned long long)j->instance_id, (unsigned long long)st->sequence,
 	    (unsigned long long)st->start_ns, (unsigned long long)st->end_ns, st->count,
 	    (unsigned long long)st->loss.map_full_packets,
@@ -969,6 +972,12 @@ void server_dump_report(const struct server_job *j)
 	    (unsigned long long)st->loss.other_bytes,
 	    (unsigned long long)st->tunnel_malformed_packets,
 	    (unsigned long long)st->tunnel_malformed_bytes);
+	if (st->version >= WIRE_VERSION_3)
+		OUT(",\"hook\":\"%s\",\"device_bytes\":%llu,\"blind\":%s",
+		    j->hook == WIRE_HOOK_CGROUP ? "cgroup" : "netfilter",
+		    (unsigned long long)st->device_bytes,
+		    st->hook_status & WIRE_HOOK_BLIND ? "true" : "false");
+	OUT("}\n");
 	server_sink_end(&server_out);
 }
 

@@ -247,7 +247,7 @@ void server_peer_name(int fd, char *buf, size_t len);
 void server_accept_failed(struct server *s, int which, long long now);
 /* server_account_report and server_account attribute a report's losses and one record. */
 void server_account_report(struct server *s, const char *node, const struct wire_stats *st);
-void server_account(struct server *s, const char *node, const struct wire_record *r);
+void server_account(struct server *s, const char *node, int hook, const struct wire_record *r);
 /* server_account_hook exports what a version 3 report says of its agent's hook. */
 void server_account_hook(struct server *s, const char *node, uint16_t hook,
 			 const struct wire_stats *st);

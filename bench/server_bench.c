@@ -106,7 +106,7 @@ int main(void)
 			for (uint32_t i = 0; i < st.count; i++) {
 				struct wire_record w;
 				wire_record_get(&st, i, &w);
-				server_account(&s, node, &w);
+				server_account(&s, node, WIRE_HOOK_NETFILTER, &w);
 			}
 		}
 		ingest[r] = 200.0 * 1000 / (bench_now() - t);

@@ -226,14 +226,19 @@ ipv4_topology_setup() {
 	for ns in "$NODE" "$POD1" "$POD2"; do
 		ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 	done
-	if [ "$KZN_HOOK" = cgroup ]; then
-		NODE_CGROUP=$(cgroup_add node)
-		pod_cgroup "$POD1" "$(cgroup_add node/pod1)"
-		pod_cgroup "$POD2" "$(cgroup_add node/pod2)"
-		hostroute_on "$NODE" ${NS_PREFIX}v1 ${NS_PREFIX}v2 ||
-			{ not_ok "host routing in BPF" "tc could not attach $HOSTROUTE_OBJ"; exit 1; }
-	fi
+	cgroup_pods_setup
 	nft_setup
+}
+
+# cgroup_pods_setup: with KZN_HOOK=cgroup, the topology's cgroups (NODE_CGROUP, one a pod
+# below it) and host routing in BPF; nothing otherwise.
+cgroup_pods_setup() {
+	[ "$KZN_HOOK" = cgroup ] || return 0
+	NODE_CGROUP=$(cgroup_add node)
+	pod_cgroup "$POD1" "$(cgroup_add node/pod1)"
+	pod_cgroup "$POD2" "$(cgroup_add node/pod2)"
+	hostroute_on "$NODE" ${NS_PREFIX}v1 ${NS_PREFIX}v2 ||
+		{ not_ok "host routing in BPF" "tc could not attach $HOSTROUTE_OBJ"; exit 1; }
 }
 
 # in_pod NS CMD...: run a command in a namespace, and in the pod's cgroup if it has one
@@ -288,25 +293,37 @@ agent_start() {
 # pod-to-pod direction and protocol; nft_count SRC DST PROTO prints "bytes packets". Priority 98:
 # the kernel refuses a BPF hook at the same priority as another hook, and nothing between 98
 # and 99 changes a packet. With KZN_HOOK=cgroup the node's netfilter sees no pod packet (host
-# routing in BPF), so the same counters are in each pod's output chain instead, and count
-# what the pod sends; there the all-IPv4 counter takes TCP and UDP only, as the cgroup hook
-# does: the ICMP errors a pod's kernel sends (port unreachable) come from the namespace's own
-# control socket, which is in no pod's cgroup.
+# routing in BPF), so the same counters are in a netdev ingress chain on each pod's eth0
+# instead (NFT_FAMILY netdev): what the other pod's packets are when they arrive, one count a
+# wire packet with GRO off (a pod's own output or egress chain would see a TCP or fragmented
+# datagram's skb before the stack cuts it). There the all-IPv4 counter takes TCP and UDP only,
+# as the cgroup hook does: the ICMP a pod's kernel sends (echo replies, port unreachable)
+# comes from the kernel's own sockets, which are in no pod's cgroup; and nft_echo SRC DST
+# prints the echo requests of the ICMP.
+if [ "$KZN_HOOK" = cgroup ]; then NFT_FAMILY=netdev; else NFT_FAMILY=inet; fi
 nft_setup() {
 	local ns
 	if [ "$KZN_HOOK" = cgroup ]; then
 		for ns in "$POD1" "$POD2"; do
-			nft_counters "$ns" "hook output priority 0" "meta l4proto { tcp, udp }"
+			nft_counters "$ns" "hook ingress device eth0 priority 0" "meta l4proto { tcp, udp }" \
+				"$(for p in "10.77.1.2 10.77.2.2" "10.77.2.2 10.77.1.2"; do
+					set -- $p
+					echo "ip saddr $1 ip daddr $2 icmp type echo-request counter comment \"echo $1 $2\""
+				done
+				for p in "fd77:1::2 fd77:2::2" "fd77:2::2 fd77:1::2"; do
+					set -- $p
+					echo "ip6 saddr $1 ip6 daddr $2 icmpv6 type echo-request counter comment \"echo $1 $2\""
+				done)"
 		done
 	else
-		nft_counters "$NODE" "hook postrouting priority 98" ""
+		nft_counters "$NODE" "hook postrouting priority 98" 'oifname != "lo"' ""
 	fi
 }
 
 # nft_reset: the counters afresh (nft 1.0.6 cannot reset anonymous rule counters).
 nft_reset() {
 	local ns
-	for ns in $(nft_namespaces); do ip netns exec "$ns" nft delete table inet kzt; done
+	for ns in $(nft_namespaces); do ip netns exec "$ns" nft delete table $NFT_FAMILY kzt; done
 	nft_setup
 }
 
@@ -315,11 +332,11 @@ nft_namespaces() {
 	if [ "$KZN_HOOK" = cgroup ]; then echo "$POD1" "$POD2"; else echo "$NODE"; fi
 }
 
-# nft_counters NS HOOK MATCH: the counters of nft_setup in chain post of table inet kzt of NS,
-# at HOOK; MATCH narrows the all-IPv4 counter.
+# nft_counters NS HOOK MATCH MORE: the counters of nft_setup in chain post of table NFT_FAMILY
+# kzt of NS, at HOOK; MATCH narrows the all-IPv4 counter; MORE: rules to add.
 nft_counters() {
 	ip netns exec "$1" nft -f - <<NFT
-table inet kzt {
+table $NFT_FAMILY kzt {
 	chain post {
 		type filter $2; policy accept;
 		ip saddr 10.77.1.2 ip daddr 10.77.2.2 meta l4proto udp counter
@@ -334,7 +351,8 @@ table inet kzt {
 		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto udp counter
 		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto tcp counter
 		ip6 saddr fd77:2::2 ip6 daddr fd77:1::2 meta l4proto ipv6-icmp counter
-		meta nfproto ipv4 oifname != "lo" $3 counter comment "all-ipv4"
+		meta protocol ip $3 counter comment "all-ipv4"
+		$4
 	}
 }
 NFT
@@ -344,7 +362,7 @@ NFT
 nft_chains() {
 	local ns
 	for ns in $(nft_namespaces); do
-		ip netns exec "$ns" nft -j list chain inet kzt post | tr -d '\n'
+		ip netns exec "$ns" nft -j list chain $NFT_FAMILY kzt post | tr -d '\n'
 		echo
 	done
 }
@@ -372,21 +390,25 @@ print(b, p)
 ' "$@"
 }
 
-# nft_count_all: "bytes packets" of all IPv4 traffic leaving the node, loopback aside (with
-# KZN_HOOK=cgroup: the TCP and UDP the pods send).
-nft_count_all() {
+# nft_comment COMMENT: "bytes packets" of nft_setup's counters with that comment.
+nft_comment() {
 	nft_chains | python3 -c '
 import json, sys
 b = p = 0
 for line in sys.stdin:
   for item in json.loads(line)["nftables"]:
     rule = item.get("rule")
-    if rule and rule.get("comment") == "all-ipv4":
+    if rule and rule.get("comment") == sys.argv[1]:
         c = [e["counter"] for e in rule["expr"] if "counter" in e][0]
         b += c["bytes"]; p += c["packets"]
 print(b, p)
-'
+' "$1"
 }
+# nft_count_all: "bytes packets" of all IPv4 traffic leaving the node, loopback aside (with
+# KZN_HOOK=cgroup: the TCP and UDP arriving at the pods).
+nft_count_all() { nft_comment all-ipv4; }
+# nft_echo SRC DST (KZN_HOOK=cgroup): "bytes packets" of the ICMP echo requests from SRC to DST.
+nft_echo() { nft_comment "echo $1 $2"; }
 
 # sink_count_all OUT: "bytes packets" of every IPv4 record off loopback, plus all reported loss.
 sink_count_all() {

@@ -7,15 +7,27 @@
 # tunnel device (the inner packets). By the rule, a pod's cross-zone bytes are its outer
 # packets' bytes (inner bytes plus the encapsulation per packet), no node is charged for
 # tunnelled bytes, and a node's own traffic (host network) is still the node's.
+#
+# With KZN_HOOK=cgroup (test/overlay_cgroup.sh) each agent counts at its node's cgroup, where
+# the node's host network processes run, each pod's in a cgroup below it: the socket-level
+# hook sees the pods' packets before the tunnel, so a pod's cross-zone bytes are its inner
+# packets' (the tunnel device's counters) less the ICMP its kernel sent (port unreachable,
+# echo replies: the kernel's own sockets, in no pod's cgroup), no encapsulation is reported,
+# and a node's host traffic is what its processes sent, without the tunnel's headers.
 . "$(dirname "$0")/lib.sh"
 
 MODES=(vxlan ipip)
+# SEEN: the packets of a pod the hook counts; ENCAP_NAME: what the encapsulation series holds.
+SEEN="its outer packets'" ENCAP_NAME="holds the outer headers' bytes, per zone pair"
+if [ "$KZN_HOOK" = cgroup ]; then
+	SEEN="its inner packets' less its kernel's ICMP" ENCAP_NAME="stays at zero: the hook sees no outer packet"
+fi
 NAMES=()
 for m in "${MODES[@]}"; do
-	NAMES+=("overlay $m: pod1's cross-zone bytes are its outer packets'"
-		"overlay $m: pod3's cross-zone bytes are its outer packets'"
+	NAMES+=("overlay $m: pod1's cross-zone bytes are $SEEN"
+		"overlay $m: pod3's cross-zone bytes are $SEEN"
 		"overlay $m: outer bytes are inner bytes plus the encapsulation per packet"
-		"overlay $m: the encapsulation series holds the outer headers' bytes, per zone pair"
+		"overlay $m: the encapsulation series $ENCAP_NAME"
 		"overlay $m: no node is charged for pods' tunnelled bytes; host network traffic is the node's, tunnelled or not")
 done
 scenario_begin "${NAMES[@]}"
@@ -38,6 +50,15 @@ scenario() {
 	done
 	e2e_pod "$P1" "$A" 1
 	e2e_pod "$P3" "$B" 3
+	local hook_a=() hook_b=()
+	if [ "$KZN_HOOK" = cgroup ]; then
+		hook_a=(--hook cgroup --cgroup "$(cgroup_add node-a)")
+		hook_b=(--hook cgroup --cgroup "$(cgroup_add node-b)")
+		pod_cgroup "$A" "$CGROUP_TOP/node-a"
+		pod_cgroup "$B" "$CGROUP_TOP/node-b"
+		pod_cgroup "$P1" "$(cgroup_add node-a/pod1)"
+		pod_cgroup "$P3" "$(cgroup_add node-b/pod3)"
+	fi
 
 	# The tunnel between the nodes, and the routes to the other node's pods through it.
 	# OUTER_V4/OUTER_V6: nftables matches for an outer packet whose inner source and
@@ -68,6 +89,12 @@ scenario() {
 	}
 	tunnel "$A" 10.88.0.1 10.88.0.2 1 3
 	tunnel "$B" 10.88.0.2 10.88.0.1 3 1
+	# The pods' MTU is the tunnel's, as a CNI sets it: no pod packet is too big for the tunnel
+	# (the node would drop it, after a socket-level hook counted it, and send back an ICMP).
+	local mtu
+	case $mode in vxlan) mtu=1450 ;; ipip) mtu=1480 ;; esac
+	ip -n "$P1" link set eth0 mtu $mtu
+	ip -n "$P3" link set eth0 mtu $mtu
 	case $mode in
 	vxlan) # UDP 8, VXLAN 8, Ethernet 14: the inner IP header starts 30 bytes behind UDP's
 		outer4() { echo "udp dport 8472 @th,336,32 $1 @th,368,32 $2"; }
@@ -97,9 +124,12 @@ table inet kzt {
 		oifname "eth0" $(outer6 $s6 $d6) counter comment "outer6"
 		oifname "$TUN4" ip saddr 10.77.$i.2 ip daddr 10.77.$o.2 counter comment "inner4"
 		oifname "$TUN6" ip6 saddr fd77:$i::2 ip6 daddr fd77:$o::2 counter comment "inner6"
+		oifname "$TUN4" ip saddr 10.77.$i.2 ip daddr 10.77.$o.2 icmp type != echo-request counter comment "kernel4"
+		oifname "$TUN6" ip6 saddr fd77:$i::2 ip6 daddr fd77:$o::2 icmpv6 type != echo-request counter comment "kernel6"
 		oifname "eth0" $(outer4 $hostsrc $dst) counter comment "host-tunnel"
 		oifname "eth0" ip saddr $me ip daddr $peer udp dport 8472 accept
 		oifname "eth0" ip saddr $me ip daddr $peer meta l4proto != { 4, 41 } counter comment "host"
+		oifname "eth0" ip saddr $me ip daddr $peer meta l4proto icmp counter comment "host-kernel"
 	}
 }
 NFT
@@ -119,10 +149,10 @@ EOF
 		--agent-listen 10.88.0.10:18081 --flow-logs none 2>"$WORK/server-$mode.log"
 	wait_for 5 grep -q listening "$WORK/server-$mode.log"
 	for n in a b; do
-		local ns=$A
-		[ $n = b ] && ns=$B
+		local ns=$A hook=("${hook_a[@]}")
+		[ $n = b ] && ns=$B hook=("${hook_b[@]}")
 		bg ip netns exec "$ns" "$AGENT" --server 10.88.0.10:18081 --node node-$n --interval 1s \
-			--pin-path "$BPFFS/$mode-$n" >"$WORK/agent-$mode-$n" 2>&1
+			--pin-path "$BPFFS/$mode-$n" "${hook[@]}" >"$WORK/agent-$mode-$n" 2>&1
 		wait_for 10 grep -q "attached to" "$WORK/agent-$mode-$n"
 	done
 
@@ -149,20 +179,33 @@ for item in json.load(sys.stdin)["nftables"]:
 	}
 	metric() { in_pod "$S" curl -s http://127.0.0.1:18080/metrics | awk -v want="$1{$2}" '$1 == want { print $2 }'; }
 	pod() { metric pod_cross_zone_network_traffic_bytes_total "namespace=\"$1\",pod=\"$2\""; }
-	outer() { echo $(($(counter "$1" outer4 bytes) + $(counter "$1" outer6 bytes))); }
+	# seen NS: the bytes of the node's pod the hook counts: its outer packets at netfilter; at the
+	# socket-level hook its inner packets (on the tunnel device) less the ICMP its kernel sent.
+	seen() {
+		if [ "$KZN_HOOK" = cgroup ]; then
+			echo $(($(counter "$1" inner4 bytes) + $(counter "$1" inner6 bytes) -
+				$(counter "$1" kernel4 bytes) - $(counter "$1" kernel6 bytes)))
+		else
+			echo $(($(counter "$1" outer4 bytes) + $(counter "$1" outer6 bytes)))
+		fi
+	}
+	# host NS: the node's host network bytes, tunnelled or not: at the socket-level hook without
+	# the tunnel's headers and the ICMP its kernel sent.
 	host() {
 		local h=$(($(counter "$1" host bytes) + $(counter "$1" host-tunnel bytes)))
+		[ "$KZN_HOOK" = cgroup ] &&
+			h=$((h - $(counter "$1" host-kernel bytes) - ENCAP4 * $(counter "$1" host-tunnel packets)))
 		[ "$h" != 0 ] && echo "$h"
 	}
 	settled() {
-		[ "$(pod shop pod1)" = "$(outer "$A")" ] && [ "$(pod data pod3)" = "$(outer "$B")" ] &&
+		[ "$(pod shop pod1)" = "$(seen "$A")" ] && [ "$(pod data pod3)" = "$(seen "$B")" ] &&
 			[ "$(pod _node_ node-a)" = "$(host "$A")" ] && [ "$(pod _node_ node-b)" = "$(host "$B")" ]
 	}
 	wait_for 20 settled
 	local w1 w3 hosta hostb
-	w1=$(outer "$A") w3=$(outer "$B") hosta=$(host "$A") hostb=$(host "$B")
-	check_eq "overlay $mode: pod1's cross-zone bytes are its outer packets'" "$(pod shop pod1)" "$w1"
-	check_eq "overlay $mode: pod3's cross-zone bytes are its outer packets'" "$(pod data pod3)" "$w3"
+	w1=$(seen "$A") w3=$(seen "$B") hosta=$(host "$A") hostb=$(host "$B")
+	check_eq "overlay $mode: pod1's cross-zone bytes are $SEEN" "$(pod shop pod1)" "$w1"
+	check_eq "overlay $mode: pod3's cross-zone bytes are $SEEN" "$(pod data pod3)" "$w3"
 	# The rule, from the other side: inner bytes on the tunnel device plus ENCAP a packet.
 	local inner=0 ns tag
 	for ns in "$A" "$B"; do
@@ -172,7 +215,8 @@ for item in json.load(sys.stdin)["nftables"]:
 			inner=$((inner + $(counter "$ns" inner$tag bytes) + e * $(counter "$ns" inner$tag packets)))
 		done
 	done
-	check_eq "overlay $mode: outer bytes are inner bytes plus the encapsulation per packet" "$inner" "$((w1 + w3))"
+	check_eq "overlay $mode: outer bytes are inner bytes plus the encapsulation per packet" "$inner" \
+		"$(($(counter "$A" outer4 bytes) + $(counter "$A" outer6 bytes) + $(counter "$B" outer4 bytes) + $(counter "$B" outer6 bytes)))"
 
 	# kubezonnet_encapsulation_bytes_total: what each zone's tunnel added to its pods' packets.
 	local ea eb
@@ -183,12 +227,14 @@ for item in json.load(sys.stdin)["nftables"]:
 		ENCAP6 * $(counter "$A" inner6 packets)))
 	wb=$((ENCAP4 * ($(counter "$B" inner4 packets) + $(counter "$B" host-tunnel packets)) +
 		ENCAP6 * $(counter "$B" inner6 packets)))
-	check_eq "overlay $mode: the encapsulation series holds the outer headers' bytes, per zone pair" \
-		"$ea $eb" "$wa $wb"
+	[ "$KZN_HOOK" = cgroup ] && wa=0 wb=0
+	check_eq "overlay $mode: the encapsulation series $ENCAP_NAME" "$ea $eb" "$wa $wb"
 	local na nb
 	na=$(pod _node_ node-a)
 	nb=$(pod _node_ node-b)
-	if [ "$na" = "$hosta" ] && [ "$nb" = "$hostb" ] && [ "${hosta:-0}" -ge $((52800 + 50 * 478)) ] && [ "$w1" -gt 300000 ]; then
+	local tunnelled=$((428 + ENCAP4)) # a host packet to a pod through the tunnel
+	[ "$KZN_HOOK" = cgroup ] && tunnelled=428
+	if [ "$na" = "$hosta" ] && [ "$nb" = "$hostb" ] && [ "${hosta:-0}" -ge $((52800 + 50 * tunnelled)) ] && [ "$w1" -gt 300000 ]; then
 		ok "overlay $mode: no node is charged for pods' tunnelled bytes; host network traffic is the node's, tunnelled or not (node-a $na, node-b ${nb:-0}: their host traffic)"
 	else
 		not_ok "overlay $mode: no node is charged for pods' tunnelled bytes; host network traffic is the node's, tunnelled or not" \
