@@ -15,10 +15,12 @@
 # the probes deploy.yaml declares answer, the processes have the declared uid, capabilities,
 # no_new_privs and seccomp mode; the agent without each capability it adds fails naming it;
 # deploy/uninstall.yaml's containers, run the same way on a node's bpffs, leave nothing.
-# Last, the agent secret turned on as deploy.yaml's comments say (test/manifests/enable_secret.py,
+# Then the agent secret turned on as deploy.yaml's comments say (test/manifests/enable_secret.py,
 # which also writes the Secret volume as the kubelet does) is rolled out to the server and
 # node-a's agent: the agent proves it, the server's user can read the file (and could not at
-# 0600), a Secret update is taken up without a restart, and the counts arrive exactly.
+# 0600), a Secret update is taken up without a restart, and the counts arrive exactly. Last,
+# node-a's agent switched to the socket-level hook as deploy.yaml's comments say
+# (test/manifests/enable_cgroup.py) counts its pods exactly from the host's cgroup hierarchy.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/test/lib.sh"
@@ -48,6 +50,10 @@ SECRET_NAMES=("$C: secret: deploy.yaml with the agent secret on, as its comments
 	"$C: secret: a Secret update (the kubelet's ..data swap) is read again by both, the agent proves the new one"
 	"$C: secret: pod1 cross-zone bytes equal nftables")
 NAMES+=("${SECRET_NAMES[@]}")
+CGROUP_NAMES=("$C: cgroup hook: deploy.yaml with --hook cgroup on, as its comments say, translates to podman"
+	"$C: cgroup hook: node-a's agent rolled out with it counts at the node's cgroup, its netfilter links detached"
+	"$C: cgroup hook: pod1 cross-zone bytes equal nftables")
+NAMES+=("${CGROUP_NAMES[@]}")
 podman_setup "${NAMES[@]}"
 missing=
 for tool in bpftool nft openssl curl ip; do command -v $tool >/dev/null 2>&1 || missing+=" $tool"; done
@@ -69,6 +75,7 @@ cleanup() {
 	wait 2>/dev/null
 	podman_cleanup
 	netns_cleanup
+	cgroup_cleanup
 	for d in "${BPFFS_DIRS[@]}"; do umount "$d" 2>/dev/null; done
 	rm -rf "$WORK"
 }
@@ -507,5 +514,61 @@ settled_secret() { [ "$(pod_metric shop pod1)" = "$want1" ]; }
 wait_for 25 settled_secret
 got=$(pod_metric shop pod1)
 if [ "$got" = "$want1" ]; then t_ok "$N" "$got bytes, reported after the rollout and the update"; else t_eq "$N" "$got" "$want1"; fi
+
+# ---- the socket-level hook, switched on as deploy/agent.yaml's comments say on top of the
+# secret's variant, rolled out to node-a's agent on the same pins (SIGTERM, then the new one).
+# The host's /sys/fs/cgroup is here a cgroup v2 directory standing for node-a's hierarchy,
+# with pod1's processes in a cgroup below it; the node's netfilter still sees them, and is
+# the oracle.
+N=${CGROUP_NAMES[0]}
+tr_err=
+if cgroup_setup && CG_A=$(cgroup_add node-a) && pod_cgroup "$P1" "$(cgroup_add node-a/pod1)" &&
+	python3 "$TOP/test/manifests/enable_cgroup.py" "$VARIANT" "$WORK/cgroup-variant.yaml" >"$WORK/cgroup.out" 2>&1 &&
+	python3 "$ES" kubelet "$WORK/cgroup-variant.yaml" "$WORK/cgroup.yaml" "$SV/new/secret.json" "$SV/volumes-cgroup" \
+		>"$SV/hostpaths-cgroup" 2>>"$WORK/cgroup.out"; then
+	mapfile -t HP <"$SV/hostpaths-cgroup"
+	translate cgroup-agent-a "$WORK/cgroup.yaml" workload=DaemonSet/kubezonnet-agent container=agent \
+		name=kzt-agent-a-cgroup node=node-a node_netns=/run/netns/$A hostpath:/sys/fs/bpf="$WORK/bpffs-a" \
+		hostpath:/sys/fs/cgroup="$CG_A" cluster_dns="$SVC=$SERVER_IP" "${HP[@]}"
+else
+	tr_err=1
+fi
+if [ -z "$tr_err" ]; then
+	t_ok "$N" "$(sed 's/^ok: //' "$WORK/cgroup.out")"
+	echo "# $(podman_k8s_get "$WORK/cgroup-agent-a.json" command_line)"
+else
+	t_not_ok "$N" "the comments cannot be followed, or what they make cannot run:"
+	diag "$WORK/cgroup.out" "$WORK/translate.log"
+	abort "no cgroup-hook variant"
+fi
+
+N=${CGROUP_NAMES[1]}
+before_metric=$(pod_metric shop pod1)
+before1=$(($(nft_bytes "$A" pod1-pod3) + $(nft_bytes "$A" pod1-pod3-v6)))
+pm stop kzt-agent-a-secret >/dev/null 2>&1
+run cgroup-agent-a -d >/dev/null 2>"$WORK/agent-a-cgroup.err" || diag "$WORK/agent-a-cgroup.err"
+cgroup_proof() { pm logs kzt-server-secret 2>&1 | grep -q 'connected: node node-a, .*, protocol 3, cgroup hook, secret proved$'; }
+cgroup_pins() { ls "$WORK/bpffs-a/kubezonnet" 2>/dev/null | grep '^link_' | tr '\n' ' '; }
+if wait_for 20 cgroup_proof && [ "$(cgroup_pins)" = "link_cgroup " ] &&
+	pm logs kzt-agent-a-cgroup 2>&1 | grep -q "detached the netfilter hook"; then
+	t_ok "$N" "$(pm logs kzt-agent-a-cgroup 2>&1 | grep -m1 -o 'attached to .*'); pinned: $(cgroup_pins)"
+else
+	t_not_ok "$N" "link pins '$(cgroup_pins)'"
+	pm logs kzt-server-secret 2>&1 | tail -3 | diag
+	pm logs kzt-agent-a-cgroup 2>&1 | tail -5 | diag
+fi
+
+N=${CGROUP_NAMES[2]}
+in_pod "$P1" python3 "$TRAFFIC" udp 10.77.3.2 5000 300 800 4
+in_pod "$P1" python3 "$TRAFFIC" udp fd77:3::2 5000 200 600 2
+want1=$((${before_metric:-0} + $(nft_bytes "$A" pod1-pod3) + $(nft_bytes "$A" pod1-pod3-v6) - before1))
+settled_cgroup() { [ "$(pod_metric shop pod1)" = "$want1" ]; }
+wait_for 25 settled_cgroup
+got=$(pod_metric shop pod1)
+if [ "$got" = "$want1" ] && [ "$want1" != "${before_metric:-0}" ]; then
+	t_ok "$N" "$got bytes, $((want1 - ${before_metric:-0})) of them counted at the cgroup hook"
+else
+	t_eq "$N" "$got" "$want1"
+fi
 
 echo "# $((SECONDS - START)) s"
