@@ -1,16 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Per-packet cost of the BPF program, measured by the kernel with BPF_PROG_TEST_RUN, against
- * a program that only returns NF_ACCEPT and one that only parses (bench/bench.bpf.c), run
- * alternately in one process. Rows: a hot key (the flow exists) and new keys (each packet
- * inserts a flow), IPv4 and IPv6.
+ * a program that only returns NF_ACCEPT, one that only parses (bench/bench.bpf.c, a fixed
+ * yardstick) and the program as it was before issue #15 (build/before.skel.h, from git: see
+ * the Makefile's BENCH_BEFORE), run alternately in one process, on a 104-byte IPv4 and a
+ * 124-byte IPv6 TCP packet. Rows: a hot key (the flow exists), 1,000 new keys (each packet
+ * inserts a flow), the hot key on two CPUs at once against one, and the socket-level hook.
  *
  * "bpf_bench attach empty|ours" instead attaches that program at POSTROUTING in the current
  * network namespace and waits for SIGTERM (for bench/veth_bench.sh).
  */
 #include <errno.h>
 #include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 #include <linux/netfilter.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -18,11 +23,17 @@
 #include "bpf/kubezonnet.h"
 #include "kubezonnet.skel.h"
 #include "bench.skel.h"
+#if __has_include("before.skel.h")
+#include "before.skel.h"
+#define HAVE_BEFORE 1
+#else
+#define HAVE_BEFORE 0
+#endif
 #include "../wire.h"
 #include "bench.h"
 
 #define HOT_REPEAT 200000
-#define NEW_KEYS   20000
+#define NEW_KEYS   1000
 
 struct nf_state {
 	uint8_t hook, pf, pad[6];
@@ -30,35 +41,40 @@ struct nf_state {
 };
 
 struct packet {
-	uint8_t b[80];
+	uint8_t b[128];
 	uint32_t len;
 	int pf;
 };
 
+/* make_packet: a TCP packet with 64 bytes of payload, 104 bytes over IPv4, 124 over IPv6. */
 static void make_packet(struct packet *p, int pf, uint16_t sport)
 {
+	uint8_t *tcp;
+
 	memset(p, 0, sizeof(*p));
 	p->pf = pf;
 	if (pf == NFPROTO_IPV4) {
-		p->len = 20 + 8 + 32;
+		p->len = 20 + 20 + 64;
 		p->b[0] = 0x45;
 		wire_put16(p->b + 2, (uint16_t)p->len);
 		p->b[8] = 64;
-		p->b[9] = 17;
+		p->b[9] = 6;
 		wire_put32(p->b + 12, 0x0a000001);
 		wire_put32(p->b + 16, 0x0a000102);
-		wire_put16(p->b + 20, sport);
-		wire_put16(p->b + 22, 53);
+		tcp = p->b + 20;
 	} else {
-		p->len = 40 + 8 + 32;
+		p->len = 40 + 20 + 64;
 		p->b[0] = 0x60;
-		wire_put16(p->b + 4, 40);
-		p->b[6] = 17;
+		wire_put16(p->b + 4, 20 + 64);
+		p->b[6] = 6;
 		p->b[7] = 64;
 		p->b[8] = 0xfd, p->b[23] = 1, p->b[24] = 0xfd, p->b[39] = 2;
-		wire_put16(p->b + 40, 53);
-		wire_put16(p->b + 42, sport);
+		tcp = p->b + 40;
 	}
+	wire_put16(tcp, sport);
+	wire_put16(tcp + 2, 443);
+	tcp[12] = 5 << 4; /* data offset: 20 bytes */
+	tcp[13] = 0x18;	  /* PSH, ACK */
 }
 
 /* run_ns returns the kernel-measured mean nanoseconds per run of prog on p, repeat times. */
@@ -125,6 +141,66 @@ static double new_keys_ns(int prog_fd, int flows_fd, int pf, uint16_t base)
 	return total / NEW_KEYS;
 }
 
+/*
+ * Two CPUs at once: each thread, pinned to its CPU, runs prog on the same packet in
+ * TWO_CPUS_RUNS short runs once both are ready; two_cpus_ns returns the median of all their
+ * kernel-measured ns per run (short runs and a median: a run the other CPU sat out, this
+ * machine being shared, moves it little). one_cpu_ns is the same on CPU 0 alone.
+ */
+#define TWO_CPUS_RUNS	15
+#define TWO_CPUS_REPEAT 20000
+struct two_cpus {
+	int prog_fd, cpu;
+	const struct packet *p;
+	pthread_barrier_t *ready;
+	double ns[TWO_CPUS_RUNS];
+};
+
+static void *two_cpus_thread(void *arg)
+{
+	struct two_cpus *t = arg;
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(t->cpu, &set);
+	sched_setaffinity(0, sizeof(set), &set);
+	if (t->ready)
+		pthread_barrier_wait(t->ready);
+	for (int r = 0; r < TWO_CPUS_RUNS; r++)
+		t->ns[r] = run_ns(t->prog_fd, t->p, TWO_CPUS_REPEAT);
+	return NULL;
+}
+
+static double two_cpus_ns(int prog_fd, const struct packet *p)
+{
+	pthread_barrier_t ready;
+	struct two_cpus t[2];
+	pthread_t th[2];
+	double all[2 * TWO_CPUS_RUNS];
+
+	pthread_barrier_init(&ready, NULL, 2);
+	for (int i = 0; i < 2; i++) {
+		t[i] = (struct two_cpus){.prog_fd = prog_fd, .cpu = i, .p = p, .ready = &ready};
+		pthread_create(&th[i], NULL, two_cpus_thread, &t[i]);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&ready);
+	for (int r = 0; r < TWO_CPUS_RUNS; r++)
+		all[r] = t[0].ns[r], all[TWO_CPUS_RUNS + r] = t[1].ns[r];
+	return bench_median(all, 2 * TWO_CPUS_RUNS);
+}
+
+static double one_cpu_ns(int prog_fd, const struct packet *p)
+{
+	struct two_cpus t = {.prog_fd = prog_fd, .cpu = 0, .p = p};
+	pthread_t th;
+
+	pthread_create(&th, NULL, two_cpus_thread, &t);
+	pthread_join(th, NULL);
+	return bench_median(t.ns, TWO_CPUS_RUNS);
+}
+
 static volatile sig_atomic_t stop;
 
 static void on_signal(int sig)
@@ -189,11 +265,32 @@ static int attach(const char *which)
 	return 0;
 }
 
+#if HAVE_BEFORE
+/* load_before is load_ours for the program as it was before issue #15. */
+static struct before_bpf *load_before(int *flows_fd)
+{
+	struct before_bpf *skel = before_bpf__open();
+	struct bpf_map *map;
+	__u32 zero = 0;
+
+	if (!skel)
+		return NULL;
+	bpf_object__for_each_map(map, skel->obj) bpf_map__set_pin_path(map, NULL);
+	if (before_bpf__load(skel) != 0) {
+		before_bpf__destroy(skel);
+		return NULL;
+	}
+	*flows_fd = bpf_map__fd(skel->maps.kzn_flows_a);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.kzn_active), &zero, &zero, BPF_ANY);
+	return skel;
+}
+#endif
+
 int main(int argc, char **argv)
 {
 	struct bench_bpf *bench;
 	struct kubezonnet_bpf *ours;
-	int empty_fd, parse_fd, ours_fd, flows_fd;
+	int empty_fd, parse_fd, ours_fd, flows_fd, before_fd = -1, before_flows_fd = -1;
 
 	if (argc == 3 && strcmp(argv[1], "attach") == 0)
 		return attach(argv[2]);
@@ -209,19 +306,29 @@ int main(int argc, char **argv)
 		       strerror(errno));
 		return 0;
 	}
+#if HAVE_BEFORE
+	struct before_bpf *before = load_before(&before_flows_fd);
+	if (before)
+		before_fd = bpf_program__fd(before->progs.kzn_postrouting);
+#endif
+	if (before_fd < 0)
+		printf("%-44s (skipped: no build/before.skel.h: see BENCH_BEFORE)\n",
+		       "bpf: the program before #15");
 	empty_fd = bpf_program__fd(bench->progs.kzn_bench_empty);
 	parse_fd = bpf_program__fd(bench->progs.kzn_bench_parse);
 	ours_fd = bpf_program__fd(ours->progs.kzn_postrouting);
 
 	int socket_empty_fd = bpf_program__fd(bench->progs.kzn_bench_socket_empty);
 	int socket_fd = bpf_program__fd(ours->progs.kzn_socket_egress), dev = a_device();
+	int cpus = sysconf(_SC_NPROCESSORS_ONLN) >= 2;
 
 	for (int v = 0; v < 2; v++) {
 		int pf = v ? NFPROTO_IPV6 : NFPROTO_IPV4;
 		const char *fam = v ? "IPv6" : "IPv4";
-		double empty[BENCH_RUNS], parse[BENCH_RUNS], hot[BENCH_RUNS];
-		double empty1[BENCH_RUNS], fresh[BENCH_RUNS], s_empty[BENCH_RUNS],
-			s_hot[BENCH_RUNS];
+		double empty[BENCH_RUNS], parse[BENCH_RUNS], hot[BENCH_RUNS], old[BENCH_RUNS];
+		double empty1[BENCH_RUNS], fresh[BENCH_RUNS], fresh_old[BENCH_RUNS];
+		double s_empty[BENCH_RUNS], s_hot[BENCH_RUNS];
+		double one[BENCH_RUNS], two[BENCH_RUNS], one_old[BENCH_RUNS], two_old[BENCH_RUNS];
 		struct packet p;
 		char what[64];
 
@@ -230,23 +337,55 @@ int main(int argc, char **argv)
 			empty[r] = run_ns(empty_fd, &p, HOT_REPEAT);
 			parse[r] = run_ns(parse_fd, &p, HOT_REPEAT);
 			hot[r] = run_ns(ours_fd, &p, HOT_REPEAT);
+			if (before_fd >= 0)
+				old[r] = run_ns(before_fd, &p, HOT_REPEAT);
 			if (dev) {
 				s_empty[r] = socket_ns(socket_empty_fd, &p, HOT_REPEAT, dev);
 				s_hot[r] = socket_ns(socket_fd, &p, HOT_REPEAT, dev);
+			}
+			if (cpus) {
+				one[r] = one_cpu_ns(ours_fd, &p);
+				two[r] = two_cpus_ns(ours_fd, &p);
+				if (before_fd >= 0) {
+					one_old[r] = one_cpu_ns(before_fd, &p);
+					two_old[r] = two_cpus_ns(before_fd, &p);
+				}
 			}
 		}
 		for (int r = 0; r < BENCH_RUNS; r++) {
 			empty1[r] = new_keys_ns(empty_fd, -1, pf, 1000);
 			fresh[r] = new_keys_ns(ours_fd, flows_fd, pf, 1000);
+			if (before_fd >= 0)
+				fresh_old[r] = new_keys_ns(before_fd, before_flows_fd, pf, 1000);
 		}
 		double e = bench_median(empty, BENCH_RUNS), pa = bench_median(parse, BENCH_RUNS);
+		double h = bench_median(hot, BENCH_RUNS), f = bench_median(fresh, BENCH_RUNS);
 		snprintf(what, sizeof(what), "bpf: %s parse only (ns/packet)", fam);
 		bench_row(what, pa, "ns", "empty program", e);
 		snprintf(what, sizeof(what), "bpf: %s hot key (ns/packet)", fam);
-		bench_row(what, bench_median(hot, BENCH_RUNS), "ns", "parse-only program", pa);
-		snprintf(what, sizeof(what), "bpf: %s new key (ns/packet)", fam);
-		bench_row(what, bench_median(fresh, BENCH_RUNS), "ns", "empty program, 1 run/call",
-			  bench_median(empty1, BENCH_RUNS));
+		bench_row(what, h, "ns", "parse-only program", pa);
+		if (before_fd >= 0) {
+			snprintf(what, sizeof(what), "bpf: %s hot key, before #15", fam);
+			bench_row(what, bench_median(old, BENCH_RUNS), "ns", "parse-only program",
+				  pa);
+		}
+		snprintf(what, sizeof(what), "bpf: %s 1,000 new keys (ns/packet)", fam);
+		if (before_fd >= 0)
+			bench_row(what, f, "ns", "before #15", bench_median(fresh_old, BENCH_RUNS));
+		else
+			bench_row(what, f, "ns", "empty program, 1 run/call",
+				  bench_median(empty1, BENCH_RUNS));
+		if (cpus) {
+			snprintf(what, sizeof(what), "bpf: %s hot key, two CPUs at once", fam);
+			bench_row(what, bench_median(two, BENCH_RUNS), "ns", "one CPU",
+				  bench_median(one, BENCH_RUNS));
+			if (before_fd >= 0) {
+				snprintf(what, sizeof(what),
+					 "bpf: %s hot key, two CPUs, before #15", fam);
+				bench_row(what, bench_median(two_old, BENCH_RUNS), "ns", "one CPU",
+					  bench_median(one_old, BENCH_RUNS));
+			}
+		}
 		if (!dev)
 			continue;
 		/* The socket-level hook: its own empty program, and the netfilter hook beside it. */
@@ -254,10 +393,12 @@ int main(int argc, char **argv)
 		snprintf(what, sizeof(what), "bpf: %s cgroup hook, hot key (ns/packet)", fam);
 		bench_row(what, sh, "ns", "empty cgroup_skb program", se);
 		snprintf(what, sizeof(what), "bpf: %s cgroup hook's cost over its empty", fam);
-		bench_row(what, sh - se, "ns", "netfilter hook's over its empty",
-			  bench_median(hot, BENCH_RUNS) - e);
+		bench_row(what, sh - se, "ns", "netfilter hook's over its empty", h - e);
 	}
 	kubezonnet_bpf__destroy(ours);
+#if HAVE_BEFORE
+	before_bpf__destroy(before);
+#endif
 	bench_bpf__destroy(bench);
 	return 0;
 }

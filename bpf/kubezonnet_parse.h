@@ -330,35 +330,138 @@ static __always_inline long kzn_tunnel_inner(const struct bpf_dynptr *ptr, int o
 
 /*
  * The number of packets this skb becomes on the wire: gso_segs for a GSO super-packet (or,
- * if not yet computed, the payload divided by gso_size, rounded up), otherwise 1.
+ * if not yet computed, the payload divided by gso_size, rounded up), otherwise 1. Read
+ * through a read-only cast of the skb's shared info: plain loads, no helper call.
  */
 static __always_inline __u32 kzn_wire_segments(struct sk_buff *skb, __u32 len, __u32 hdr_len)
 {
 	struct skb_shared_info *shinfo;
-	/* gso_size and gso_segs are adjacent: one read of both (checked against the kernel). */
-	struct {
-		__u16 size;
-		__u16 segs;
-	} gso = {};
+	__u32 size, segs;
 
 	if (!kzn_count_gso)
 		return 1;
-	/* head and end are read directly from the trusted skb; only shinfo needs a probe. */
-	shinfo = (struct skb_shared_info *)(skb->head + skb->end);
-	if (bpf_core_field_offset(struct skb_shared_info, gso_segs) ==
-	    bpf_core_field_offset(struct skb_shared_info, gso_size) + 2) {
-		bpf_probe_read_kernel(&gso, sizeof(gso), &shinfo->gso_size);
-	} else {
-		gso.size = BPF_CORE_READ(shinfo, gso_size);
-		gso.segs = BPF_CORE_READ(shinfo, gso_segs);
-	}
-	if (!gso.size)
+	shinfo = bpf_core_cast(skb->head + skb->end, struct skb_shared_info);
+	size = shinfo->gso_size;
+	if (!size)
 		return 1;
-	if (gso.segs)
-		return gso.segs;
+	segs = shinfo->gso_segs;
+	if (segs)
+		return segs;
 	if (len <= hdr_len)
 		return 1;
-	return (len - hdr_len + gso.size - 1) / gso.size;
+	return (len - hdr_len + size - 1) / size;
+}
+
+/*
+ * kzn_set_v4 fills key's addresses with IPv4 ones, as IPv4-mapped IPv6 addresses.
+ */
+static __always_inline void kzn_set_v4(struct kzn_flow_key *key, __u32 src, __u32 dst)
+{
+	key->family = 4;
+	key->src[10] = key->src[11] = key->dst[10] = key->dst[11] = 0xff;
+	__builtin_memcpy(&key->src[12], &src, 4);
+	__builtin_memcpy(&key->dst[12], &dst, 4);
+}
+
+/*
+ * The common case without a helper or kfunc call (kzn_parse_nf_direct, kzn_parse_skb_direct):
+ * TCP, UDP or another protocol without ports over IPv4 (options allowed, fragments too) or
+ * IPv6 without extension headers, its headers in the skb's linear part. Anything else is
+ * KZN_SLOW, for the general parse.
+ */
+#define KZN_SLOW 3
+
+/*
+ * kzn_ports_nf sets key->port and *l4_len from the TCP or UDP header at l4 (read through a
+ * read-only cast); returns 0, or KZN_SLOW when the header is not all in the linear part (room:
+ * the bytes there from l4 on) or is SCTP's.
+ */
+static __always_inline int kzn_ports_nf(unsigned char *l4, __u32 room, __u8 protocol,
+					struct kzn_flow_key *key, __u32 *l4_len)
+{
+	struct udphdr *uh;
+	__u16 sport, dport;
+
+	if (protocol == IPPROTO_TCP) {
+		struct tcphdr *th = bpf_core_cast(l4, struct tcphdr);
+
+		if (room < 20)
+			return KZN_SLOW;
+		*l4_len = BPF_CORE_READ_BITFIELD(th, doff) * 4;
+	} else if (protocol == IPPROTO_UDP) {
+		if (room < 8)
+			return KZN_SLOW;
+		*l4_len = 8;
+	} else if (protocol == IPPROTO_SCTP) {
+		return KZN_SLOW;
+	} else {
+		return 0;
+	}
+	uh = bpf_core_cast(l4, struct udphdr);
+	sport = bpf_ntohs(uh->source);
+	dport = bpf_ntohs(uh->dest);
+	key->port = sport < dport ? sport : dport;
+	return 0;
+}
+
+/*
+ * kzn_parse_nf_direct: the common case at netfilter, where the skb's data is its IP header,
+ * read through read-only casts. Returns KZN_PARSED with key and *hdr_len (IP and L4 headers)
+ * set, or KZN_SLOW.
+ */
+static __always_inline int kzn_parse_nf_direct(struct sk_buff *skb, int family,
+					       struct kzn_flow_key *key, __u32 *hdr_len)
+{
+	unsigned char *data = skb->data;
+	__u32 headlen = skb->len - skb->data_len, l3_len, l4_len = 0;
+	__u8 protocol;
+
+	if (family == 4) {
+		struct iphdr *ip = bpf_core_cast(data, struct iphdr);
+
+		if (headlen < 20 || BPF_CORE_READ_BITFIELD(ip, version) != 4)
+			return KZN_SLOW;
+		l3_len = BPF_CORE_READ_BITFIELD(ip, ihl) * 4;
+		protocol = ip->protocol;
+		if (l3_len < 20 || l3_len > headlen || protocol == IPPROTO_ESP)
+			return KZN_SLOW;
+		kzn_set_v4(key, ip->saddr, ip->daddr);
+		key->protocol = protocol;
+		/* Only the first fragment (offset 0) carries the L4 header. */
+		if ((bpf_ntohs(ip->frag_off) & 0x1fff) == 0 &&
+		    kzn_ports_nf(data + l3_len, headlen - l3_len, protocol, key, &l4_len))
+			return KZN_SLOW;
+	} else {
+		struct ipv6hdr *ip6 = bpf_core_cast(data, struct ipv6hdr);
+
+		if (headlen < 40 || BPF_CORE_READ_BITFIELD(ip6, version) != 6)
+			return KZN_SLOW;
+		protocol = ip6->nexthdr;
+		switch (protocol) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_FRAGMENT:
+		case IPPROTO_AH:
+		case IPPROTO_DSTOPTS:
+		case IPPROTO_MH:
+		case IPPROTO_ESP:
+			return KZN_SLOW;
+		}
+		key->family = 6;
+		key->protocol = protocol;
+		for (int i = 0; i < 4; i++) {
+			__u32 w = ip6->saddr.in6_u.u6_addr32[i];
+
+			__builtin_memcpy(&key->src[i * 4], &w, 4);
+			w = ip6->daddr.in6_u.u6_addr32[i];
+			__builtin_memcpy(&key->dst[i * 4], &w, 4);
+		}
+		l3_len = 40;
+		if (kzn_ports_nf(data + 40, headlen - 40, protocol, key, &l4_len))
+			return KZN_SLOW;
+	}
+	*hdr_len = l3_len + l4_len;
+	return KZN_PARSED;
 }
 
 /*
@@ -400,6 +503,12 @@ static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key
 	dev_in = kzn_device_kind(in);
 	if (dev_in & KZN_DEV_IN_SKIP)
 		return KZN_SKIP; /* encrypted: its inner packet was counted going in */
+	if (!dev_in && !dev_out && kzn_parse_nf_direct(skb, family, key, &hdr_len) == KZN_PARSED) {
+		segs = kzn_wire_segments(skb, len, hdr_len);
+		pkt->packets = segs;
+		pkt->bytes = len + (__u64)(segs - 1) * hdr_len;
+		return KZN_PARSED;
+	}
 	if (bpf_dynptr_from_skb((struct __sk_buff *)skb, 0, &ptr))
 		return KZN_UNPARSED;
 	if (dev_in & KZN_DEV_IN_DECAPSULATE)
@@ -438,6 +547,90 @@ static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key
 }
 
 /*
+ * kzn_ports_pkt is kzn_ports_nf for the packet's own bytes (direct packet access) from l4 to
+ * end.
+ */
+static __always_inline int kzn_ports_pkt(__u8 *l4, void *end, __u8 protocol,
+					 struct kzn_flow_key *key, __u32 *l4_len)
+{
+	__u16 sport, dport;
+
+	if (protocol == IPPROTO_TCP) {
+		if ((void *)(l4 + 20) > end)
+			return KZN_SLOW;
+		*l4_len = (l4[12] >> 4) * 4;
+	} else if (protocol == IPPROTO_UDP) {
+		if ((void *)(l4 + 8) > end)
+			return KZN_SLOW;
+		*l4_len = 8;
+	} else if (protocol == IPPROTO_SCTP) {
+		return KZN_SLOW;
+	} else {
+		return 0;
+	}
+	sport = (__u16)(l4[0] << 8 | l4[1]);
+	dport = (__u16)(l4[2] << 8 | l4[3]);
+	key->port = sport < dport ? sport : dport;
+	return 0;
+}
+
+/*
+ * kzn_parse_skb_direct: the common case at the socket-level hook, read with direct packet
+ * access (the skb's data is its IP header). Returns KZN_PARSED with key, *family, *l3_len,
+ * *hdr_len and *df (IPv4's don't-fragment bit) set, or KZN_SLOW.
+ */
+static __always_inline int kzn_parse_skb_direct(struct __sk_buff *skb, struct kzn_flow_key *key,
+						int *family, __u32 *l3_len, __u32 *hdr_len, int *df)
+{
+	void *end = (void *)(long)skb->data_end;
+	__u8 *p = (void *)(long)skb->data;
+	__u32 l4_len = 0;
+
+	if ((void *)(p + 40) > end)
+		return KZN_SLOW; /* shorter than IPv6's header: left to the general parse */
+	*family = p[0] >> 4;
+	*df = 0;
+	if (*family == 4) {
+		__u32 src, dst, l3 = (p[0] & 0x0f) * 4;
+
+		key->protocol = p[9];
+		if (l3 < 20 || key->protocol == IPPROTO_ESP)
+			return KZN_SLOW;
+		__builtin_memcpy(&src, p + 12, 4);
+		__builtin_memcpy(&dst, p + 16, 4);
+		kzn_set_v4(key, src, dst);
+		*df = p[6] & 0x40;
+		*l3_len = l3;
+		/* Only the first fragment (offset 0) carries the L4 header. */
+		if (!((p[6] << 8 | p[7]) & 0x1fff) &&
+		    kzn_ports_pkt(p + l3, end, key->protocol, key, &l4_len))
+			return KZN_SLOW;
+	} else if (*family == 6) {
+		key->protocol = p[6];
+		switch (key->protocol) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_FRAGMENT:
+		case IPPROTO_AH:
+		case IPPROTO_DSTOPTS:
+		case IPPROTO_MH:
+		case IPPROTO_ESP:
+			return KZN_SLOW;
+		}
+		key->family = 6;
+		__builtin_memcpy(key->src, p + 8, 16);
+		__builtin_memcpy(key->dst, p + 24, 16);
+		*l3_len = 40;
+		if (kzn_ports_pkt(p + 40, end, key->protocol, key, &l4_len))
+			return KZN_SLOW;
+	} else {
+		return KZN_SLOW;
+	}
+	*hdr_len = *l3_len + l4_len;
+	return KZN_PARSED;
+}
+
+/*
  * kzn_socket_fragments: a packet above its device's MTU leaves as IP fragments, which cgroup
  * egress (before fragmentation) does not see. Counted as the device's MTU cuts it: IPv4 when
  * DF is clear, each fragment repeating the IP header; IPv6, each repeating the headers before
@@ -445,21 +638,18 @@ static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key
  * not seen here.) Otherwise the packet as it is.
  */
 #define KZN_FRAGMENT_MIN 1280 /* no device MTU is below IPv6's minimum here */
-static __always_inline int kzn_socket_fragments(struct __sk_buff *skb, const struct bpf_dynptr *ptr,
-						int family, __u32 len, __u32 l3_len,
-						struct kzn_packet *pkt)
+static __always_inline int kzn_socket_fragments(struct __sk_buff *skb, int family, int df,
+						__u32 len, __u32 l3_len, struct kzn_packet *pkt)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
 	__u32 mtu = kskb ? BPF_CORE_READ(kskb, dev, mtu) : 0, per, n;
-	__u8 buf[8], *ip;
 
 	pkt->bytes = len;
 	pkt->packets = 1;
 	if (!mtu || len <= mtu || l3_len >= mtu)
 		return KZN_PARSED;
 	if (family == 4) {
-		ip = bpf_dynptr_slice(ptr, 0, buf, 8);
-		if (!ip || (ip[6] & 0x40)) /* DF: not fragmented (refused, or segmented) */
+		if (df) /* DF: not fragmented (refused, or segmented) */
 			return KZN_PARSED;
 		per = (mtu - l3_len) & ~7u;
 		if (!per)
@@ -491,24 +681,28 @@ static __always_inline int kzn_parse_socket(struct __sk_buff *skb, struct kzn_fl
 	struct bpf_dynptr ptr;
 	__u32 len = skb->len, l3_len, l4_len, hdr_len, segs = 1, gso_size;
 	__u16 ports[2];
-	__u8 buf[1], *v;
-	int family;
+	__u8 buf[8], *v;
+	int family, df;
 
 	pkt->bytes = len;
 	pkt->packets = 1;
 	pkt->encap_bytes = 0;
 	if (skb->ifindex == 1)
 		return KZN_SKIP; /* lo, in every namespace */
-	if (bpf_dynptr_from_skb(skb, 0, &ptr))
-		return KZN_UNPARSED;
-	v = bpf_dynptr_slice(&ptr, 0, buf, 1);
-	if (!v)
-		return KZN_UNPARSED;
-	family = v[0] >> 4;
-	if ((family != 4 && family != 6) ||
-	    kzn_parse_ip(&ptr, 0, family, key, &l3_len, &l4_len, ports))
-		return KZN_UNPARSED;
-	hdr_len = l3_len + l4_len;
+	if (kzn_parse_skb_direct(skb, key, &family, &l3_len, &hdr_len, &df) != KZN_PARSED) {
+		if (bpf_dynptr_from_skb(skb, 0, &ptr))
+			return KZN_UNPARSED;
+		v = bpf_dynptr_slice(&ptr, 0, buf, 1);
+		if (!v)
+			return KZN_UNPARSED;
+		family = v[0] >> 4;
+		if ((family != 4 && family != 6) ||
+		    kzn_parse_ip(&ptr, 0, family, key, &l3_len, &l4_len, ports))
+			return KZN_UNPARSED;
+		hdr_len = l3_len + l4_len;
+		v = family == 4 ? bpf_dynptr_slice(&ptr, 0, buf, 8) : NULL;
+		df = v && (v[6] & 0x40);
+	}
 	gso_size = skb->gso_size;
 	if (kzn_count_gso && gso_size) {
 		segs = skb->gso_segs;
@@ -517,7 +711,7 @@ static __always_inline int kzn_parse_socket(struct __sk_buff *skb, struct kzn_fl
 		if (!segs)
 			segs = 1;
 	} else if (kzn_count_gso && len > KZN_FRAGMENT_MIN) {
-		return kzn_socket_fragments(skb, &ptr, family, len, l3_len, pkt);
+		return kzn_socket_fragments(skb, family, df, len, l3_len, pkt);
 	}
 	pkt->packets = segs;
 	pkt->bytes = len + (__u64)(segs - 1) * hdr_len;

@@ -112,7 +112,9 @@ struct net_device;
 
 struct sk_buff {
 	unsigned int len;
+	unsigned int data_len;
 	unsigned char *head;
+	unsigned char *data;
 	unsigned int end;
 	__u16 transport_header;
 	__u16 network_header;
@@ -128,6 +130,42 @@ struct skb_shared_info {
 struct net_device {
 	int ifindex;
 	unsigned int mtu;
+} __attribute__((preserve_access_index));
+
+/* Headers, read through bpf_core_cast (read-only, untrusted: a bad address reads zeros). */
+struct iphdr {
+	__u8 ihl : 4;
+	__u8 version : 4;
+	__be16 frag_off;
+	__u8 protocol;
+	__be32 saddr;
+	__be32 daddr;
+} __attribute__((preserve_access_index));
+
+struct in6_addr {
+	union {
+		__be32 u6_addr32[4];
+	} in6_u;
+} __attribute__((preserve_access_index));
+
+struct ipv6hdr {
+	__u8 priority : 4;
+	__u8 version : 4;
+	__u8 nexthdr;
+	struct in6_addr saddr;
+	struct in6_addr daddr;
+} __attribute__((preserve_access_index));
+
+struct udphdr {
+	__be16 source;
+	__be16 dest;
+} __attribute__((preserve_access_index));
+
+struct tcphdr {
+	__be16 source;
+	__be16 dest;
+	__u16 res1 : 4;
+	__u16 doff : 4;
 } __attribute__((preserve_access_index));
 
 struct nf_hook_state {
