@@ -7,7 +7,7 @@
  * 124-byte IPv6 TCP packet. Rows: a hot key (the flow exists), 1,000 new keys (each packet
  * inserts a flow), the hot key on two CPUs at once against one, and the socket-level hook.
  *
- * "bpf_bench attach empty|ours" instead attaches that program at POSTROUTING in the current
+ * "bpf_bench attach empty|ours|before" instead attaches that program at POSTROUTING in the current
  * network namespace and waits for SIGTERM (for bench/veth_bench.sh).
  */
 #include <errno.h>
@@ -227,6 +227,27 @@ static struct kubezonnet_bpf *load_ours(int *flows_fd)
 	return skel;
 }
 
+#if HAVE_BEFORE
+/* load_before is load_ours for the program as it was before issue #15. */
+static struct before_bpf *load_before(int *flows_fd)
+{
+	struct before_bpf *skel = before_bpf__open();
+	struct bpf_map *map;
+	__u32 zero = 0;
+
+	if (!skel)
+		return NULL;
+	bpf_object__for_each_map(map, skel->obj) bpf_map__set_pin_path(map, NULL);
+	if (before_bpf__load(skel) != 0) {
+		before_bpf__destroy(skel);
+		return NULL;
+	}
+	*flows_fd = bpf_map__fd(skel->maps.kzn_flows_a);
+	bpf_map_update_elem(bpf_map__fd(skel->maps.kzn_active), &zero, &zero, BPF_ANY);
+	return skel;
+}
+#endif
+
 static int attach(const char *which)
 {
 	struct bench_bpf *bench = bench_bpf__open_and_load();
@@ -238,6 +259,14 @@ static int attach(const char *which)
 								 : bench->progs.kzn_bench_empty;
 	struct bpf_link *links[2] = {NULL, NULL};
 	int pfs[2] = {NFPROTO_IPV4, NFPROTO_IPV6};
+#if HAVE_BEFORE
+	struct before_bpf *old = strcmp(which, "before") == 0 ? load_before(&flows_fd) : NULL;
+
+	if (old)
+		prog = old->progs.kzn_postrouting;
+	else if (strcmp(which, "before") == 0)
+		prog = NULL;
+#endif
 
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
@@ -261,30 +290,12 @@ static int attach(const char *which)
 	bpf_link__destroy(links[0]);
 	bpf_link__destroy(links[1]);
 	kubezonnet_bpf__destroy(ours);
+#if HAVE_BEFORE
+	before_bpf__destroy(old);
+#endif
 	bench_bpf__destroy(bench);
 	return 0;
 }
-
-#if HAVE_BEFORE
-/* load_before is load_ours for the program as it was before issue #15. */
-static struct before_bpf *load_before(int *flows_fd)
-{
-	struct before_bpf *skel = before_bpf__open();
-	struct bpf_map *map;
-	__u32 zero = 0;
-
-	if (!skel)
-		return NULL;
-	bpf_object__for_each_map(map, skel->obj) bpf_map__set_pin_path(map, NULL);
-	if (before_bpf__load(skel) != 0) {
-		before_bpf__destroy(skel);
-		return NULL;
-	}
-	*flows_fd = bpf_map__fd(skel->maps.kzn_flows_a);
-	bpf_map_update_elem(bpf_map__fd(skel->maps.kzn_active), &zero, &zero, BPF_ANY);
-	return skel;
-}
-#endif
 
 int main(int argc, char **argv)
 {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Forwarded small-UDP packets per second through a node namespace (veth in, veth out), with
-# no program, the empty program and ours at POSTROUTING, alternating, with 256 and 4,096
-# flows. Each figure is the median of 7 runs of 2 s, counted at the receiver's interface.
+# no program, the empty program, ours and ours before issue #15 at POSTROUTING, alternating,
+# with 256 and 4,096 flows. Each figure is the median of 7 runs of 2 s, counted at the
+# receiver's interface.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/test/lib.sh"
@@ -43,14 +44,19 @@ with_prog() {
 }
 median() { tr ' ' '\n' | sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
+# The program before issue #15 (bench/bpf_bench.c), where make bench could build it from git.
+BEFORE=
+[ -e "$TOP/build/before.skel.h" ] && BEFORE=1
 for flows in 256 4096; do
-	none=() empty=() ours=()
+	none=() empty=() ours=() before=()
 	for r in 1 2 3 4 5 6 7; do
 		none+=("$(with_prog none $flows)")
 		empty+=("$(with_prog empty $flows)")
 		ours+=("$(with_prog ours $flows)")
+		[ -n "$BEFORE" ] && before+=("$(with_prog before $flows)")
 	done
 	n=$(echo "${none[@]}" | median) e=$(echo "${empty[@]}" | median) o=$(echo "${ours[@]}" | median)
 	row "veth: $flows flows, empty program" "$e" "packets/s" "no program" "$n"
 	row "veth: $flows flows, kubezonnet" "$o" "packets/s" "empty program" "$e"
+	[ -n "$BEFORE" ] && row "veth: $flows flows, before #15" "$(echo "${before[@]}" | median)" "packets/s" "empty program" "$e"
 done

@@ -371,6 +371,22 @@ static __always_inline void kzn_set_v4(struct kzn_flow_key *key, __u32 src, __u3
  */
 #define KZN_SLOW 3
 
+/* kzn_ipv6_slow: whether IPv6's next header is one the general parse walks (or skips). */
+static __always_inline int kzn_ipv6_slow(__u8 nexthdr)
+{
+	switch (nexthdr) {
+	case IPPROTO_HOPOPTS:
+	case IPPROTO_ROUTING:
+	case IPPROTO_FRAGMENT:
+	case IPPROTO_AH:
+	case IPPROTO_DSTOPTS:
+	case IPPROTO_MH:
+	case IPPROTO_ESP:
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * kzn_ports_nf sets key->port and *l4_len from the TCP or UDP header at l4 (read through a
  * read-only cast); returns 0, or KZN_SLOW when the header is not all in the linear part (room:
@@ -437,16 +453,8 @@ static __always_inline int kzn_parse_nf_direct(struct sk_buff *skb, int family,
 		if (headlen < 40 || BPF_CORE_READ_BITFIELD(ip6, version) != 6)
 			return KZN_SLOW;
 		protocol = ip6->nexthdr;
-		switch (protocol) {
-		case IPPROTO_HOPOPTS:
-		case IPPROTO_ROUTING:
-		case IPPROTO_FRAGMENT:
-		case IPPROTO_AH:
-		case IPPROTO_DSTOPTS:
-		case IPPROTO_MH:
-		case IPPROTO_ESP:
+		if (kzn_ipv6_slow(protocol))
 			return KZN_SLOW;
-		}
 		key->family = 6;
 		key->protocol = protocol;
 		for (int i = 0; i < 4; i++) {
@@ -607,16 +615,8 @@ static __always_inline int kzn_parse_skb_direct(struct __sk_buff *skb, struct kz
 			return KZN_SLOW;
 	} else if (*family == 6) {
 		key->protocol = p[6];
-		switch (key->protocol) {
-		case IPPROTO_HOPOPTS:
-		case IPPROTO_ROUTING:
-		case IPPROTO_FRAGMENT:
-		case IPPROTO_AH:
-		case IPPROTO_DSTOPTS:
-		case IPPROTO_MH:
-		case IPPROTO_ESP:
+		if (kzn_ipv6_slow(key->protocol))
 			return KZN_SLOW;
-		}
 		key->family = 6;
 		__builtin_memcpy(key->src, p + 8, 16);
 		__builtin_memcpy(key->dst, p + 24, 16);
