@@ -59,6 +59,13 @@ const volatile __u32 kzn_count_gso = 1;
 /* Set by the agent before load: tunnel ports beyond the well-known ones (0: none). */
 const volatile __u16 kzn_vxlan_port = 0;
 const volatile __u16 kzn_geneve_port = 0;
+/*
+ * 0 turns off the common case's parse without a helper call (kzn_parse_nf_direct,
+ * kzn_parse_skb_direct), so that every packet takes the general parse. The agent never
+ * changes it; test/bpf_test.c loads the program both ways and checks that they count every
+ * packet alike. A constant at load time: the verifier drops the branch it rules out.
+ */
+const volatile __u32 kzn_direct = 1;
 /* Set by the agent: whether kzn_tunnel_devs holds any device (spares the lookup otherwise). */
 volatile __u32 kzn_have_tunnel_devs = 0;
 
@@ -511,7 +518,8 @@ static __always_inline int kzn_parse(struct bpf_nf_ctx *ctx, struct kzn_flow_key
 	dev_in = kzn_device_kind(in);
 	if (dev_in & KZN_DEV_IN_SKIP)
 		return KZN_SKIP; /* encrypted: its inner packet was counted going in */
-	if (!dev_in && !dev_out && kzn_parse_nf_direct(skb, family, key, &hdr_len) == KZN_PARSED) {
+	if (kzn_direct && !dev_in && !dev_out &&
+	    kzn_parse_nf_direct(skb, family, key, &hdr_len) == KZN_PARSED) {
 		segs = kzn_wire_segments(skb, len, hdr_len);
 		pkt->packets = segs;
 		pkt->bytes = len + (__u64)(segs - 1) * hdr_len;
@@ -689,7 +697,8 @@ static __always_inline int kzn_parse_socket(struct __sk_buff *skb, struct kzn_fl
 	pkt->encap_bytes = 0;
 	if (skb->ifindex == 1)
 		return KZN_SKIP; /* lo, in every namespace */
-	if (kzn_parse_skb_direct(skb, key, &family, &l3_len, &hdr_len, &df) != KZN_PARSED) {
+	if (!kzn_direct ||
+	    kzn_parse_skb_direct(skb, key, &family, &l3_len, &hdr_len, &df) != KZN_PARSED) {
 		if (bpf_dynptr_from_skb(skb, 0, &ptr))
 			return KZN_UNPARSED;
 		v = bpf_dynptr_slice(&ptr, 0, buf, 1);
