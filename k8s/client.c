@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -36,19 +37,50 @@ static unsigned k8s_random(unsigned below)
 
 /* ---- configuration ---- */
 
-/* k8s_read_token reads the token file by path. 0, or -1 with the reason in err. */
+/* k8s_token_record notes which file (as fstat saw the one read) the token came from. */
+static void k8s_token_record(struct k8s_client *c, const struct stat *st)
+{
+	c->token_dev = (uint64_t)st->st_dev;
+	c->token_ino = (uint64_t)st->st_ino;
+	c->token_size = (uint64_t)st->st_size;
+	c->token_mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+/*
+ * k8s_token_changed returns 1 when the path names another file than the one last read (the
+ * kubelet's symlink swap, a rename over it) or that file was written since, else 0.
+ */
+static int k8s_token_changed(const struct k8s_client *c)
+{
+	struct stat st;
+
+	if (stat(c->token_file, &st) != 0)
+		return 0; /* gone for a moment (a symlink being swapped): the next request looks again */
+	return (uint64_t)st.st_dev != c->token_dev || (uint64_t)st.st_ino != c->token_ino ||
+	       (uint64_t)st.st_size != c->token_size ||
+	       (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec != c->token_mtime_ns;
+}
+
+/*
+ * k8s_read_token reads the token file by path. 0, or -1 with the reason in err. Either way
+ * it records the file it opened, so that k8s_token_changed reports only a later change.
+ */
 static int k8s_read_token(struct k8s_client *c, char *err, size_t err_len)
 {
 	char buf[K8S_TOKEN_MAX];
 	ssize_t n;
 	size_t len = 0;
+	struct stat st;
 	int fd = open(c->token_file, O_RDONLY | O_CLOEXEC);
 
-	if (fd < 0) {
+	if (fd < 0 || fstat(fd, &st) != 0) {
 		snprintf(err, err_len, "cannot open the token file %s: %s", c->token_file,
 			 strerror(errno));
+		if (fd >= 0)
+			close(fd);
 		return -1;
 	}
+	k8s_token_record(c, &st);
 	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
 		len += (size_t)n;
 	close(fd);
@@ -348,7 +380,8 @@ static void k8s_start(struct k8s_client *c, struct k8s_watch *w, long long now)
 	struct addrinfo *res = NULL;
 	unsigned timeout = 300 + k8s_random(301);
 
-	if (c->token_file[0] && (!c->token_read_ms || now - c->token_read_ms >= K8S_TOKEN_REREAD)) {
+	if (c->token_file[0] && (!c->token_read_ms || now - c->token_read_ms >= K8S_TOKEN_REREAD ||
+				 k8s_token_changed(c))) {
 		char err[512];
 		if (k8s_read_token(c, err, sizeof(err)) != 0)
 			snprintf(w->last_error, sizeof(w->last_error),

@@ -12,7 +12,8 @@
  *   --kube-token-file, or --kube-api http://HOST:PORT for `kubectl proxy`.
  * The server's certificate is always verified, its name or IP address included. The token
  * file is opened by path (never kept open: it is a symlink swapped when the token rotates)
- * and read again at least every minute and after any 401.
+ * and read again before a request when it changed (its device, inode, size or modification
+ * time), at least every minute, and after any 401.
  *
  * Per kind: a paginated list (limit=500, continue) that replaces the store's objects of that
  * kind, parsed item by item as the bytes arrive, then a watch from the list's
@@ -26,6 +27,7 @@
 #define KUBEZONNET_K8S_CLIENT_H
 
 #include <poll.h>
+#include <stdint.h>
 
 #include "../http.h"
 #include "store.h"
@@ -33,7 +35,7 @@
 #define K8S_ITEM_MAX	    (4u << 20) /* one list item or one watch event */
 #define K8S_TOKEN_MAX	    16384      /* a bearer token */
 #define K8S_SA_DIR	    "/var/run/secrets/kubernetes.io/serviceaccount"
-#define K8S_TOKEN_REREAD    60000 /* ms */
+#define K8S_TOKEN_REREAD    60000 /* ms: read again at least this often, changed or not */
 #define K8S_TIMEOUT_DEFAULT 30000
 
 struct k8s_options {
@@ -86,6 +88,9 @@ struct k8s_client {
 	char token_file[4096];
 	char token[K8S_TOKEN_MAX];
 	long long token_read_ms; /* 0: read it at the next request */
+	/* the token file as it was last read: what k8s_token_changed compares */
+	uint64_t token_dev, token_ino, token_size;
+	int64_t token_mtime_ns;
 	long long timeout_ms;
 	struct k8s_watch watches[2];
 	struct k8s_store *store;
