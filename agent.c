@@ -74,6 +74,7 @@
 	60000 /* ms of devices' traffic the hook barely saw (--blind-after) */
 #define AGENT_BLIND_MIN_BYTES (1u << 20) /* less sent by the devices says nothing */
 #define AGENT_BLIND_PERCENT   1		 /* the hook saw less than this share of it: blind */
+#define AGENT_PERCPU_BATCH    1024	 /* flows read at once from per-CPU flow maps */
 
 struct agent_config {
 	const char *server;
@@ -92,6 +93,7 @@ struct agent_config {
 	enum { AGENT_HOOK_NETFILTER, AGENT_HOOK_CGROUP } hook;
 	const char *cgroup_path;
 	unsigned int blind_after_ms; /* --blind-after; 0: never check */
+	int per_cpu;		     /* --per-cpu-counts: a flow's counts one per CPU */
 };
 
 enum agent_conn_state { AGENT_DISCONNECTED, AGENT_CONNECTING, AGENT_CONNECTED };
@@ -105,6 +107,8 @@ struct agent {
 	int active; /* index into flows_fd of the map packets go to */
 	unsigned int map_entries;
 	int ncpus;
+	int per_cpu; /* the flow maps hold one value a CPU (BPF_MAP_TYPE_PERCPU_HASH) */
+	struct kzn_flow_value *percpu; /* AGENT_PERCPU_BATCH flows' values of every CPU */
 	struct kzn_agent_state state;
 
 	/* The report built from the frozen map, kept until acknowledged. */
@@ -243,7 +247,25 @@ static int agent_loss_total(struct agent *a, __u64 out[KZN_LOSS_SLOTS])
 	return 0;
 }
 
-/* agent_read_frozen reads every flow of the frozen map into keys/values. */
+/* agent_sum_cpus adds up n flows' per-CPU values (a CPU after the other, flow by flow). */
+static void agent_sum_cpus(const struct agent *a, const struct kzn_flow_value *percpu,
+			   struct kzn_flow_value *out, __u32 n)
+{
+	for (__u32 i = 0; i < n; i++) {
+		out[i] = (struct kzn_flow_value){0};
+		for (int c = 0; c < a->ncpus; c++) {
+			const struct kzn_flow_value *v = &percpu[(size_t)i * a->ncpus + c];
+			out[i].bytes += v->bytes;
+			out[i].packets += v->packets;
+			out[i].encap_bytes += v->encap_bytes;
+		}
+	}
+}
+
+/*
+ * agent_read_frozen reads every flow of the frozen map into keys/values. Per-CPU values
+ * (--per-cpu-counts) are read AGENT_PERCPU_BATCH flows at a time and summed over the CPUs.
+ */
 static int agent_read_frozen(struct agent *a)
 {
 	int fd = a->flows_fd[1 - a->active];
@@ -256,9 +278,14 @@ static int agent_read_frozen(struct agent *a)
 
 		if (count == 0)
 			break;
-		rc = bpf_map_lookup_batch(fd, first ? NULL : &batch, &batch, a->keys + total,
-					  a->values + total, &count, NULL);
+		if (a->per_cpu && count > AGENT_PERCPU_BATCH)
+			count = AGENT_PERCPU_BATCH;
+		rc = bpf_map_lookup_batch(
+			fd, first ? NULL : &batch, &batch, a->keys + total,
+			a->per_cpu ? (void *)a->percpu : (void *)(a->values + total), &count, NULL);
 		first = 0;
+		if (a->per_cpu)
+			agent_sum_cpus(a, a->percpu, a->values + total, count);
 		total += count;
 		if (rc != 0) {
 			if (errno == ENOENT)
@@ -932,22 +959,24 @@ static int agent_uninstall(const char *pin_path)
 	return 0;
 }
 
-/* agent_pinned_entries returns max_entries of an already pinned flow map, or 0. */
-static unsigned int agent_pinned_entries(const char *pin_path)
+/*
+ * agent_pinned_flows fills info (max_entries and type matter) from an already pinned flow map;
+ * max_entries is 0 when there is none.
+ */
+static void agent_pinned_flows(const char *pin_path, struct bpf_map_info *info)
 {
 	char path[PATH_MAX];
-	struct bpf_map_info info = {0};
-	__u32 len = sizeof(info);
+	__u32 len = sizeof(*info);
 	int fd;
 
+	memset(info, 0, sizeof(*info));
 	snprintf(path, sizeof(path), "%s/kzn_flows_a", pin_path);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
-		return 0;
-	if (bpf_map_get_info_by_fd(fd, &info, &len) != 0)
-		info.max_entries = 0;
+		return;
+	if (bpf_map_get_info_by_fd(fd, info, &len) != 0)
+		info->max_entries = 0;
 	close(fd);
-	return info.max_entries;
 }
 
 /* agent_prog_tag reads the tag (a hash of the instructions) of the program behind fd. */
@@ -1212,23 +1241,55 @@ static int agent_recover(struct agent *a)
 	return 0;
 }
 
+/*
+ * agent_set_percpu makes the opened skel's flow maps per-CPU (--per-cpu-counts): the
+ * program's code is the same, it adds to this CPU's value. kzn_grace's inner map template
+ * must be of the same type: a map of that type, whose fd (*inner_fd) the caller closes once
+ * the object is loaded, stands in for it.
+ */
+static int agent_set_percpu(struct kubezonnet_bpf *skel, int *inner_fd)
+{
+	*inner_fd =
+		bpf_map_create(BPF_MAP_TYPE_PERCPU_HASH, "kzn_inner", sizeof(struct kzn_flow_key),
+			       sizeof(struct kzn_flow_value), 1, NULL);
+	if (*inner_fd < 0)
+		return -1;
+	if (bpf_map__set_type(skel->maps.kzn_flows_a, BPF_MAP_TYPE_PERCPU_HASH) ||
+	    bpf_map__set_type(skel->maps.kzn_flows_b, BPF_MAP_TYPE_PERCPU_HASH) ||
+	    bpf_map__set_inner_map_fd(skel->maps.kzn_grace, *inner_fd)) {
+		close(*inner_fd);
+		*inner_fd = -1;
+		return -1;
+	}
+	return 0;
+}
+
 /* agent_open_bpf opens, configures and loads the BPF object against the pinned maps. */
 static int agent_open_bpf(struct agent *a)
 {
 	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = a->config.pin_path);
-	unsigned int pinned;
-	int rc;
+	struct bpf_map_info pinned;
+	int rc, inner_fd = -1;
 
 	rc = agent_check_bpffs(a->config.pin_path);
 	if (rc)
 		return rc;
 	a->map_entries = a->config.map_entries;
-	pinned = agent_pinned_entries(a->config.pin_path);
-	if (pinned && pinned != a->map_entries) {
+	a->per_cpu = a->config.per_cpu;
+	agent_pinned_flows(a->config.pin_path, &pinned);
+	if (pinned.max_entries && pinned.max_entries != a->map_entries) {
 		agent_log("flow maps pinned at %s hold %u entries: keeping %u instead of "
 			  "--map-entries %u (remove the pins to change it)",
-			  a->config.pin_path, pinned, pinned, a->map_entries);
-		a->map_entries = pinned;
+			  a->config.pin_path, pinned.max_entries, pinned.max_entries,
+			  a->map_entries);
+		a->map_entries = pinned.max_entries;
+	}
+	if (pinned.max_entries && (pinned.type == BPF_MAP_TYPE_PERCPU_HASH) != a->per_cpu) {
+		a->per_cpu = !a->per_cpu;
+		agent_log("flow maps pinned at %s hold %s: keeping them so, %s --per-cpu-counts "
+			  "(remove the pins to change it)",
+			  a->config.pin_path, a->per_cpu ? "counts per CPU" : "one count a flow",
+			  a->per_cpu ? "as with" : "as without");
 	}
 	/*
 	 * Counting GSO segments reads the skb's shared info; should a kernel refuse that from a
@@ -1257,10 +1318,20 @@ static int agent_open_bpf(struct agent *a)
 		a->skel->rodata->kzn_geneve_port = a->config.geneve_port;
 		bpf_map__set_max_entries(a->skel->maps.kzn_flows_a, a->map_entries);
 		bpf_map__set_max_entries(a->skel->maps.kzn_flows_b, a->map_entries);
+		if (a->per_cpu && agent_set_percpu(a->skel, &inner_fd) != 0) {
+			rc = -errno;
+			agent_log("per-CPU flow maps: %s", strerror(errno));
+			kubezonnet_bpf__destroy(a->skel);
+			a->skel = NULL;
+			return rc;
+		}
 		/* The inner map template keeps its size: hash maps in a map-in-map may differ. */
-		if (kubezonnet_bpf__load(a->skel) == 0)
+		rc = kubezonnet_bpf__load(a->skel) == 0 ? 0 : -errno;
+		if (inner_fd >= 0)
+			close(inner_fd);
+		inner_fd = -1;
+		if (rc == 0)
 			break;
-		rc = -errno;
 		kubezonnet_bpf__destroy(a->skel);
 		a->skel = NULL;
 		agent_missing_caps(caps, sizeof(caps));
@@ -1284,7 +1355,10 @@ static int agent_open_bpf(struct agent *a)
 	a->ncpus = libbpf_num_possible_cpus();
 	a->keys = calloc(a->map_entries, sizeof(*a->keys));
 	a->values = calloc(a->map_entries, sizeof(*a->values));
-	if (a->ncpus <= 0 || !a->keys || !a->values) {
+	if (a->per_cpu && a->ncpus > 0)
+		a->percpu =
+			calloc((size_t)AGENT_PERCPU_BATCH * (size_t)a->ncpus, sizeof(*a->percpu));
+	if (a->ncpus <= 0 || !a->keys || !a->values || (a->per_cpu && !a->percpu)) {
 		agent_log("out of memory for %u flows", a->map_entries);
 		return -ENOMEM;
 	}
@@ -1871,6 +1945,10 @@ static void agent_usage(FILE *out)
 		"under\n"
 		"                          1%% of what the node's devices sent for this long\n"
 		"                          (default 60s; 0: never)\n"
+		"      --per-cpu-counts    keep a flow's counts one per CPU: no cache line shared\n"
+		"                          between CPUs adding to one flow, for 2 x map-entries x\n"
+		"                          24 bytes of kernel memory a CPU (README: \"What a\n"
+		"                          packet costs\"); flow maps already pinned keep theirs\n"
 		"      --agent-secret-file FILE  prove to the server that this agent holds the\n"
 		"                          secret on FILE's first line (wire protocol version 3,\n"
 		"                          every frame authenticated); FILE is read again when it\n"
@@ -1924,6 +2002,7 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 		{"hook", required_argument, NULL, 'H'},
 		{"cgroup", required_argument, NULL, 'C'},
 		{"blind-after", required_argument, NULL, 'B'},
+		{"per-cpu-counts", no_argument, NULL, 'X'},
 		{"help", no_argument, NULL, 'h'},
 		{"version", no_argument, NULL, 'V'},
 		{NULL, 0, NULL, 0},
@@ -2045,6 +2124,9 @@ static int agent_parse_flags(int argc, char **argv, struct agent_config *c)
 					optarg);
 				return 2;
 			}
+			break;
+		case 'X':
+			c->per_cpu = 1;
 			break;
 		case 'h':
 			agent_usage(stdout);
@@ -2209,20 +2291,20 @@ int main(int argc, char **argv)
 		if (!a.links[0])
 			goto cleanup;
 		agent_log("%s the socket-level hook (cgroup egress, IPv4, IPv6); node %s, "
-			  "instance %016llx, %u flows per interval, pinned at %s",
+			  "instance %016llx, %u flows per interval%s, pinned at %s",
 			  reused[0] ? "counting continues on" : "attached to", a.config.node,
 			  (unsigned long long)a.state.instance_id, a.map_entries,
-			  a.config.pin_path);
+			  a.per_cpu ? " (counts per CPU)" : "", a.config.pin_path);
 	} else {
 		a.links[0] = agent_attach(&a, NFPROTO_IPV4, "ipv4", &reused[0]);
 		a.links[1] = agent_attach(&a, NFPROTO_IPV6, "ipv6", &reused[1]);
 		if (!a.links[0] || !a.links[1])
 			goto cleanup;
 		agent_log("%s netfilter POSTROUTING (IPv4, IPv6) at priority %d; node %s, "
-			  "instance %016llx, %u flows per interval, pinned at %s",
+			  "instance %016llx, %u flows per interval%s, pinned at %s",
 			  reused[0] && reused[1] ? "counting continues on" : "attached to",
 			  KZN_NF_PRIORITY, a.config.node, (unsigned long long)a.state.instance_id,
-			  a.map_entries, a.config.pin_path);
+			  a.map_entries, a.per_cpu ? " (counts per CPU)" : "", a.config.pin_path);
 	}
 
 	if (agent_encode_hello(&a) != 0)
@@ -2247,6 +2329,7 @@ cleanup:
 	kubezonnet_bpf__destroy(a.skel);
 	free(a.keys);
 	free(a.values);
+	free(a.percpu);
 	free(a.frame);
 	return rc;
 }

@@ -209,16 +209,29 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static struct kubezonnet_bpf *load_ours(int *flows_fd)
+/* load_ours loads the program unpinned; per_cpu: its flow maps per CPU (--per-cpu-counts). */
+static struct kubezonnet_bpf *load_ours(int *flows_fd, int per_cpu)
 {
 	struct kubezonnet_bpf *skel = kubezonnet_bpf__open();
 	struct bpf_map *map;
 	__u32 zero = 0;
+	int inner_fd = -1, loaded;
 
 	if (!skel)
 		return NULL;
 	bpf_object__for_each_map(map, skel->obj) bpf_map__set_pin_path(map, NULL);
-	if (kubezonnet_bpf__load(skel) != 0) {
+	if (per_cpu) { /* as the agent's agent_set_percpu */
+		inner_fd = bpf_map_create(BPF_MAP_TYPE_PERCPU_HASH, "kzn_inner",
+					  sizeof(struct kzn_flow_key),
+					  sizeof(struct kzn_flow_value), 1, NULL);
+		bpf_map__set_type(skel->maps.kzn_flows_a, BPF_MAP_TYPE_PERCPU_HASH);
+		bpf_map__set_type(skel->maps.kzn_flows_b, BPF_MAP_TYPE_PERCPU_HASH);
+		bpf_map__set_inner_map_fd(skel->maps.kzn_grace, inner_fd);
+	}
+	loaded = kubezonnet_bpf__load(skel) == 0;
+	if (inner_fd >= 0)
+		close(inner_fd);
+	if (!loaded) {
 		kubezonnet_bpf__destroy(skel);
 		return NULL;
 	}
@@ -252,7 +265,7 @@ static int attach(const char *which)
 {
 	struct bench_bpf *bench = bench_bpf__open_and_load();
 	int flows_fd;
-	struct kubezonnet_bpf *ours = strcmp(which, "ours") == 0 ? load_ours(&flows_fd) : NULL;
+	struct kubezonnet_bpf *ours = strcmp(which, "ours") == 0 ? load_ours(&flows_fd, 0) : NULL;
 	struct bpf_program *prog = ours				 ? ours->progs.kzn_postrouting
 				   : !bench			 ? NULL
 				   : strcmp(which, "parse") == 0 ? bench->progs.kzn_bench_parse
@@ -300,8 +313,9 @@ static int attach(const char *which)
 int main(int argc, char **argv)
 {
 	struct bench_bpf *bench;
-	struct kubezonnet_bpf *ours;
+	struct kubezonnet_bpf *ours, *percpu;
 	int empty_fd, parse_fd, ours_fd, flows_fd, before_fd = -1, before_flows_fd = -1;
+	int percpu_fd, percpu_flows_fd;
 
 	if (argc == 3 && strcmp(argv[1], "attach") == 0)
 		return attach(argv[2]);
@@ -311,8 +325,9 @@ int main(int argc, char **argv)
 	}
 	libbpf_set_print(NULL);
 	bench = bench_bpf__open_and_load();
-	ours = load_ours(&flows_fd);
-	if (!bench || !ours) {
+	ours = load_ours(&flows_fd, 0);
+	percpu = load_ours(&percpu_flows_fd, 1);
+	if (!bench || !ours || !percpu) {
 		printf("%-44s (skipped: cannot load: %s)\n", "bpf: per-packet cost",
 		       strerror(errno));
 		return 0;
@@ -328,6 +343,7 @@ int main(int argc, char **argv)
 	empty_fd = bpf_program__fd(bench->progs.kzn_bench_empty);
 	parse_fd = bpf_program__fd(bench->progs.kzn_bench_parse);
 	ours_fd = bpf_program__fd(ours->progs.kzn_postrouting);
+	percpu_fd = bpf_program__fd(percpu->progs.kzn_postrouting);
 
 	int socket_empty_fd = bpf_program__fd(bench->progs.kzn_bench_socket_empty);
 	int socket_fd = bpf_program__fd(ours->progs.kzn_socket_egress), dev = a_device();
@@ -340,6 +356,8 @@ int main(int argc, char **argv)
 		double empty1[BENCH_RUNS], fresh[BENCH_RUNS], fresh_old[BENCH_RUNS];
 		double s_empty[BENCH_RUNS], s_hot[BENCH_RUNS];
 		double one[BENCH_RUNS], two[BENCH_RUNS], one_old[BENCH_RUNS], two_old[BENCH_RUNS];
+		double pc_hot[BENCH_RUNS], pc_fresh[BENCH_RUNS], pc_one[BENCH_RUNS],
+			pc_two[BENCH_RUNS];
 		struct packet p;
 		char what[64];
 
@@ -348,6 +366,7 @@ int main(int argc, char **argv)
 			empty[r] = run_ns(empty_fd, &p, HOT_REPEAT);
 			parse[r] = run_ns(parse_fd, &p, HOT_REPEAT);
 			hot[r] = run_ns(ours_fd, &p, HOT_REPEAT);
+			pc_hot[r] = run_ns(percpu_fd, &p, HOT_REPEAT);
 			if (before_fd >= 0)
 				old[r] = run_ns(before_fd, &p, HOT_REPEAT);
 			if (dev) {
@@ -357,6 +376,8 @@ int main(int argc, char **argv)
 			if (cpus) {
 				one[r] = one_cpu_ns(ours_fd, &p);
 				two[r] = two_cpus_ns(ours_fd, &p);
+				pc_one[r] = one_cpu_ns(percpu_fd, &p);
+				pc_two[r] = two_cpus_ns(percpu_fd, &p);
 				if (before_fd >= 0) {
 					one_old[r] = one_cpu_ns(before_fd, &p);
 					two_old[r] = two_cpus_ns(before_fd, &p);
@@ -366,6 +387,7 @@ int main(int argc, char **argv)
 		for (int r = 0; r < BENCH_RUNS; r++) {
 			empty1[r] = new_keys_ns(empty_fd, -1, pf, 1000);
 			fresh[r] = new_keys_ns(ours_fd, flows_fd, pf, 1000);
+			pc_fresh[r] = new_keys_ns(percpu_fd, percpu_flows_fd, pf, 1000);
 			if (before_fd >= 0)
 				fresh_old[r] = new_keys_ns(before_fd, before_flows_fd, pf, 1000);
 		}
@@ -386,7 +408,15 @@ int main(int argc, char **argv)
 		else
 			bench_row(what, f, "ns", "empty program, 1 run/call",
 				  bench_median(empty1, BENCH_RUNS));
+		snprintf(what, sizeof(what), "bpf: %s hot key, per-CPU counts", fam);
+		bench_row(what, bench_median(pc_hot, BENCH_RUNS), "ns", "parse-only program", pa);
+		snprintf(what, sizeof(what), "bpf: %s 1,000 new keys, per-CPU counts", fam);
+		bench_row(what, bench_median(pc_fresh, BENCH_RUNS), "ns", "one count a flow", f);
 		if (cpus) {
+			snprintf(what, sizeof(what), "bpf: %s hot key, two CPUs, per-CPU counts",
+				 fam);
+			bench_row(what, bench_median(pc_two, BENCH_RUNS), "ns", "one CPU",
+				  bench_median(pc_one, BENCH_RUNS));
 			snprintf(what, sizeof(what), "bpf: %s hot key, two CPUs at once", fam);
 			bench_row(what, bench_median(two, BENCH_RUNS), "ns", "one CPU",
 				  bench_median(one, BENCH_RUNS));
@@ -407,6 +437,7 @@ int main(int argc, char **argv)
 		bench_row(what, sh - se, "ns", "netfilter hook's over its empty", h - e);
 	}
 	kubezonnet_bpf__destroy(ours);
+	kubezonnet_bpf__destroy(percpu);
 #if HAVE_BEFORE
 	before_bpf__destroy(before);
 #endif

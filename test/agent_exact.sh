@@ -24,6 +24,13 @@ nft_setup
 sink_start "$WORK/sink"
 agent_start "$WORK/agent" --interval 1s || { sed 's/^/#   /' "$WORK/agent"; exit 1; }
 
+# With KZN_AGENT_ARGS=--per-cpu-counts (test/agent_exact_percpu.sh): the flow maps the agent
+# pinned are per-CPU hashes, so what follows proves the per-CPU sums.
+if [[ " ${KZN_AGENT_ARGS:-} " == *" --per-cpu-counts "* ]]; then
+	type=$(bpftool -j map show pinned "$BPFFS/kubezonnet/kzn_flows_a" | python3 -c 'import json, sys; print(json.load(sys.stdin)["type"])')
+	check_eq "per-CPU counts: the pinned flow maps hold a value a CPU" "$type" percpu_hash
+fi
+
 # compare NAME SRC DST PROTO: the sink's total for that traffic equals the nftables counter.
 compare() {
 	local want got

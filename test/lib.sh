@@ -275,15 +275,16 @@ sink_start() {
 
 # agent_start LOG ARGS...: the agent in the node namespace, reporting to the sink; returns once
 # this agent (not an earlier one logging to LOG) has attached. With KZN_HOOK=cgroup it counts
-# at the node's cgroup (--hook cgroup --cgroup NODE_CGROUP).
+# at the node's cgroup (--hook cgroup --cgroup NODE_CGROUP); KZN_AGENT_ARGS: more flags.
 agent_start() {
 	local log=$1 lines
 	shift
 	lines=$(cat "$log" 2>/dev/null | wc -l)
-	local hook=()
+	local hook=() more=()
 	[ "$KZN_HOOK" = cgroup ] && hook=(--hook cgroup --cgroup "$NODE_CGROUP")
+	read -ra more <<<"${KZN_AGENT_ARGS:-}"
 	ip netns exec "$NODE" "$AGENT" --server 127.0.0.1:$SINK_PORT --node node-1 \
-		--pin-path "$BPFFS/kubezonnet" "${hook[@]}" "$@" >>"$log" 2>&1 &
+		--pin-path "$BPFFS/kubezonnet" "${hook[@]}" "${more[@]}" "$@" >>"$log" 2>&1 &
 	AGENT_PID=$!
 	PIDS+=($AGENT_PID)
 	wait_for 10 eval "tail -n +$((lines + 1)) '$log' | grep -qE 'attached to|counting continues'"
