@@ -72,7 +72,7 @@ build/bench/server_bench: bench/server_bench.c bench/bench.h $(HEADERS) | build/
 build/bench/k8s_bench: bench/k8s_bench.c bench/bench.h $(HEADERS) $(MODULES) | build/bench
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(filter-out k8s/client.c,$(MODULES)) $(SERVER_LIBS)
 
-build/bench/bpf_bench: build/bench.skel.h build/kubezonnet.skel.h bpf/kubezonnet.h build/before.skel.h
+build/bench/bpf_bench: build/bench.skel.h build/kubezonnet.skel.h bpf/kubezonnet.h build/before.skel.h test/bpf_run.h
 
 # bench/bpf_bench's "before #15" rows: the counting program as it was before issue #15 made
 # the common case cheaper, taken from git (commit BENCH_BEFORE); without the history, those
@@ -90,7 +90,7 @@ build/bench/drain_bench: bench/drain_bench.c bench/bench.h $(HEADERS) agent.c $(
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(AGENT_MODULES) $(STATIC_LIBS) -lm
 build/bench/server_bench: server.c ingest.c $(MODULES)
 
-build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h
+build/test/bpf_test: build/kubezonnet.skel.h bpf/kubezonnet.h test/bpf_run.h
 
 # BPF programs test/agent_cgroup.sh loads besides the agent's (host routing at tc, a
 # connect-time Service load balancer), against the system's UAPI headers.

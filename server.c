@@ -974,8 +974,7 @@ void server_dump_report(const struct server_job *j)
 	    (unsigned long long)st->tunnel_malformed_bytes);
 	if (st->version >= WIRE_VERSION_3)
 		OUT(",\"hook\":\"%s\",\"device_bytes\":%llu,\"blind\":%s",
-		    j->hook == WIRE_HOOK_CGROUP ? "cgroup" : "netfilter",
-		    (unsigned long long)st->device_bytes,
+		    server_hook_name(j->hook), (unsigned long long)st->device_bytes,
 		    st->hook_status & WIRE_HOOK_BLIND ? "true" : "false");
 	OUT("}\n");
 	server_sink_end(&server_out);

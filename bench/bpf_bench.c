@@ -31,6 +31,7 @@
 #endif
 #include "../wire.h"
 #include "bench.h"
+#include "../test/bpf_run.h"
 
 #define HOT_REPEAT 200000
 #define NEW_KEYS   1000
@@ -110,19 +111,6 @@ static double socket_ns(int prog_fd, const struct packet *p, int repeat, int ifi
 		exit(1);
 	}
 	return opts.duration;
-}
-
-/* a_device returns the index of a device of this namespace that is not loopback, or 0. */
-static int a_device(void)
-{
-	struct if_nameindex *all = if_nameindex();
-	int found = 0;
-
-	for (struct if_nameindex *i = all; i && i->if_index && !found; i++)
-		if (i->if_index > 1)
-			found = (int)i->if_index;
-	if_freenameindex(all);
-	return found;
 }
 
 /* new_keys_ns: mean ns per packet over NEW_KEYS packets of distinct flows, one run each. */

@@ -31,41 +31,32 @@ if [[ " ${KZN_AGENT_ARGS:-} " == *" --per-cpu-counts "* ]]; then
 	check_eq "per-CPU counts: the pinned flow maps hold a value a CPU" "$type" percpu_hash
 fi
 
+# flow_check NAME SRC DST PROTO NFT WANT WHAT: nftables counted NFT ("bytes packets", some) of
+# that traffic, and the sink's total for it is WANT; WHAT says what was compared.
+flow_check() {
+	local got
+	got=$(sink_count "$WORK/sink" "$2" "$3" "$4")
+	if [ -n "$5" ] && [ "$5" != "0 0" ] && [ "$got" = "$6" ]; then
+		ok "$1 ($2 > $3 $4$7: $got)"
+	else
+		not_ok "$1 ($2 > $3 $4$7)" "agent reported '$got' (bytes packets), want '$6'; nftables counted '$5'"
+	fi
+}
 # compare NAME SRC DST PROTO: the sink's total for that traffic equals the nftables counter.
 compare() {
-	local want got
+	local want
 	want=$(nft_count "$2" "$3" "$4")
-	got=$(sink_count "$WORK/sink" "$2" "$3" "$4")
-	if [ -n "$want" ] && [ "$want" != "0 0" ] && [ "$got" = "$want" ]; then
-		ok "$1 ($2 > $3 $4: $got)"
-	else
-		not_ok "$1 ($2 > $3 $4)" "agent reported '$got' (bytes packets), nftables counted '$want'"
-	fi
+	flow_check "$@" "$want" "$want" ""
 }
-
 # kernel_sent NAME SRC DST PROTO (KZN_HOOK=cgroup): the kernel sent that traffic from a socket of
 # its own, which the socket-level hook does not see: nftables counted it, the agent nothing.
-kernel_sent() {
-	local want got
-	want=$(nft_count "$2" "$3" "$4")
-	got=$(sink_count "$WORK/sink" "$2" "$3" "$4")
-	if [ -n "$want" ] && [ "$want" != "0 0" ] && [ "$got" = "0 0" ]; then
-		ok "$1 ($2 > $3 $4: the kernel's replies, $want on the wire, are not counted)"
-	else
-		not_ok "$1 ($2 > $3 $4)" "agent reported '$got' (bytes packets) of the kernel's replies, nftables counted '$want'"
-	fi
-}
+kernel_sent() { flow_check "$@" "$(nft_count "$2" "$3" "$4")" "0 0" ", the kernel's replies"; }
 # echo_compare NAME SRC DST PROTO (KZN_HOOK=cgroup): the agent's ICMP equals the echo requests
 # (ping's socket); the port unreachable errors the pod's kernel sends are not counted.
 echo_compare() {
-	local want got
+	local want
 	want=$(nft_echo "$2" "$3")
-	got=$(sink_count "$WORK/sink" "$2" "$3" "$4")
-	if [ "$want" != "0 0" ] && [ "$got" = "$want" ]; then
-		ok "$1 ($2 > $3 $4, the echo requests: $got)"
-	else
-		not_ok "$1 ($2 > $3 $4)" "agent reported '$got' (bytes packets), nftables counted '$want' echo requests"
-	fi
+	flow_check "$@" "$want" "$want" ", the echo requests"
 }
 if [ "$KZN_HOOK" = cgroup ]; then
 	icmp_requests=echo_compare icmp_replies=kernel_sent

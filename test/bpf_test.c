@@ -19,6 +19,7 @@
 #include "kubezonnet.skel.h"
 #include "../wire.h"
 #include "test.h"
+#include "bpf_run.h"
 
 /*
  * The kernel's struct nf_hook_state as BPF_PROG_TEST_RUN takes it: hook and pf, rest zero.
@@ -1046,19 +1047,6 @@ static void test_direct_parse(const struct diff_side s[2], int family, int cgrou
 	test_result("bpf direct parse: IPv%d %s, %d packets (%d under a flow, %d unparsed), same "
 		    "keys, bytes, packets and loss as the general parse",
 		    family, cgroup ? "cgroup" : "netfilter", DIFF_PACKETS, flows, unparsed);
-}
-
-/* a_device returns the index of a device of this namespace that is not loopback, or 0. */
-static int a_device(void)
-{
-	struct if_nameindex *all = if_nameindex();
-	int found = 0;
-
-	for (struct if_nameindex *i = all; i && i->if_index && !found; i++)
-		if (i->if_index > 1)
-			found = (int)i->if_index;
-	if_freenameindex(all);
-	return found;
 }
 
 /*

@@ -11,9 +11,7 @@ NAMES=("demo: refuses without root, leaves nothing" "demo: Ctrl-C tears everythi
 	"demo: every pod's cross-zone bytes equal nftables" "demo: the noisy talker is first"
 	"demo: same-zone-only pod shows no cross-zone bytes" "demo: teardown leaves nothing")
 skip_unless_root "${NAMES[@]}"
-WORK=$(mktemp -d)
-trap 'demo/demo.sh stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-cd "$TOP" || exit 1
+demo_begin
 snapshot() {
 	{
 		ip netns list | awk '{print $1}' | sort
@@ -62,7 +60,7 @@ wait_for 60 grep -q "ready:" "$WORK/crashed"
 kill -9 $crashed
 wait $crashed 2>/dev/null
 # ...which the next one cleans up before it starts.
-make -s demo DEMO_SECONDS=30 DEMO_REPORT="$WORK/report.json" >"$WORK/out" 2>&1
+demo_run "$WORK/report.json" "$WORK/out" DEMO_SECONDS=30
 rc=$?
 if [ $rc = 0 ] && grep -q "cleaning up what an earlier demo left" "$WORK/out"; then
 	ok "demo: cleans up after a crashed demo"

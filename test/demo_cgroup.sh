@@ -9,10 +9,8 @@ NAMES=("demo cgroup hook: every pod's cross-zone bytes equal nftables"
 	"demo cgroup hook: the agents count on the cgroup hook, the server knows it"
 	"demo cgroup hook over VXLAN: every pod's cross-zone bytes equal nftables, without the tunnel's")
 skip_unless_root "${NAMES[@]}"
-WORK=$(mktemp -d)
-trap 'demo/demo.sh stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-cd "$TOP" || exit 1
-make -s demo DEMO_HOOK=cgroup DEMO_SECONDS=12 DEMO_REPORT="$WORK/report.json" >"$WORK/out" 2>&1
+demo_begin
+demo_run "$WORK/report.json" "$WORK/out" DEMO_HOOK=cgroup DEMO_SECONDS=12
 rc=$?
 [ $rc = 0 ] || tail -5 "$WORK/out" | sed 's/^/#   /'
 python3 "$TOP/test/demo_verdicts.py" "$WORK/report.json" >"$WORK/verdicts" 2>&1
@@ -26,7 +24,7 @@ else
 fi
 # The same over the VXLAN overlay: the pods' packets before the tunnel, so nftables' counts of
 # them on their way into flannel.1 with no encapsulation added.
-make -s demo DEMO_HOOK=cgroup DEMO_OVERLAY=vxlan DEMO_SECONDS=10 DEMO_REPORT="$WORK/vxlan.json" >"$WORK/vxlan" 2>&1
+demo_run "$WORK/vxlan.json" "$WORK/vxlan" DEMO_HOOK=cgroup DEMO_OVERLAY=vxlan DEMO_SECONDS=10
 if [ $? != 0 ] && grep -q "no vxlan support" "$WORK/vxlan"; then
 	skip "${NAMES[4]}" "this kernel cannot make VXLAN devices"
 else

@@ -6,10 +6,8 @@
 NAMES=("demo k8s: the server lists pods and nodes from the API server"
 	"demo k8s: every pod's cross-zone bytes equal nftables")
 skip_unless_root "${NAMES[@]}"
-WORK=$(mktemp -d)
-trap 'demo/demo.sh stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-cd "$TOP" || exit 1
-make -s demo DEMO_K8S=1 DEMO_SECONDS=20 DEMO_REPORT="$WORK/report.json" >"$WORK/out" 2>&1
+demo_begin
+demo_run "$WORK/report.json" "$WORK/out" DEMO_K8S=1 DEMO_SECONDS=20
 rc=$?
 if [ $rc = 0 ] && grep -q "kubernetes: listed 6 nodes and 8 pods; ready" "$WORK/out"; then
 	ok "demo k8s: the server lists pods and nodes from the API server"

@@ -7,10 +7,8 @@
 NAMES=("demo overlay: every pod's cross-zone bytes equal nftables plus the encapsulation"
 	"demo overlay: the noisy talker is first" "demo overlay: same-zone-only pod shows no cross-zone bytes")
 skip_unless_root "${NAMES[@]}"
-WORK=$(mktemp -d)
-trap 'demo/demo.sh stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
-cd "$TOP" || exit 1
-make -s demo DEMO_OVERLAY=vxlan DEMO_SECONDS=20 DEMO_REPORT="$WORK/report.json" >"$WORK/out" 2>&1
+demo_begin
+demo_run "$WORK/report.json" "$WORK/out" DEMO_OVERLAY=vxlan DEMO_SECONDS=20
 rc=$?
 if [ $rc != 0 ] && grep -q "no vxlan support" "$WORK/out"; then
 	for n in "${NAMES[@]}"; do skip "$n" "this kernel cannot make VXLAN devices"; done

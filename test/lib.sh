@@ -53,6 +53,22 @@ skip_unless_fixtures() {
 	exit 0
 }
 
+# demo_begin: for a test of make demo: WORK (a scratch directory), the current directory TOP,
+# and at exit the demo stopped and WORK removed.
+demo_begin() {
+	WORK=$(mktemp -d)
+	trap 'demo/demo.sh stop >/dev/null 2>&1; rm -rf "$WORK"' EXIT
+	cd "$TOP" || exit 1
+}
+
+# demo_run REPORT OUT VAR=VALUE...: make demo with those variables, its report (DEMO_REPORT) to
+# REPORT and what it prints to OUT; returns its exit status.
+demo_run() {
+	local report=$1 out=$2
+	shift 2
+	make -s demo "$@" DEMO_REPORT="$report" >"$out" 2>&1
+}
+
 # demo_verdict FILE NAME TEST: reports the verdict NAME of test/demo_verdicts.py's output.
 demo_verdict() {
 	local line v msg
