@@ -7,8 +7,10 @@
  * 124-byte IPv6 TCP packet. Rows: a hot key (the flow exists), 1,000 new keys (each packet
  * inserts a flow), the hot key on two CPUs at once against one, and the socket-level hook.
  *
- * "bpf_bench attach empty|ours|before" instead attaches that program at POSTROUTING in the current
- * network namespace and waits for SIGTERM (for bench/veth_bench.sh).
+ * "bpf_bench attach empty|ours|before|one-add [stats]" instead attaches that program at
+ * POSTROUTING in the current network namespace and waits for SIGTERM (for bench/veth_bench.sh);
+ * with "stats", the kernel times each run of it (BPF_ENABLE_STATS), and the mean nanoseconds
+ * per packet and the packets are printed on the way out.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -23,6 +25,7 @@
 #include "bpf/kubezonnet.h"
 #include "kubezonnet.skel.h"
 #include "bench.skel.h"
+#include "floor.skel.h"
 #if __has_include("before.skel.h")
 #include "before.skel.h"
 #define HAVE_BEFORE 1
@@ -249,15 +252,36 @@ static struct before_bpf *load_before(int *flows_fd)
 }
 #endif
 
-static int attach(const char *which)
+/* load_floor loads bench/floor.bpf.c, whose parser's maps are left unpinned. */
+static struct floor_bpf *load_floor(void)
+{
+	struct floor_bpf *skel = floor_bpf__open();
+	struct bpf_map *map;
+
+	if (!skel)
+		return NULL;
+	bpf_object__for_each_map(map, skel->obj) bpf_map__set_pin_path(map, NULL);
+	if (floor_bpf__load(skel) != 0) {
+		floor_bpf__destroy(skel);
+		return NULL;
+	}
+	return skel;
+}
+
+static int attach(const char *which, int stats)
 {
 	struct bench_bpf *bench = bench_bpf__open_and_load();
-	int flows_fd;
+	int flows_fd, stats_fd = stats ? bpf_enable_stats(BPF_STATS_RUN_TIME) : -1;
 	struct kubezonnet_bpf *ours = strcmp(which, "ours") == 0 ? load_ours(&flows_fd, 0) : NULL;
-	struct bpf_program *prog = ours				 ? ours->progs.kzn_postrouting
-				   : !bench			 ? NULL
+	struct floor_bpf *floor = strcmp(which, "one-add") == 0 ? load_floor() : NULL;
+	struct bpf_program *prog = ours				  ? ours->progs.kzn_postrouting
+				   : floor			  ? floor->progs.kzn_bench_one_add
+				   : !bench			  ? NULL
 				   : strcmp(which, "parse") == 0 ? bench->progs.kzn_bench_parse
-								 : bench->progs.kzn_bench_empty;
+				   : strcmp(which, "empty") == 0 ? bench->progs.kzn_bench_empty
+								  : NULL;
+	struct bpf_prog_info info = {0};
+	__u32 info_len = sizeof(info);
 	struct bpf_link *links[2] = {NULL, NULL};
 	int pfs[2] = {NFPROTO_IPV4, NFPROTO_IPV6};
 #if HAVE_BEFORE
@@ -271,7 +295,7 @@ static int attach(const char *which)
 
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
-	if (!prog) {
+	if (!prog || (stats && stats_fd < 0)) {
 		fprintf(stderr, "bpf_bench: load: %s\n", strerror(errno));
 		return 1;
 	}
@@ -288,13 +312,21 @@ static int attach(const char *which)
 	fflush(stdout);
 	while (!stop)
 		pause();
+	/* Both links run the one program: its figures are IPv4's and IPv6's packets together. */
+	if (stats && bpf_prog_get_info_by_fd(bpf_program__fd(prog), &info, &info_len) == 0)
+		printf("%.1f ns/packet, %llu packets\n",
+		       info.run_cnt ? (double)info.run_time_ns / (double)info.run_cnt : 0.0,
+		       (unsigned long long)info.run_cnt);
 	bpf_link__destroy(links[0]);
 	bpf_link__destroy(links[1]);
 	kubezonnet_bpf__destroy(ours);
+	floor_bpf__destroy(floor);
 #if HAVE_BEFORE
 	before_bpf__destroy(old);
 #endif
 	bench_bpf__destroy(bench);
+	if (stats_fd >= 0)
+		close(stats_fd);
 	return 0;
 }
 
@@ -305,8 +337,8 @@ int main(int argc, char **argv)
 	int empty_fd, parse_fd, ours_fd, flows_fd, before_fd = -1, before_flows_fd = -1;
 	int percpu_fd, percpu_flows_fd;
 
-	if (argc == 3 && strcmp(argv[1], "attach") == 0)
-		return attach(argv[2]);
+	if ((argc == 3 || argc == 4) && strcmp(argv[1], "attach") == 0)
+		return attach(argv[2], argc == 4 && strcmp(argv[3], "stats") == 0);
 	if (geteuid() != 0) {
 		printf("%-44s (skipped: needs root)\n", "bpf: per-packet cost");
 		return 0;
