@@ -4,13 +4,16 @@
 # DaemonSet rolling update does) and started again seconds later, once with the server
 # reachable and once while the server's agent port drops every packet; and an upgrade to a
 # changed program (built here from a modified copy of the source, as a new release would be)
-# and back again.
+# and back again; and rolling updates that turn --per-cpu-counts on and off, which keep the
+# kind of flow maps already pinned.
 . "$(dirname "$0")/lib.sh"
 
 NAMES=("SIGTERM and restart, server reachable: nothing lost, nothing counted twice"
 	"SIGTERM and restart while the agent port drops every packet: nothing lost"
 	"upgrade to a changed program and back, mid-traffic: nothing lost, links kept"
-	"upgrade: the counting program is swapped in place, not re-attached")
+	"upgrade: the counting program is swapped in place, not re-attached"
+	"SIGTERM, restart with --per-cpu-counts on one-count maps: kept so, nothing lost"
+	"SIGTERM, restart without --per-cpu-counts on per-CPU maps: kept so, nothing lost")
 scenario_begin "${NAMES[@]}"
 ipv4_topology_setup
 
@@ -113,4 +116,44 @@ if [ "$upgrades" = 2 ] && [ "$(links)" = "$before" ] && [ -n "$before" ]; then
 else
 	not_ok "${NAMES[3]}" "$upgrades in-place upgrades (want 2), links $before then $(links)"
 fi
+
+# 5. A rolling update that turns --per-cpu-counts on, and one that turns it off: the maps
+# pinned stay of their kind (changing it would lose what they hold), the agent says so, the
+# program goes on counting into them and nothing is lost. Which hook counts plays no part:
+# the cgroup run (agent_upgrade_cgroup.sh) leaves this to the default run.
+# kind_kept NAME WANT: the new agent said it kept the pinned kind WANT and attached with it.
+kind_kept() {
+	local name=$1 want=$2 attach got_per_cpu=no want_per_cpu=no
+	attach=$(grep -E 'attached to|counting continues' "$WORK/agent" | tail -1)
+	[[ "$attach" == *"(counts per CPU)"* ]] && got_per_cpu=yes
+	[ "$want" = "counts per CPU" ] && want_per_cpu=yes
+	if ! grep -q "hold $want: keeping them so" "$WORK/agent"; then
+		not_ok "$name: the pinned kind kept" "no 'hold $want: keeping them so' line"
+	elif [ "$got_per_cpu" != "$want_per_cpu" ]; then
+		not_ok "$name: the pinned kind kept" "the agent attached with: $attach"
+	fi
+}
+if [ "${KZN_HOOK:-}" = cgroup ]; then
+	skip "${NAMES[4]}" "the same with either hook: agent_upgrade.sh runs it"
+	skip "${NAMES[5]}" "the same with either hook: agent_upgrade.sh runs it"
+	stop_agent
+	exit 0
+fi
+begin 8
+sleep 2
+stop_agent
+agent_start "$WORK/agent" --interval 1s --per-cpu-counts
+verdict "${NAMES[4]}"
+kind_kept "${NAMES[4]}" "one count a flow"
+# Per-CPU maps from the start: every count shipped, the pins removed, an agent with the flag.
+wait_for 20 totals_match "$WORK/sink"
+stop_agent
+ip netns exec "$NODE" "$AGENT" --uninstall --pin-path "$BPFFS/kubezonnet" >>"$WORK/agent" 2>&1
+agent_start "$WORK/agent" --interval 1s --per-cpu-counts
+begin 8
+sleep 2
+stop_agent
+agent_start "$WORK/agent" --interval 1s
+verdict "${NAMES[5]}"
+kind_kept "${NAMES[5]}" "counts per CPU"
 stop_agent
