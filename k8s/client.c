@@ -289,7 +289,7 @@ static void k8s_close(struct k8s_watch *w)
 		close(w->fd);
 	w->fd = -1;
 	w->state = K8S_IDLE;
-	w->head_len = w->head_seen = w->body_len = w->body_pos = 0;
+	w->head_len = w->head_seen = w->body_len = w->body_pos = w->line_scanned = 0;
 }
 
 /* k8s_fail closes the connection and schedules a retry after a jittered back-off. */
@@ -421,7 +421,7 @@ static void k8s_start(struct k8s_client *c, struct k8s_watch *w, long long now)
 	w->content_left = -1;
 	memset(&w->dechunk, 0, sizeof(w->dechunk));
 	memset(&w->list, 0, sizeof(w->list));
-	w->head_len = w->head_seen = w->body_len = w->body_pos = 0;
+	w->head_len = w->head_seen = w->body_len = w->body_pos = w->line_scanned = 0;
 }
 
 /* k8s_tls_begin creates the TLS session: SNI for names, and the name or IP to verify. */
@@ -626,11 +626,14 @@ static int k8s_events(struct k8s_client *c, struct k8s_watch *w, long long now)
 
 	for (;;) {
 		char *line = w->body + w->body_pos;
-		char *nl = memchr(line, '\n', w->body_len - w->body_pos);
+		/* An event that arrives in many reads is searched for its end once, not per read. */
+		char *nl = memchr(line + w->line_scanned, '\n',
+				  w->body_len - w->body_pos - w->line_scanned);
 		size_t len;
 
 		if (!nl) {
-			if (w->body_len - w->body_pos > K8S_ITEM_MAX) {
+			w->line_scanned = w->body_len - w->body_pos;
+			if (w->line_scanned > K8S_ITEM_MAX) {
 				k8s_fail(w, now, "a watch event is larger than 4 MiB");
 				return -1;
 			}
@@ -638,6 +641,7 @@ static int k8s_events(struct k8s_client *c, struct k8s_watch *w, long long now)
 		}
 		len = (size_t)(nl - line);
 		w->body_pos += len + 1;
+		w->line_scanned = 0;
 		while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
 			len--;
 		if (!len)

@@ -69,6 +69,7 @@ struct k8s_watch {
 	struct http_chunked dechunk;
 	char *body; /* decoded body not yet consumed: list bytes or watch lines */
 	size_t body_len, body_cap, body_pos;
+	size_t line_scanned; /* bytes from body_pos known to hold no newline (watch lines) */
 	struct json_list list;
 	unsigned backoff_ms;
 	long long retry_at_ms, healthy_since_ms;
