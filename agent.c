@@ -1353,12 +1353,17 @@ static int agent_open_bpf(struct agent *a)
 	a->loss_fd = bpf_map__fd(a->skel->maps.kzn_loss);
 	a->state_fd = bpf_map__fd(a->skel->maps.kzn_state);
 	a->ncpus = libbpf_num_possible_cpus();
+	if (a->ncpus <= 0) {
+		agent_log("cannot tell the possible CPUs (/sys/devices/system/cpu/possible): %s",
+			  strerror(-a->ncpus));
+		return a->ncpus ? a->ncpus : -EINVAL;
+	}
 	a->keys = calloc(a->map_entries, sizeof(*a->keys));
 	a->values = calloc(a->map_entries, sizeof(*a->values));
-	if (a->per_cpu && a->ncpus > 0)
+	if (a->per_cpu)
 		a->percpu =
 			calloc((size_t)AGENT_PERCPU_BATCH * (size_t)a->ncpus, sizeof(*a->percpu));
-	if (a->ncpus <= 0 || !a->keys || !a->values || (a->per_cpu && !a->percpu)) {
+	if (!a->keys || !a->values || (a->per_cpu && !a->percpu)) {
 		agent_log("out of memory for %u flows", a->map_entries);
 		return -ENOMEM;
 	}
