@@ -639,18 +639,52 @@ static __always_inline int kzn_parse_skb_direct(struct __sk_buff *skb, struct kz
 }
 
 /*
+ * kzn_ipv6_unfragmentable: the length of the IPv6 packet's part that every fragment repeats,
+ * as the kernel finds it (ip6_find_1stfragopt): the fixed header, then hop-by-hop, routing
+ * and destination options headers, up to a destination options header after a routing header
+ * (which travels in the fragments) or any other header.
+ */
+static __always_inline __u32 kzn_ipv6_unfragmentable(const struct bpf_dynptr *ptr)
+{
+	__u32 off = 40;
+	__u8 buf[8], *h, next;
+	int routing = 0;
+
+	h = bpf_dynptr_slice(ptr, 0, buf, 8);
+	if (!h)
+		return off;
+	next = h[6];
+	for (int i = 0; i < KZN_IPV6_EXT_MAX; i++) {
+		if (next == IPPROTO_ROUTING)
+			routing = 1;
+		else if (next != IPPROTO_HOPOPTS && (next != IPPROTO_DSTOPTS || routing))
+			return off;
+		h = bpf_dynptr_slice(ptr, off, buf, 2);
+		if (!h)
+			return off;
+		next = h[0];
+		off += ((__u32)h[1] + 1) * 8;
+	}
+	return off;
+}
+
+/*
  * kzn_socket_fragments: a packet above its device's MTU leaves as IP fragments, which cgroup
  * egress (before fragmentation) does not see. Counted as the device's MTU cuts it: IPv4 when
- * DF is clear, each fragment repeating the IP header; IPv6, each repeating the headers before
- * the fragment header and adding its 8 bytes. (A route MTU below the device's cuts smaller:
- * not seen here.) Otherwise the packet as it is.
+ * DF is clear, each fragment repeating the IP header (the last one filled up to the MTU, the
+ * others to a multiple of 8 bytes); IPv6, each repeating the headers before
+ * the fragment header (l3_len: the unfragmentable part, kzn_ipv6_unfragmentable) and adding
+ * its 8 bytes. (A route MTU below the device's cuts smaller: not seen here.) Otherwise the
+ * packet as it is.
  */
-#define KZN_FRAGMENT_MIN 1280 /* no device MTU is below IPv6's minimum here */
+#define KZN_FRAGMENT_MIN4 68   /* IPv4's minimum MTU (RFC 791) */
+#define KZN_FRAGMENT_MIN6 1280 /* IPv6's */
 static __always_inline int kzn_socket_fragments(struct __sk_buff *skb, int family, int df,
 						__u32 len, __u32 l3_len, struct kzn_packet *pkt)
 {
 	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
-	__u32 mtu = kskb ? BPF_CORE_READ(kskb, dev, mtu) : 0, per, n;
+	struct net_device *dev = kskb ? kskb->dev : NULL;
+	__u32 mtu = dev ? dev->mtu : 0, per, n; /* plain loads: no helper call */
 
 	pkt->bytes = len;
 	pkt->packets = 1;
@@ -662,7 +696,9 @@ static __always_inline int kzn_socket_fragments(struct __sk_buff *skb, int famil
 		per = (mtu - l3_len) & ~7u;
 		if (!per)
 			return KZN_PARSED;
-		n = (len - l3_len + per - 1) / per;
+		/* Each fragment but the last carries a multiple of 8 bytes; the last, up to the
+		 * MTU (ip_frag_next, __ip_append_data). */
+		n = 1 + (len - mtu + per - 1) / per;
 		pkt->packets = n;
 		pkt->bytes = len + (__u64)(n - 1) * l3_len;
 	} else {
@@ -687,7 +723,7 @@ static __always_inline int kzn_parse_socket(struct __sk_buff *skb, struct kzn_fl
 					    struct kzn_packet *pkt)
 {
 	struct bpf_dynptr ptr;
-	__u32 len = skb->len, l3_len, l4_len, hdr_len, segs = 1, gso_size;
+	__u32 len = skb->len, l3_len, l4_len, hdr_len, segs = 1, gso_size, unfrag_len = 0;
 	__u16 ports[2];
 	__u8 buf[8], *v;
 	int family, df;
@@ -711,6 +747,9 @@ static __always_inline int kzn_parse_socket(struct __sk_buff *skb, struct kzn_fl
 		hdr_len = l3_len + l4_len;
 		v = family == 4 ? bpf_dynptr_slice(&ptr, 0, buf, 8) : NULL;
 		df = v && (v[6] & 0x40);
+		/* Fragments repeat only the unfragmentable part of IPv6's extension headers. */
+		if (family == 6 && l3_len > 40)
+			unfrag_len = kzn_ipv6_unfragmentable(&ptr);
 	}
 	gso_size = skb->gso_size;
 	if (kzn_count_gso && gso_size) {
@@ -719,8 +758,9 @@ static __always_inline int kzn_parse_socket(struct __sk_buff *skb, struct kzn_fl
 			segs = (len - hdr_len + gso_size - 1) / gso_size;
 		if (!segs)
 			segs = 1;
-	} else if (kzn_count_gso && len > KZN_FRAGMENT_MIN) {
-		return kzn_socket_fragments(skb, family, df, len, l3_len, pkt);
+	} else if (kzn_count_gso && len > (family == 4 ? KZN_FRAGMENT_MIN4 : KZN_FRAGMENT_MIN6)) {
+		return kzn_socket_fragments(skb, family, df, len, unfrag_len ? unfrag_len : l3_len,
+					    pkt);
 	}
 	pkt->packets = segs;
 	pkt->bytes = len + (__u64)(segs - 1) * hdr_len;

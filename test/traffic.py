@@ -7,6 +7,9 @@
   traffic.py udp-flood DST SECONDS NEWPORTS     datagrams for SECONDS, NEWPORTS new ports each 10 ms
   traffic.py udp-gso DST PORT COUNT SIZE SEGMENT  COUNT sends of SIZE bytes, each cut by the kernel
                                                 into datagrams of SEGMENT bytes (UDP GSO)
+  traffic.py udp6-ext DST PORT COUNT SIZE       IPv6 datagrams with a segment routing header (to
+                                                DST itself) and, after it, 16 bytes of
+                                                destination options, set on the socket
 """
 import socket
 import sys
@@ -73,6 +76,25 @@ def udp_gso(dst, port, count, size, segment):
             pass
 
 
+# linux/in6.h: the socket's routing header, and its destination options after the routing header.
+IPV6_RTHDR, IPV6_DSTOPTS = 57, 59
+
+
+def udp6_ext(dst, port, count, size):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    seg = socket.inet_pton(socket.AF_INET6, dst)
+    # Segment routing header (type 4), two segments, both DST; one left: the packet goes to DST.
+    s.setsockopt(socket.IPPROTO_IPV6, IPV6_RTHDR, bytes([0, 4, 4, 1, 1, 0, 0, 0]) + seg + seg)
+    # 16 bytes: next header, length 1 (2 units of 8), one PadN option of 12 bytes.
+    s.setsockopt(socket.IPPROTO_IPV6, IPV6_DSTOPTS, bytes([0, 1, 1, 12]) + bytes(12))
+    payload = b"e" * size
+    for _ in range(count):
+        try:
+            s.sendto(payload, (dst, port))
+        except ConnectionRefusedError:
+            pass
+
+
 def udp_flood(dst, seconds, newports):
     s = socket.socket(family(dst), socket.SOCK_DGRAM)
     end = time.time() + seconds
@@ -101,6 +123,8 @@ if __name__ == "__main__":
         tcp(args[0], int(args[1]), int(args[2]))
     elif cmd == "udp-gso":
         udp_gso(args[0], int(args[1]), int(args[2]), int(args[3]), int(args[4]))
+    elif cmd == "udp6-ext":
+        udp6_ext(args[0], int(args[1]), int(args[2]), int(args[3]))
     elif cmd == "udp-flood":
         udp_flood(args[0], float(args[1]), int(args[2]))
     else:
