@@ -397,8 +397,17 @@ if [ -n "${DEMO_SECONDS:-}" ]; then
 	while [ $SECONDS -lt $end ]; do
 		sleep 1
 	done
-	# Stop the traffic, let the agents ship their last interval, then show the totals.
-	ps -eo pid,args | awk '/demo\/traffic.py/ && !/awk/ { print $1 }' | xargs -r kill 2>/dev/null
+	# Stop the traffic, let the agents ship their last interval, then show the totals. The
+	# clients first, which close their connections and wait for the servers to close theirs:
+	# a connection whose process is gone ends with an ACK from the kernel's own socket, which
+	# the cgroup hook does not count (see the README, "Which hook").
+	traffic() { ps -eo pid,args | awk -v what="$1" '$0 ~ "demo/traffic.py " what && !/awk/ { print $1 }'; }
+	traffic call | xargs -r kill 2>/dev/null
+	for _ in $(seq 30); do
+		[ -z "$(traffic call)" ] && break
+		sleep 0.1
+	done
+	traffic serve | xargs -r kill 2>/dev/null
 	sleep 6
 	report=${DEMO_REPORT:-}
 	python3 "$TOP/demo/table.py" "$URL" --final "$DEMO_SECONDS" ${report:+--report "$report.table"}
