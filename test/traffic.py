@@ -20,14 +20,17 @@ def family(addr):
     return socket.AF_INET6 if ":" in addr else socket.AF_INET
 
 
-def udp(dst, port, count, size, ports=1):
-    s = socket.socket(family(dst), socket.SOCK_DGRAM)
-    payload = b"k" * size
+def send_all(s, payload, dst, port, count, ports=1):
+    """count datagrams of payload from s to dst, round robin over ports from port."""
     for i in range(count):
         try:
             s.sendto(payload, (dst, port + i % ports))
         except ConnectionRefusedError:
             pass  # an ICMP port unreachable from an earlier datagram: keep going
+
+
+def udp(dst, port, count, size, ports=1):
+    send_all(socket.socket(family(dst), socket.SOCK_DGRAM), b"k" * size, dst, port, count, ports)
 
 
 def tcp_sink(port):
@@ -68,12 +71,7 @@ UDP_SEGMENT = 103
 def udp_gso(dst, port, count, size, segment):
     s = socket.socket(family(dst), socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_UDP, UDP_SEGMENT, segment)
-    payload = b"g" * size
-    for _ in range(count):
-        try:
-            s.sendto(payload, (dst, port))
-        except ConnectionRefusedError:
-            pass
+    send_all(s, b"g" * size, dst, port, count)
 
 
 # linux/in6.h: the socket's routing header, and its destination options after the routing header.
@@ -87,12 +85,7 @@ def udp6_ext(dst, port, count, size):
     s.setsockopt(socket.IPPROTO_IPV6, IPV6_RTHDR, bytes([0, 4, 4, 1, 1, 0, 0, 0]) + seg + seg)
     # 16 bytes: next header, length 1 (2 units of 8), one PadN option of 12 bytes.
     s.setsockopt(socket.IPPROTO_IPV6, IPV6_DSTOPTS, bytes([0, 1, 1, 12]) + bytes(12))
-    payload = b"e" * size
-    for _ in range(count):
-        try:
-            s.sendto(payload, (dst, port))
-        except ConnectionRefusedError:
-            pass
+    send_all(s, b"e" * size, dst, port, count)
 
 
 def udp_flood(dst, seconds, newports):
