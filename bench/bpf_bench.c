@@ -375,6 +375,7 @@ int main(int argc, char **argv)
 		double empty[BENCH_RUNS], parse[BENCH_RUNS], hot[BENCH_RUNS], old[BENCH_RUNS];
 		double empty1[BENCH_RUNS], fresh[BENCH_RUNS], fresh_old[BENCH_RUNS];
 		double s_empty[BENCH_RUNS], s_hot[BENCH_RUNS];
+		double e_one[BENCH_RUNS], e_two[BENCH_RUNS];
 		double one[BENCH_RUNS], two[BENCH_RUNS], one_old[BENCH_RUNS], two_old[BENCH_RUNS];
 		double pc_hot[BENCH_RUNS], pc_fresh[BENCH_RUNS], pc_one[BENCH_RUNS],
 			pc_two[BENCH_RUNS];
@@ -394,6 +395,8 @@ int main(int argc, char **argv)
 				s_hot[r] = socket_ns(socket_fd, &p, HOT_REPEAT, dev);
 			}
 			if (cpus) {
+				e_one[r] = one_cpu_ns(empty_fd, &p);
+				e_two[r] = two_cpus_ns(empty_fd, &p);
 				one[r] = one_cpu_ns(ours_fd, &p);
 				two[r] = two_cpus_ns(ours_fd, &p);
 				pc_one[r] = one_cpu_ns(percpu_fd, &p);
@@ -433,18 +436,18 @@ int main(int argc, char **argv)
 		snprintf(what, sizeof(what), "bpf: %s 1,000 new keys, per-CPU counts", fam);
 		bench_row(what, bench_median(pc_fresh, BENCH_RUNS), "ns", "one count a flow", f);
 		if (cpus) {
+			/* What two CPUs running at once cost this machine with no line shared. */
+			snprintf(what, sizeof(what), "bpf: %s empty program, two CPUs", fam);
+			bench_pair_row(what, e_two, "ns", "one CPU", e_one, BENCH_RUNS);
 			snprintf(what, sizeof(what), "bpf: %s hot key, two CPUs, per-CPU counts",
 				 fam);
-			bench_row(what, bench_median(pc_two, BENCH_RUNS), "ns", "one CPU",
-				  bench_median(pc_one, BENCH_RUNS));
+			bench_pair_row(what, pc_two, "ns", "one CPU", pc_one, BENCH_RUNS);
 			snprintf(what, sizeof(what), "bpf: %s hot key, two CPUs at once", fam);
-			bench_row(what, bench_median(two, BENCH_RUNS), "ns", "one CPU",
-				  bench_median(one, BENCH_RUNS));
+			bench_pair_row(what, two, "ns", "one CPU", one, BENCH_RUNS);
 			if (before_fd >= 0) {
 				snprintf(what, sizeof(what),
 					 "bpf: %s hot key, two CPUs, before #15", fam);
-				bench_row(what, bench_median(two_old, BENCH_RUNS), "ns", "one CPU",
-					  bench_median(one_old, BENCH_RUNS));
+				bench_pair_row(what, two_old, "ns", "one CPU", one_old, BENCH_RUNS);
 			}
 		}
 		if (!dev)

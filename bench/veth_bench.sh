@@ -7,7 +7,10 @@
 # the machine's drift between rounds cancels out. Then the same traffic with the kernel timing
 # each program run (BPF_ENABLE_STATS, 5 runs of 1 s each): what each costs over the empty
 # program in nanoseconds per packet, a far finer figure than a rate that moves by a few
-# percent from one run to the next.
+# percent from one run to the next. Last, those costs as rates: the CPU time a forwarded packet
+# takes with the empty program (all of it on the sender's CPU: veth hands packets on within that
+# CPU) against the same plus what the kernel timed; and each program's rate against the bound's,
+# the least any per-flow counter costs.
 set -u
 TOP=$(cd "$(dirname "$0")/.." && pwd)
 . "$TOP/test/lib.sh"
@@ -29,16 +32,21 @@ ip netns exec "$POD2" nft add table ip sink
 ip netns exec "$POD2" nft add chain ip sink in '{ type filter hook prerouting priority -300; policy drop; }'
 
 rx() { ip netns exec "$POD2" cat /sys/class/net/eth0/statistics/rx_packets; }
-# measure FLOWS SECONDS: packets per second forwarded to the receiver.
+# busy: CPU 0's time at work (user, nice, system, irq, softirq; not idle, iowait or steal), in
+# clock ticks.
+busy() { awk '$1 == "cpu0" { print $2 + $3 + $4 + $7 + $8 }' /proc/stat; }
+HZ=$(getconf CLK_TCK)
+# measure FLOWS SECONDS: packets per second forwarded to the receiver, and CPU 0's nanoseconds
+# of work per forwarded packet.
 measure() {
-	local before after
-	before=$(rx)
+	local before after b0 b1
+	before=$(rx) b0=$(busy)
 	ip netns exec "$POD1" taskset -c 0 "$TOP/build/bench/udpflood" 10.77.2.2 "$1" "$2" >/dev/null
-	after=$(rx)
-	echo $(((after - before) / $2))
+	after=$(rx) b1=$(busy)
+	echo "$(((after - before) / $2)) $(((b1 - b0) * 1000000000 / HZ / (after - before + 1)))"
 }
-# with_prog PROG FLOWS [stats]: the rate with PROG attached (none: no program); with stats,
-# the kernel's mean nanoseconds per run of PROG instead.
+# with_prog PROG FLOWS [stats]: measure's two figures with PROG attached (none: no program);
+# with stats, the kernel's mean nanoseconds per run of PROG instead.
 with_prog() {
 	local prog=$1 flows=$2 stats=${3:-} pid out
 	if [ "$prog" = none ]; then
@@ -66,14 +74,22 @@ ratios() { awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x); split(b, y); for (i
 # The program before issue #15 (bench/bpf_bench.c), where make bench could build it from git.
 progs="ours one-add"
 [ -e "$TOP/build/before.skel.h" ] && progs="ours before one-add"
+declare -A short=([ours]="kubezonnet" [before]="before #15" [one-add]="bound")
+# rate_row WHAT T A B BASELINE: (T + B) / (T + A), the rate of a packet that takes T ns plus A
+# against one that takes T plus B, next to the target 0.97.
+rate_row() {
+	awk -v what="$1" -v t="$2" -v a="$3" -v b="$4" -v base="$5" 'BEGIN { r = (t + b) / (t + a)
+		printf "%-44s %14.3f %-12s %-26s %14.3f %7.2fx\n", what, r, "x", base, 0.97, r / 0.97 }'
+}
 declare -A name=([ours]="kubezonnet" [before]="before #15" [one-add]="one add per flow (bound)")
 for flows in 256 4096; do
 	declare -A rate=() ns=()
+	cpu=""
 	for r in 1 2 3 4 5 6 7; do
-		rate[none]+=" $(with_prog none $flows)"
-		rate[empty]+=" $(with_prog empty $flows)"
-		for p in $progs; do
-			rate[$p]+=" $(with_prog "$p" $flows)"
+		for p in none empty $progs; do
+			read -r pps nspp < <(with_prog "$p" $flows)
+			rate[$p]+=" $pps"
+			[ "$p" = empty ] && cpu+=" $nspp"
 		done
 	done
 	for r in 1 2 3 4 5; do
@@ -97,5 +113,18 @@ for flows in 256 4096; do
 	for p in $progs; do
 		[ "$p" = one-add ] && continue
 		row "veth: $flows flows, ${name[$p]} (kernel)" "$(over "$p")" "ns over empty" "one add per flow" "$bound"
+	done
+	# As rates: a packet's CPU time with the empty program, T, against T plus a program's cost
+	# over it (target 0.97); and against the bound's T plus its cost (the target again, for what
+	# a program costs beyond the one memory access every per-flow counter pays).
+	t=$(echo $cpu | median)
+	printf '%-44s %14.1f %-12s %-26s %14s %8s\n' "veth: $flows flows, CPU per forwarded packet" "$t" \
+		"ns/packet" "(the empty program)" - -
+	for p in $progs; do
+		rate_row "veth: $flows flows, ${short[$p]}, rate (kernel)" "$t" "$(over "$p")" 0 \
+			"empty program (target)"
+		[ "$p" = one-add ] ||
+			rate_row "veth: $flows flows, ${short[$p]}, rate vs bound" "$t" "$(over "$p")" "$bound" \
+				"the bound (target)"
 	done
 done
