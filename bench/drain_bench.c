@@ -56,6 +56,7 @@ int main(void)
 	a.config.pin_path = pins;
 	a.config.map_entries = KZN_MAP_ENTRIES_MAX;
 	a.config.interval_ms = AGENT_INTERVAL_DEFAULT;
+	a.protocol = AGENT_PROTOCOL; /* as main() sets it: frames are built in the version spoken */
 	a.sock = -1;
 	if (agent_open_bpf(&a) != 0 || agent_recover(&a) != 0) {
 		printf("%-44s (skipped: cannot load)\n", "drain: time and CPU");
