@@ -72,7 +72,8 @@ run() {
 		--scrape-interval $SCRAPE_INTERVAL --scrape-delay $((PERIOD * (1 + INGEST))) \
 		--agent-addr 127.0.0.1:$PORT --http-addr 127.0.0.1:$HTTP --server-pid $SRV \
 		--output kv >"$out.sim" 2>"$out.err"
-	curl -s "http://127.0.0.1:$HTTP/metrics" >"$out.metrics"
+	curl -sS "http://127.0.0.1:$HTTP/metrics" >"$out.metrics" 2>"$out.curl" ||
+		echo "# /metrics after the run: $(cat "$out.curl")" >&2
 	kill $SRV
 	wait $SRV 2>/dev/null
 	SRV=
@@ -86,7 +87,18 @@ run() {
 	awk '$1 == "server_rss_kb" { print $2 / 1024 }' "$out.sim" >>"$WORK/$n.rss"
 	sim scrape_p99_ms >>"$WORK/$n.p99"
 	echo $(($(msum kubezonnet_frames_rejected_total) + $(sim errors_other) + $(sim errors_overloaded))) >>"$WORK/rejected"
-	echo $(($(sim records_sent) - $(msum kubezonnet_records_received_total))) >>"$WORK/lost"
+	local lost=$(($(sim records_sent) - $(msum kubezonnet_records_received_total)))
+	echo $lost >>"$WORK/lost"
+	if [ "$lost" != 0 ]; then
+		# Keep what tells where they went: the server's log and last /metrics, agentsim's output.
+		local keep
+		keep=$(mktemp -d /tmp/kzt-scale-lost.XXXXXX)
+		cp "$out".* "$keep/"
+		echo "# $n agents: $lost records sent but not in kubezonnet_records_received_total" \
+			"($(grep -c '^kubezonnet_records_received_total' "$out.metrics") node series;" \
+			"$(grep '^kubezonnet_reports_total' "$out.metrics" | tr '\n' ' '));" \
+			"the run's files are in $keep" >&2
+	fi
 	echo "# $n agents (round $2): $(grep -E '^(connected_max|reports_acked|records_sent|reports_late|reconnects|ack_p50_ms|ack_p99_ms|scrapes|scrape_errors|scrape_p50_ms|scrape_p99_ms|scrape_max_ms|scrape_bytes|cpu_source|server_rss_kb|server_rss_max_kb) ' "$out.sim" | tr '\n' ' ')" >&2
 }
 for r in $(seq "$ROUNDS"); do
