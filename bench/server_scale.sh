@@ -72,6 +72,9 @@ run() {
 		--scrape-interval $SCRAPE_INTERVAL --scrape-delay $((PERIOD * (1 + INGEST))) \
 		--agent-addr 127.0.0.1:$PORT --http-addr 127.0.0.1:$HTTP --server-pid $SRV \
 		--output kv >"$out.sim" 2>"$out.err"
+	# The server reuses a /metrics rendering for up to 1 s (ten times what it cost): one made
+	# while the last reports came in would miss some of them.
+	sleep 1.1
 	curl -sS "http://127.0.0.1:$HTTP/metrics" >"$out.metrics" 2>"$out.curl" ||
 		echo "# /metrics after the run: $(cat "$out.curl")" >&2
 	kill $SRV
