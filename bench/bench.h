@@ -34,12 +34,18 @@ static inline double bench_median(double *v, int n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* bench_row_ratio prints one table row: what, the figure, its unit, the baseline and a ratio. */
+/*
+ * bench_row_ratio prints one table row: what, the figure, its unit, the baseline and a ratio
+ * (a row without a baseline, "-", shows none).
+ */
 static inline void bench_row_ratio(const char *what, double value, const char *unit,
 				   const char *baseline, double base_value, double ratio)
 {
-	printf("%-44s %14.1f %-12s %-26s %14.1f %7.2fx\n", what, value, unit, baseline, base_value,
-	       ratio);
+	if (baseline[0] == '-' && !baseline[1])
+		printf("%-44s %14.1f %-12s %-26s %14s %8s\n", what, value, unit, baseline, "-", "-");
+	else
+		printf("%-44s %14.1f %-12s %-26s %14.1f %7.2fx\n", what, value, unit, baseline,
+		       base_value, ratio);
 	fflush(stdout);
 }
 
