@@ -86,7 +86,7 @@ ratios() { awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x); split(b, y); for (i
 # The program before issue #15 (bench/bpf_bench.c), where make bench could build it from git.
 progs="ours one-add"
 [ -e "$TOP/build/before.skel.h" ] && progs="ours before one-add"
-declare -A short=([ours]="kubezonnet" [before]="before #15" [one-add]="bound")
+declare -A name=([ours]="kubezonnet" [before]="before #15" [one-add]="bound (one add per flow)")
 # rate_row WHAT T A B BASELINE: (T + B) / (T + A), the rate of a packet that takes T ns plus A
 # against one that takes T plus B, next to the target 0.97 and whether it is met.
 rate_row() {
@@ -94,7 +94,6 @@ rate_row() {
 		printf "%-44s %14.3f %-12s %-26s %14.3f %7.2fx  target >= 0.97: %s\n", what, r, "x", base,
 			0.97, r / 0.97, (r >= 0.97 ? "met" : "NOT MET") }'
 }
-declare -A name=([ours]="kubezonnet" [before]="before #15" [one-add]="one add per flow (bound)")
 for flows in 256 4096; do
 	declare -A rate=() ns=()
 	cpu=""
@@ -138,10 +137,10 @@ for flows in 256 4096; do
 	printf '%-44s %14.1f %-12s %-26s %14s %8s\n' "veth: $flows flows, CPU per forwarded packet" "$t" \
 		"ns/packet" "(the empty program)" - -
 	for p in $progs; do
-		rate_row "veth: $flows flows, ${short[$p]}, rate (kernel)" "$t" "$(over "$p")" 0 \
+		rate_row "veth: $flows flows, ${name[$p]%% (*}, rate (kernel)" "$t" "$(over "$p")" 0 \
 			"empty program (target)"
 		[ "$p" = one-add ] ||
-			rate_row "veth: $flows flows, ${short[$p]}, rate vs bound" "$t" "$(over "$p")" "$bound" \
+			rate_row "veth: $flows flows, ${name[$p]%% (*}, rate vs bound" "$t" "$(over "$p")" "$bound" \
 				"the bound (target)"
 	done
 done

@@ -7,10 +7,11 @@
 . "$(dirname "$0")/lib.sh"
 cd "$TOP" || exit 1
 seconds=${FUZZ_SECONDS:-10}
+TARGETS="wire json http chunked topology k8s"
 jobs=$(nproc 2>/dev/null || echo 1)
 if ! make -s -j"$jobs" fuzz >build/fuzz-build.log 2>&1; then
 	if grep -q "fuzzer" build/fuzz-build.log; then
-		for t in wire json http chunked topology k8s; do skip "fuzz: $t" "libFuzzer not available (make deps installs libclang-rt-dev)"; done
+		for t in $TARGETS; do skip "fuzz: $t" "libFuzzer not available (make deps installs libclang-rt-dev)"; done
 		exit 0
 	fi
 	not_ok "fuzz: build" "$(tail -5 build/fuzz-build.log)"
@@ -25,7 +26,6 @@ printf 'GET /metrics HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n' >buil
 # Two bytes that choose the piece sizes, then a chunked body with an extension, a trailer and what follows.
 printf '\x12\x344\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\nHTTP/1.1 200' >build/fuzz/seeds-chunked/body
 printf '\x00\x00\x00\x0c\x00\x03\x00\x00\x00\x00\x00\x00\x00\x00\x00\x07' >build/fuzz/seeds-wire/ack
-TARGETS="wire json http chunked topology k8s"
 # fuzz T: runs fuzzer T; its exit status goes to build/fuzz/T.rc.
 fuzz() {
 	(cd build/fuzz && ASAN_OPTIONS=detect_leaks=1 ./fuzz-$1 -max_total_time="$seconds" \
